@@ -1,0 +1,63 @@
+# KDEP at CIFAR scale: the real CIFAR-10 ResNet-56 (He et al. design, 64-d
+# pooled feature) -> ResNet-20 (64-d; the SVD basis is a full rotation, PTS
+# still applies), labels unused. Teacher weights: the original checkpoint
+# (keys 'module.*'), mapped onto an mmpretrain ImageClassifier by
+# teacher_revise_keys.
+#   python tools/train.py configs/kdep/cifar10_r56_to_r20.py
+_base_ = [
+    '../_base_/kdep_runtime.py',
+    '../_base_/datasets/cifar10_jpeg.py',
+]
+
+teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
+
+model = dict(
+    type='kdep_mm.KDEPDistiller',
+    data_preprocessor=dict(
+        type='mmpretrain.ClsDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True),
+    student=dict(type='kdep_mm.CIFARResNet', depth=20),
+    teacher=dict(
+        type='mmpretrain.ImageClassifier',
+        backbone=dict(type='kdep_mm.CIFARResNet', depth=56),
+        neck=dict(type='mmpretrain.GlobalAveragePooling'),
+        head=dict(
+            type='mmpretrain.LinearClsHead',
+            num_classes=10,
+            in_channels=64,
+            loss=dict(type='mmpretrain.CrossEntropyLoss'))),
+    teacher_ckpt=teacher_ckpt,
+    teacher_revise_keys=[(r'^module\.linear\.', 'head.fc.'),
+                         (r'^module\.', 'backbone.')],
+    aligner=dict(
+        type='kdep_mm.SVDAligner',
+        student_channels=64,
+        teacher_channels=64,
+        temperature=0.1,
+        power=3),
+    distill_loss=dict(type='kdep_mm.FeatureMSELoss', loss_weight=20.),
+)
+
+custom_hooks = [
+    dict(type='kdep_mm.FitAlignerHook', num_samples=None,
+         basis_file='svd_basis.pth'),
+]
+
+# KDEP's schedule scaled to batch 128: SGD, wd 5e-4 on all parameters,
+# 90 epochs, x0.1 at 30 and 60, no warm-up.
+train_dataloader = dict(batch_size=128)
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
+param_scheduler = dict(
+    type='MultiStepLR', by_epoch=True, milestones=[30, 60], gamma=0.1)
+train_cfg = dict(by_epoch=True, max_epochs=90, val_interval=10)
+auto_scale_lr = dict(base_batch_size=128)
+
+# validation: the distillation loss on the held-out test images
+val_cfg = dict()
+val_evaluator = dict(type='kdep_mm.DistillLossMetric')
+test_cfg = dict()
+test_evaluator = val_evaluator
+default_hooks = dict(logger=dict(interval=50))

@@ -1,0 +1,53 @@
+# KDEP (He et al., CVPR 2022): ResNet-50 (mmpretrain model zoo, supervised
+# IN-1K) -> ResNet-18 on 10% of ImageNet-1K (128 images / class), 90 epochs.
+# Train:  bash tools/dist_train.sh configs/kdep/r50_to_r18_in1k.py 8
+# Export: python tools/export_student.py work_dirs/r50_to_r18_in1k/epoch_90.pth \
+#             work_dirs/r50_to_r18_in1k/student_r18.pth
+_base_ = [
+    '../_base_/kdep_runtime.py',
+    '../_base_/datasets/imagenet_10pct_kdep.py',
+    '../_base_/schedules/kdep_sgd_90e.py',
+]
+
+teacher_ckpt = ('https://download.openmmlab.com/mmclassification/v0/resnet/'
+                'resnet50_8xb32_in1k_20210831-ea4938fc.pth')
+
+model = dict(
+    type='kdep_mm.KDEPDistiller',
+    data_preprocessor={{_base_.data_preprocessor}},
+    student=dict(
+        type='mmpretrain.ResNet',
+        depth=18,
+        zero_init_residual=False,
+        init_cfg=[
+            dict(type='Kaiming', layer=['Conv2d']),
+            dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
+        ]),
+    teacher=dict(
+        type='mmpretrain.ImageClassifier',
+        backbone=dict(type='mmpretrain.ResNet', depth=50),
+        neck=dict(type='mmpretrain.GlobalAveragePooling'),
+        head=dict(
+            type='mmpretrain.LinearClsHead',
+            num_classes=1000,
+            in_channels=2048,
+            loss=dict(type='mmpretrain.CrossEntropyLoss'))),
+    teacher_ckpt=teacher_ckpt,
+    # pre-ReLU output of the last residual block, globally pooled
+    student_feature='layer4.1.relu',
+    teacher_feature='layer4.2.relu',
+    aligner=dict(
+        type='kdep_mm.SVDAligner',
+        student_channels=512,
+        teacher_channels=2048,
+        temperature=0.1,
+        power=3),
+    distill_loss=dict(type='kdep_mm.FeatureMSELoss', loss_weight=20.),
+)
+
+custom_hooks = [
+    # fit mu and V_k once on the distillation data (training pipeline);
+    # reused from work_dir/svd_basis.pth and restored on resume
+    dict(type='kdep_mm.FitAlignerHook', num_samples=None,
+         basis_file='svd_basis.pth'),
+]

@@ -1,0 +1,15 @@
+"""kdep_mm: knowledge distillation as efficient pre-training, an OpenMMLab plugin.
+
+Importing the package registers the ``kdep_mm`` registries (children of
+mmengine's roots) and allows the types that mmengine checkpoints hold under
+``torch.load(weights_only=True)``; modules themselves are imported lazily
+through the registries' ``locations`` or by :func:`register_all_modules`.
+"""
+from .registry import SCOPE  # noqa: F401  (creates the child registries)
+from .utils.checkpoint import allow_mmengine_checkpoint_types
+from .utils.setup_env import register_all_modules
+from .version import __version__
+
+allow_mmengine_checkpoint_types()
+
+__all__ = ['__version__', 'register_all_modules', 'SCOPE']

@@ -1,0 +1,132 @@
+"""KDEP: "Knowledge Distillation as Efficient Pre-training: Faster
+Convergence, Higher Data-efficiency, and Better Transferability" (He et al.,
+CVPR 2022)."""
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+from kdep_mm.registry import MODELS
+from .base_distiller import BaseDistiller
+
+
+@MODELS.register_module()
+class KDEPDistiller(BaseDistiller):
+    """Feature distillation as pre-training of a student backbone.
+
+    For a batch x (labels unused):
+
+        f_t = GAP(pre-ReLU last-block output of teacher(x))   (N, C_t), no grad
+        f_s = GAP(pre-ReLU last-block output of student(x))   (N, C_s)
+        s, target = aligner(f_s, f_t)
+        loss_kd = distill_loss(s, target)
+
+    With the defaults, ``aligner`` is :class:`SVDAligner` (target =
+    PTS((f_t - mu) @ V_k), T = 0.1, n = 3, fitted once by
+    :class:`FitAlignerHook`) and ``distill_loss`` is :class:`FeatureMSELoss`.
+    Swapping in :class:`ProjectorAligner` gives the FitNets baseline on the
+    same data and schedule.
+
+    Checkpoints hold ``student.*`` (exported by ``tools/export_student.py``)
+    and ``aligner.*``; the teacher is reloaded from ``teacher_ckpt``.
+
+    Args:
+        aligner (dict): config of the alignment neck.
+        distill_loss (dict): config of the feature loss.
+        Others: see :class:`BaseDistiller`.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher: dict,
+                 aligner: dict,
+                 distill_loss: dict = dict(type='kdep_mm.FeatureMSELoss',
+                                           loss_weight=20.),
+                 **kwargs):
+        super().__init__(student=student, teacher=teacher, **kwargs)
+        self.aligner = MODELS.build(aligner)
+        self.distill_loss = MODELS.build(distill_loss)
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
+        teacher = self.teacher_features(inputs)
+        student = self.student_features(inputs)
+        student, target = self.aligner(student, teacher)
+        return dict(loss_kd=self.distill_loss(student, target))
+
+    def predict(self, inputs: torch.Tensor,
+                data_samples: Optional[List] = None) -> List:
+        """Per-sample distillation loss on held-out data.
+
+        Returns the data samples, each with ``distill_loss`` (a scalar
+        tensor, the loss of that sample alone), read by
+        :class:`DistillLossMetric`.
+        """
+        teacher = self.teacher_features(inputs)
+        with torch.no_grad():
+            student, target = self.aligner(self.student_features(inputs),
+                                           teacher)
+        return self._attach_per_sample_loss(student, target, data_samples)
+
+
+@MODELS.register_module()
+class LogitKDDistiller(BaseDistiller):
+    """Hinton logit distillation, the baseline KDEP compares against.
+
+    The student is ``student`` backbone -> GAP -> Linear(C_s, num_classes)
+    (the head is thrown away at export); the teacher is a full classifier.
+
+        loss_kd = distill_loss(student_logits, teacher_logits)
+
+    Labels are unused: the baseline pre-trains on the same unlabelled data
+    as KDEP.
+
+    Args:
+        student_channels (int): C_s, width of the student's pooled feature.
+        num_classes (int): classes of the teacher's head.
+        distill_loss (dict): Defaults to ``KDLoss(temperature=4)``.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher: dict,
+                 student_channels: int,
+                 num_classes: int,
+                 distill_loss: dict = dict(type='kdep_mm.KDLoss',
+                                           temperature=4.),
+                 **kwargs):
+        kwargs.setdefault('student_feature', None)
+        super().__init__(student=student, teacher=teacher, **kwargs)
+        if not hasattr(self.teacher, 'head'):
+            raise ValueError('model.teacher must be a classifier with a head '
+                             '(e.g. mmpretrain.ImageClassifier) for logit KD')
+        self.student_head = nn.Linear(student_channels, num_classes)
+        self.distill_loss = MODELS.build(distill_loss)
+
+    @torch.no_grad()
+    def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.teacher.eval()
+        return self.teacher(inputs, mode='tensor')
+
+    def student_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        feats = self.student(inputs)
+        last = feats[-1] if isinstance(feats, (tuple, list)) else feats
+        return self.student_head(self._pool(last))
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
+        teacher = self.teacher_logits(inputs)
+        student = self.student_logits(inputs)
+        if student.shape != teacher.shape:
+            raise ValueError(
+                f'model.num_classes: the student head gives '
+                f'{tuple(student.shape)} logits, the teacher '
+                f'{tuple(teacher.shape)}')
+        return dict(loss_kd=self.distill_loss(student, teacher))
+
+    def predict(self, inputs: torch.Tensor,
+                data_samples: Optional[List] = None) -> List:
+        with torch.no_grad():
+            teacher = self.teacher_logits(inputs)
+            student = self.student_logits(inputs)
+        return self._attach_per_sample_loss(student, teacher, data_samples)

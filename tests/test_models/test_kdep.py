@@ -1,0 +1,261 @@
+import copy
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn as nn
+
+import kdep_mm  # noqa: F401
+from kdep_mm.engine import fit_aligner
+from kdep_mm.models import (KDEPDistiller, LogitKDDistiller,
+                            power_temperature_scaling)
+from kdep_mm.models.utils import FeatureRecorder, default_feature_layer
+from kdep_mm.registry import MODELS
+from kdep_mm.utils.checkpoint import atomic_save, safe_torch_load
+
+TEACHER = dict(
+    type='mmpretrain.ImageClassifier',
+    backbone=dict(type='mmpretrain.ResNet', depth=18, base_channels=16,
+                  stem_channels=16),
+    neck=dict(type='mmpretrain.GlobalAveragePooling'),
+    head=dict(type='mmpretrain.LinearClsHead', num_classes=10,
+              in_channels=128))
+STUDENT = dict(type='mmpretrain.ResNet', depth=18, base_channels=8,
+               stem_channels=8, zero_init_residual=False)
+
+
+def kdep_cfg(**kwargs):
+    cfg = dict(
+        type='KDEPDistiller',
+        student=copy.deepcopy(STUDENT),
+        teacher=copy.deepcopy(TEACHER),
+        aligner=dict(type='SVDAligner', student_channels=64,
+                     teacher_channels=128),
+        distill_loss=dict(type='FeatureMSELoss', loss_weight=20.))
+    cfg.update(kwargs)
+    return cfg
+
+
+def build_fitted(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    model = MODELS.build(kdep_cfg(**kwargs))
+    model.init_weights()
+    x = torch.randn(80, 3, 32, 32)
+    model.aligner.fit(model.teacher_features(x))
+    return model
+
+
+def _manual_pre_relu_basic(backbone, x):
+    """Last BasicBlock's output before its final ReLU, computed by hand."""
+    x = backbone.relu(backbone.norm1(backbone.conv1(x)))
+    x = backbone.maxpool(x)
+    layers = [getattr(backbone, n) for n in backbone.res_layers]
+    for layer in layers[:-1]:
+        x = layer(x)
+    last = layers[-1]
+    for block in list(last)[:-1]:
+        x = block(x)
+    block = last[-1]
+    out = block.relu(block.norm1(block.conv1(x)))
+    out = block.norm2(block.conv2(out))
+    identity = x if block.downsample is None else block.downsample(x)
+    return out + identity
+
+
+def test_pre_relu_capture_resnet():
+    torch.manual_seed(0)
+    backbone = MODELS.build(STUDENT)
+    backbone.init_weights()
+    backbone.eval()
+    assert default_feature_layer(backbone) == 'layer4.1.relu'
+    rec = FeatureRecorder(backbone, 'layer4.1.relu')
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        post = backbone(x)[-1]
+        pre = rec.pop()
+        manual = _manual_pre_relu_basic(backbone, x)
+    torch.testing.assert_close(pre, manual)
+    assert (pre < 0).any(), 'captured feature must be pre-ReLU'
+    torch.testing.assert_close(post, pre.clamp_min(0))
+    # a plain forward hook on the block returns the post-ReLU tensor
+    seen = {}
+    backbone.layer4[1].register_forward_hook(
+        lambda m, i, o: seen.setdefault('o', o))
+    with torch.no_grad():
+        backbone(x)
+    assert (seen['o'] >= 0).all()
+
+
+def test_pre_relu6_capture_mobilenetv2():
+    torch.manual_seed(0)
+    mbv2 = MODELS.build(dict(type='mmpretrain.MobileNetV2',
+                             widen_factor=0.25))
+    mbv2.init_weights()
+    mbv2.eval()
+    assert default_feature_layer(mbv2) == 'conv2.activate'
+    rec = FeatureRecorder(mbv2, 'conv2.activate')
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        post = mbv2(x)[-1]
+        pre = rec.pop()
+    assert pre.shape[1] == 1280  # last conv keeps 1280 channels
+    assert (pre < 0).any()
+    torch.testing.assert_close(post, pre.clamp(0, 6))
+
+
+def test_loss_zero_at_aligned_teacher_target():
+    model = build_fitted()
+    x = torch.randn(4, 3, 32, 32)
+
+    def student_outputs_target(inputs):
+        t = model.teacher_features(inputs)
+        z = (t - model.aligner.mean) @ model.aligner.basis
+        return power_temperature_scaling(z, 0.1, 3)
+
+    model.student_features = student_outputs_target
+    assert model.loss(x)['loss_kd'].item() == 0.0
+
+
+def test_gradients_reach_student_never_teacher_and_teacher_unchanged():
+    model = build_fitted()
+    fp0 = model.teacher_fingerprint()
+    teacher_ids = {id(p) for p in model.teacher.parameters()}
+    assert not teacher_ids & {id(p) for p in model.parameters()}
+    assert not any(k.startswith('teacher') or '_teacher' in k
+                   for k in model.state_dict())
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    from mmengine.optim import OptimWrapper
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1,
+                                         momentum=0.9))
+    model.train()
+    assert not model.teacher.training
+    for _ in range(3):
+        x = torch.randn(4, 3, 32, 32)
+        log = model.train_step(dict(inputs=x, data_samples=None), optim)
+        assert torch.isfinite(log['loss'])
+    for name, p in model.student.named_parameters():
+        assert p.grad is not None, name
+    assert any(p.grad.abs().sum() > 0 for p in model.student.parameters())
+    assert all(p.grad is None for p in model.teacher.parameters())
+    # teacher parameters and BN buffers bit-identical after SGD steps
+    assert model.teacher_fingerprint() == fp0
+
+
+def test_checkpoint_roundtrip_gives_identical_loss(tmp_path):
+    model = build_fitted()
+    model.eval()
+    x = torch.randn(4, 3, 32, 32)
+    ref = model.loss(x)['loss_kd']
+    path = osp.join(tmp_path, 'ckpt.pth')
+    atomic_save({'state_dict': model.state_dict()}, path)
+    torch.manual_seed(123)  # different random init of the student
+    other = MODELS.build(kdep_cfg())
+    # the teacher is random in this test, so copy it (real runs load
+    # teacher_ckpt)
+    other._teacher[0].load_state_dict(model.teacher.state_dict())
+    assert not other.aligner.is_fitted
+    other.load_state_dict(safe_torch_load(path)['state_dict'])
+    other.eval()
+    assert other.aligner.is_fitted
+    torch.testing.assert_close(other.loss(x)['loss_kd'], ref, rtol=0, atol=0)
+
+
+def test_teacher_checkpoint_loaded_strictly_and_errors(tmp_path):
+    torch.manual_seed(0)
+    teacher = MODELS.build(TEACHER)
+    teacher.init_weights()
+    path = osp.join(tmp_path, 'teacher.pth')
+    torch.save({'state_dict': {('module.' + k): v
+                               for k, v in teacher.state_dict().items()}},
+               path)
+    model = MODELS.build(kdep_cfg(teacher_ckpt=path))
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(model.teacher.state_dict()[k], v)
+
+    with pytest.raises(FileNotFoundError, match='model.teacher_ckpt'):
+        MODELS.build(kdep_cfg(teacher_ckpt=osp.join(tmp_path, 'none.pth')))
+    # another architecture: ResNet-34 keys do not match a ResNet-18
+    other = copy.deepcopy(TEACHER)
+    other['backbone']['depth'] = 34
+    with pytest.raises(ValueError, match=r'model.teacher_ckpt.*missing'):
+        MODELS.build(kdep_cfg(teacher=other, teacher_ckpt=path))
+    bad = osp.join(tmp_path, 'bad.pth')
+    with open(bad, 'wb') as f:
+        f.write(b'not a checkpoint')
+    with pytest.raises(RuntimeError, match='model.teacher_ckpt'):
+        MODELS.build(kdep_cfg(teacher_ckpt=bad))
+
+
+def test_bad_feature_layer_names_config_key():
+    with pytest.raises(ValueError, match='model.student_feature'):
+        MODELS.build(kdep_cfg(student_feature='layer9.0.relu'))
+    with pytest.raises(ValueError, match='model.teacher_feature'):
+        MODELS.build(kdep_cfg(teacher_feature='nope'))
+
+
+def test_wrong_aligner_dims_name_the_key():
+    model = MODELS.build(
+        kdep_cfg(aligner=dict(type='SVDAligner', student_channels=32,
+                              teacher_channels=128)))
+    model.aligner.fit(model.teacher_features(torch.randn(40, 3, 32, 32)))
+    with pytest.raises(ValueError, match='aligner.student_channels'):
+        model.loss(torch.randn(2, 3, 32, 32))
+
+
+class _Loader(list):
+    """A list of batches with a .dataset of the right length."""
+
+    def __init__(self, batches, n):
+        super().__init__(batches)
+        self.dataset = range(n)
+
+
+def test_fit_aligner_uses_num_samples_and_refuses_too_few():
+    model = build_fitted()
+    imgs = torch.randint(0, 255, (30, 3, 32, 32), dtype=torch.uint8)
+    loader = _Loader([dict(inputs=list(imgs[i:i + 10]))
+                      for i in range(0, 30, 10)], 30)
+    n = fit_aligner(model, loader, num_samples=25, show_progress=False)
+    assert n == 25 and int(model.aligner.num_fit_samples) == 25
+    with pytest.raises(ValueError, match='num_samples'):
+        fit_aligner(model, loader, num_samples=20, show_progress=False)
+
+
+def test_predict_sets_per_sample_loss_matching_batch_loss():
+    model = build_fitted()
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    samples = model.predict(x)
+    per = torch.stack([s.distill_loss for s in samples])
+    torch.testing.assert_close(per.mean(), model.loss(x)['loss_kd'])
+
+
+def test_logit_kd_distiller_trains_head_and_student():
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(type='LogitKDDistiller', student=copy.deepcopy(STUDENT),
+             teacher=copy.deepcopy(TEACHER), student_channels=64,
+             num_classes=10))
+    model.init_weights()
+    x = torch.randn(4, 3, 32, 32)
+    loss = model.loss(x)['loss_kd']
+    loss.backward()
+    assert model.student_head.weight.grad is not None
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert 'student_head.weight' in model.state_dict()
+    assert isinstance(model, LogitKDDistiller) and not isinstance(
+        model, KDEPDistiller)
+    with pytest.raises(ValueError, match='model.num_classes'):
+        bad = MODELS.build(
+            dict(type='LogitKDDistiller', student=copy.deepcopy(STUDENT),
+                 teacher=copy.deepcopy(TEACHER), student_channels=64,
+                 num_classes=7))
+        bad.loss(x)
+
+
+def test_device_moves_reach_the_hidden_teacher():
+    model = build_fitted()
+    model.to(torch.float64)
+    assert next(model.teacher.parameters()).dtype == torch.float64
+    model.to(torch.float32)
+    assert isinstance(model.teacher, nn.Module)
