@@ -129,13 +129,18 @@ def test_gradients_reach_student_never_teacher_and_teacher_unchanged():
                                          momentum=0.9))
     model.train()
     assert not model.teacher.training
+    model.loss(torch.randn(4, 3, 32, 32))['loss_kd'].backward()
+    for name, p in model.student.named_parameters():
+        assert p.grad is not None, name
+    assert any(p.grad.abs().sum() > 0 for p in model.student.parameters())
+    assert all(p.grad is None for p in model.teacher.parameters())
+    before = {k: v.clone() for k, v in model.student.state_dict().items()}
     for _ in range(3):
         x = torch.randn(4, 3, 32, 32)
         log = model.train_step(dict(inputs=x, data_samples=None), optim)
         assert torch.isfinite(log['loss'])
-    for name, p in model.student.named_parameters():
-        assert p.grad is not None, name
-    assert any(p.grad.abs().sum() > 0 for p in model.student.parameters())
+    assert not torch.equal(before['conv1.weight'],
+                           model.student.state_dict()['conv1.weight'])
     assert all(p.grad is None for p in model.teacher.parameters())
     # teacher parameters and BN buffers bit-identical after SGD steps
     assert model.teacher_fingerprint() == fp0
@@ -212,13 +217,14 @@ class _Loader(list):
 
 def test_fit_aligner_uses_num_samples_and_refuses_too_few():
     model = build_fitted()
-    imgs = torch.randint(0, 255, (30, 3, 32, 32), dtype=torch.uint8)
-    loader = _Loader([dict(inputs=list(imgs[i:i + 10]))
-                      for i in range(0, 30, 10)], 30)
-    n = fit_aligner(model, loader, num_samples=25, show_progress=False)
-    assert n == 25 and int(model.aligner.num_fit_samples) == 25
+    imgs = torch.randint(0, 255, (80, 3, 32, 32), dtype=torch.uint8)
+    loader = _Loader([dict(inputs=list(imgs[i:i + 20]))
+                      for i in range(0, 80, 20)], 80)
+    n = fit_aligner(model, loader, num_samples=65, show_progress=False)
+    assert n == 65 and int(model.aligner.num_fit_samples) == 65
+    # k = 64 student channels need more than 64 features
     with pytest.raises(ValueError, match='num_samples'):
-        fit_aligner(model, loader, num_samples=20, show_progress=False)
+        fit_aligner(model, loader, num_samples=64, show_progress=False)
 
 
 def test_predict_sets_per_sample_loss_matching_batch_loss():

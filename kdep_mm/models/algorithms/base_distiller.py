@@ -25,8 +25,9 @@ def load_teacher_checkpoint(teacher: nn.Module, checkpoint: str,
                             key: str = 'model.teacher_ckpt') -> Dict:
     """Load ``checkpoint`` (path or URL) into ``teacher``, strictly.
 
-    Every key of the teacher must be in the checkpoint with the same shape
-    and nothing else may be left over, else a ValueError names the config
+    Every key of the teacher (BN's ``num_batches_tracked`` counters aside)
+    must be in the checkpoint with the same shape and nothing else may be
+    left over, else a ValueError names the config
     key and lists what differs: a checkpoint of another architecture never
     loads half.
 
@@ -52,6 +53,11 @@ def load_teacher_checkpoint(teacher: nn.Module, checkpoint: str,
             name = re.sub(pattern, repl, name)
         revised[name] = value
     own = teacher.state_dict()
+    # BN's num_batches_tracked is a step counter, not a weight (checkpoints
+    # from PyTorch < 0.4.1 lack it); it is the only key allowed to be absent.
+    for name in set(own) - set(revised):
+        if name.endswith('num_batches_tracked'):
+            revised[name] = own[name]
     missing = sorted(set(own) - set(revised))
     unexpected = sorted(set(revised) - set(own))
     mismatched = sorted(
@@ -222,5 +228,25 @@ class BaseDistiller(BaseModel):
             sample.set_field(value.detach().cpu(), 'distill_loss')
         return data_samples
 
-    def _forward(self, inputs: torch.Tensor, data_samples=None):
-        return self.student(inputs)
+    def forward(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List] = None,
+                mode: str = 'tensor'):
+        """``mode='loss'`` -> dict of losses, ``'predict'`` -> data samples,
+        ``'tensor'`` -> the student backbone's outputs."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.student(inputs)
+        raise RuntimeError(f'Invalid mode "{mode}": expected "loss", '
+                           '"predict" or "tensor"')
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict(self, inputs: torch.Tensor,
+                data_samples: Optional[List] = None) -> List:
+        raise NotImplementedError
