@@ -63,7 +63,9 @@ if ! have $TORCH_SPEC; then
   # shellcheck disable=SC2086
   "${PIP[@]}" install ${extra[@]+"${extra[@]}"} $TORCH_SPEC || die "pip could not install '$TORCH_SPEC'."
 fi
-"${PIP[@]}" install "setuptools<70" wheel ninja packaging >/dev/null || die "could not install build tools (setuptools<70, wheel, ninja)."
+build_tools() {
+  "${PIP[@]}" install "setuptools<70" wheel ninja packaging >/dev/null || die "could not install build tools (setuptools<70, wheel, ninja)."
+}
 
 # ---- 4. mmcv with compiled ops, built once and cached --------------------
 torch_ver=$("$PY" -c 'import torch; print(torch.__version__)')
@@ -74,6 +76,7 @@ if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'
   whl=$(ls "$wheel_dir"/mmcv-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$whl" ]; then
     command -v "${CXX:-g++}" >/dev/null 2>&1 || die "no C++ compiler found; mmcv $MMCV_VERSION must be built from source. Install one: apt-get install build-essential (or set CXX)."
+    build_tools
     say "building mmcv $MMCV_VERSION with ops for torch $torch_ver (about 12 minutes on 2 cores; cached in $wheel_dir)"
     build=$(mktemp -d)
     trap 'rm -rf "$build"' EXIT
@@ -103,6 +106,7 @@ fi
 # shellcheck disable=SC2086
 if ! have $OPENMMLAB_SPEC pytest kdep_mm; then
   say "installing $OPENMMLAB_SPEC and kdep_mm (editable)"
+  build_tools
   # mmcv is already installed from our wheel; --no-build-isolation keeps pip from rebuilding it.
   # shellcheck disable=SC2086
   "${PIP[@]}" install "mmcv==$MMCV_VERSION" $OPENMMLAB_SPEC $TEST_SPEC || die "pip could not install the OpenMMLab packages."

@@ -265,3 +265,35 @@ def test_device_moves_reach_the_hidden_teacher():
     assert next(model.teacher.parameters()).dtype == torch.float64
     model.to(torch.float32)
     assert isinstance(model.teacher, nn.Module)
+
+
+def test_non_finite_loss_stops_with_term_and_iteration():
+    from mmengine.logging import MessageHub
+    from mmengine.optim import OptimWrapper
+    model = build_fitted()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    MessageHub.get_current_instance().update_info('iter', 41)
+    before = model.student.conv1.weight.detach().clone()
+    x = torch.randn(2, 3, 32, 32)
+    x[0, 0, 0, 0] = float('nan')
+    with pytest.raises(FloatingPointError,
+                       match=r"'loss_kd'.*at iteration 42"):
+        model.train_step(dict(inputs=x), optim)
+    assert torch.equal(before, model.student.conv1.weight)  # no step taken
+
+
+def test_basis_file_reuse_and_refusal(tmp_path):
+    from kdep_mm.engine import FitAlignerHook, load_basis, save_basis
+    model = build_fitted()
+    meta = FitAlignerHook.basis_meta(model)
+    path = osp.join(tmp_path, 'basis.pth')
+    save_basis(model.aligner, path, meta)
+    fresh = MODELS.build(kdep_cfg())
+    fresh._teacher[0].load_state_dict(model.teacher.state_dict())
+    load_basis(fresh.aligner, path, FitAlignerHook.basis_meta(fresh))
+    for k in ('mean', 'basis', 'eigenvalues', 'num_fit_samples'):
+        assert torch.equal(getattr(fresh.aligner, k),
+                           getattr(model.aligner, k))
+    other = build_fitted(seed=5)  # another (random) teacher
+    with pytest.raises(ValueError, match='basis_file.*teacher_fingerprint'):
+        load_basis(other.aligner, path, FitAlignerHook.basis_meta(other))

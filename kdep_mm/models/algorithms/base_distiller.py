@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.logging import MMLogger, print_log
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -227,6 +227,28 @@ class BaseDistiller(BaseModel):
             value = self.distill_loss(s[None], t[None])
             sample.set_field(value.detach().cpu(), 'distill_loss')
         return data_samples
+
+    def parse_losses(self, losses: Dict[str, torch.Tensor]):
+        """mmengine's loss parsing, refusing NaN/Inf.
+
+        Raises:
+            FloatingPointError: a loss term is not finite; the message names
+                the term, its value and the training iteration, and training
+                stops instead of stepping the optimizer with it.
+        """
+        for name, value in losses.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for v in values:
+                if isinstance(v, torch.Tensor) and not torch.isfinite(
+                        v.detach()).all():
+                    it = MessageHub.get_current_instance().get_info('iter')
+                    where = '' if it is None else f' at iteration {it + 1}'
+                    raise FloatingPointError(
+                        f'loss term {name!r} is {v.detach().cpu().tolist()}'
+                        f'{where}; stopping instead of training on it. Check '
+                        'the learning rate, the teacher checkpoint and the '
+                        'inputs.')
+        return super().parse_losses(losses)
 
     def forward(self,
                 inputs: torch.Tensor,
