@@ -2,14 +2,17 @@
 
 Importing the package registers the ``kdep_mm`` registries (children of
 mmengine's roots) and allows the types that mmengine checkpoints hold under
-``torch.load(weights_only=True)``; modules themselves are imported lazily
+``torch.load(weights_only=True)``, and registers the ``atomic_local`` file
+backend for checkpoints; modules themselves are imported lazily
 through the registries' ``locations`` or by :func:`register_all_modules`.
 """
 from .registry import SCOPE  # noqa: F401  (creates the child registries)
 from .utils.checkpoint import allow_mmengine_checkpoint_types
+from .utils.fileio import register_atomic_backend
 from .utils.setup_env import register_all_modules
 from .version import __version__
 
 allow_mmengine_checkpoint_types()
+register_atomic_backend()
 
 __all__ = ['__version__', 'register_all_modules', 'SCOPE']

@@ -9,8 +9,13 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=100),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # keep only the newest checkpoint (KDEP keeps the last one)
+    # atomic writes: a killed run never leaves a truncated checkpoint
     checkpoint=dict(
-        type='CheckpointHook', interval=1, max_keep_ckpts=1, save_last=True),
+        type='CheckpointHook',
+        interval=1,
+        max_keep_ckpts=1,
+        save_last=True,
+        backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )

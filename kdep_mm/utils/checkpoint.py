@@ -7,6 +7,7 @@ and ``load_from`` fail with ``Unsupported global``. Instead of turning
 ``weights_only`` off for arbitrary files, :func:`allow_mmengine_checkpoint_types`
 adds exactly those types to torch's allow-list.
 """
+import io
 import os
 import os.path as osp
 import tempfile
@@ -16,9 +17,36 @@ import numpy as np
 import torch
 
 
+# The statistics methods a HistoryBuffer pickles (``__getstate__`` keeps its
+# ``_statistics_methods`` dict); mmengine registers exactly these by default.
+_HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """A ``getattr`` that only resolves ``HistoryBuffer.<statistics method>``.
+
+    Pickle protocol 2 (``torch.save``'s) stores a function with a dotted
+    qualname such as ``HistoryBuffer.min`` as ``getattr(HistoryBuffer,
+    'min')``, so a Runner checkpoint's message hub needs ``builtins.getattr``
+    under ``weights_only=True``. Allowing the real ``getattr`` would let a
+    pickle reach any attribute (``__globals__``, ``__builtins__``, ...) of
+    an allowed object; this stand-in is registered under that name instead
+    and refuses everything else.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if obj is HistoryBuffer and name in _HISTORY_BUFFER_METHODS:
+        return getattr(HistoryBuffer, name)
+    import pickle
+    raise pickle.UnpicklingError(
+        f'getattr({obj!r}, {name!r}) is not allowed under weights_only=True '
+        '(only HistoryBuffer statistics methods are)')
+
+
 def _mmengine_checkpoint_types() -> list:
     from mmengine.logging.history_buffer import HistoryBuffer
     types = [HistoryBuffer, np.ndarray, np.dtype]
+    # HistoryBuffer.min/max/current/mean, pickled through getattr
+    types.append((_history_buffer_getattr, 'builtins.getattr'))
     # numpy scalars are pickled through multiarray.scalar, arrays through
     # multiarray._reconstruct; the module moved to numpy._core in numpy 2.
     try:
@@ -65,22 +93,22 @@ def safe_torch_load(path: str, map_location: Any = 'cpu') -> Any:
         raise RuntimeError(f'could not read checkpoint {path}: {e}') from e
 
 
-def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` to ``path`` atomically.
+def atomic_write_bytes(data: bytes, path: str) -> None:
+    """Write ``data`` to ``path`` atomically.
 
-    The object is written to a temporary file in the same directory, flushed
-    and fsync'ed, then renamed over ``path``. A process killed at any moment
-    leaves either the previous file or the new complete one, never a partial
-    file under ``path``.
+    The bytes go to a temporary file in the same directory, which is flushed
+    and fsync'ed, then renamed over ``path`` (and the directory fsync'ed). A
+    process killed at any moment leaves either the previous file or the new
+    complete one under ``path``, never a partial file.
     """
     path = osp.abspath(path)
     dirname = osp.dirname(path)
     os.makedirs(dirname, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=osp.basename(path) + '.',
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
                                suffix='.tmp', dir=dirname)
     try:
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -93,3 +121,11 @@ def atomic_save(obj: Any, path: str) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``torch.save`` to ``path`` atomically (see :func:`atomic_write_bytes`).
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(buffer.getvalue(), path)

@@ -1,0 +1,300 @@
+"""Export the student backbone of a distillation checkpoint for downstream use.
+
+A KDEP distillation run saves mmengine Runner checkpoints whose
+``state_dict`` holds the student backbone under ``student.`` next to the
+alignment neck (``aligner.*``) and possibly training-only heads
+(``student_head.*``, ``projector.*``). Downstream toolboxes (mmpretrain,
+mmdet, mmseg) load pre-trained backbones with::
+
+    init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')
+
+so :func:`export_student` keeps only the ``student.`` keys, renames them to
+``backbone.`` and writes a small, self-describing checkpoint::
+
+    {'state_dict': {'backbone.conv1.weight': ..., ...},
+     'meta': {'kdep_mm_version', 'source', 'source_sha256', 'student_cfg',
+              'num_params', 'num_tensors', 'student_prefix', 'out_prefix'}}
+
+The file holds only tensors and plain Python values, so it loads with
+``torch.load(weights_only=True)`` (torch's default since 2.6), which is what
+mmengine's ``CheckpointLoader`` does for local files.
+"""
+import hashlib
+import os.path as osp
+import warnings
+from typing import Any, Dict, Optional
+
+import torch
+
+from .checkpoint import atomic_save, safe_torch_load
+
+__all__ = [
+    'ExportError', 'export_student', 'verify_exported', 'file_sha256',
+    'sync_pretrained'
+]
+
+# state-dict entries that are buffers, not learnable parameters
+_BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
+_REQUIRED_META = ('kdep_mm_version', 'source', 'source_sha256', 'student_cfg',
+                  'num_params')
+
+
+class ExportError(ValueError):
+    """A checkpoint cannot be exported, or an exported file is malformed."""
+
+
+def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk_size), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _norm_prefix(prefix: str, name: str, allow_empty: bool) -> str:
+    if not isinstance(prefix, str):
+        raise TypeError(f'{name} must be a str, got {type(prefix).__name__}')
+    if not prefix:
+        if allow_empty:
+            return ''
+        raise ExportError(f'{name} must not be empty')
+    return prefix if prefix.endswith('.') else prefix + '.'
+
+
+def _prefix_summary(keys) -> str:
+    counts: Dict[str, int] = {}
+    for k in keys:
+        head = k.split('.', 1)[0] + '.' if '.' in k else k
+        counts[head] = counts.get(head, 0) + 1
+    if not counts:
+        return '(the state dict is empty)'
+    return ', '.join(f"'{p}' ({n} keys)" for p, n in sorted(counts.items()))
+
+
+def _is_param_key(key: str) -> bool:
+    return not key.rsplit('.', 1)[-1] in _BUFFER_SUFFIXES
+
+
+def _count_params(state_dict: Dict[str, torch.Tensor]) -> int:
+    """Elements of learnable parameters (batch-norm statistics excluded)."""
+    return int(
+        sum(v.numel() for k, v in state_dict.items() if _is_param_key(k)))
+
+
+def _to_plain(obj: Any) -> Any:
+    """Convert config values to types that ``weights_only`` loading accepts."""
+    if isinstance(obj, dict):  # includes ConfigDict
+        return {str(k): _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(_to_plain(v) for v in obj)
+    if isinstance(obj, list):
+        return [_to_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return repr(obj)
+
+
+def _read_student_cfg(meta: Any, student_prefix: str) -> Optional[dict]:
+    """``model.<student>`` of the config stored in ``meta['cfg']``, if any.
+
+    ``student.`` -> ``model.student``; ``a.b.`` -> ``model.a.b``.
+    """
+    if not isinstance(meta, dict) or meta.get('cfg') is None:
+        return None
+    from mmengine.config import Config
+    cfg_obj = meta['cfg']
+    try:
+        if isinstance(cfg_obj, str):
+            cfg = Config.fromstring(cfg_obj, '.py')
+        elif isinstance(cfg_obj, dict):
+            cfg = Config(cfg_obj)
+        else:
+            return None
+        node: Any = cfg.get('model')
+        for part in student_prefix.rstrip('.').split('.'):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+    except Exception as e:  # noqa: BLE001 - the config is optional metadata
+        warnings.warn(f'could not read the student config from meta["cfg"]: '
+                      f'{type(e).__name__}: {e}')
+        return None
+    return _to_plain(node) if isinstance(node, dict) else None
+
+
+def export_student(src_ckpt: str,
+                   dst: str,
+                   student_prefix: str = 'student.',
+                   out_prefix: str = 'backbone.') -> dict:
+    """Write the student backbone of a distillation checkpoint to ``dst``.
+
+    Args:
+        src_ckpt (str): a KDEP distillation checkpoint (mmengine Runner
+            checkpoint with ``state_dict``, or a bare state dict).
+        dst (str): output file; written atomically, parent folders created.
+        student_prefix (str): prefix of the student backbone's keys in the
+            source. Defaults to ``'student.'``.
+        out_prefix (str): prefix given to the exported keys. Defaults to
+            ``'backbone.'`` (what ``init_cfg=dict(type='Pretrained',
+            prefix='backbone.')`` strips). ``''`` writes bare backbone keys.
+
+    Returns:
+        dict: a summary: ``dst``, ``num_tensors``, ``num_params``,
+        ``sha256`` (of ``dst``), ``source``, ``source_sha256``,
+        ``student_cfg``.
+
+    Raises:
+        FileNotFoundError: ``src_ckpt`` does not exist.
+        ExportError: the source is not a readable checkpoint, holds no key
+            under ``student_prefix`` (the message lists the prefixes found),
+            holds non-tensor values there, or ``dst`` is the source itself.
+    """
+    student_prefix = _norm_prefix(student_prefix, 'student_prefix', False)
+    out_prefix = _norm_prefix(out_prefix, 'out_prefix', True)
+    if not osp.isfile(src_ckpt):
+        raise FileNotFoundError(
+            f'distillation checkpoint not found: {src_ckpt}')
+    src_abs = osp.abspath(src_ckpt)
+    if osp.abspath(dst) == src_abs:
+        raise ExportError(f'refusing to overwrite the source checkpoint '
+                          f'{src_ckpt}; choose another destination')
+    try:
+        ckpt = safe_torch_load(src_ckpt, map_location='cpu')
+    except RuntimeError as e:
+        raise ExportError(f'{src_ckpt} is not a readable checkpoint: {e}') \
+            from e
+    if not isinstance(ckpt, dict):
+        raise ExportError(f'{src_ckpt} holds a {type(ckpt).__name__}, not a '
+                          'checkpoint dict')
+    if 'state_dict' in ckpt:
+        state_dict = ckpt['state_dict']
+        meta = ckpt.get('meta')
+    else:  # a bare state dict
+        state_dict, meta = ckpt, None
+    if not isinstance(state_dict, dict):
+        raise ExportError(f'{src_ckpt}: "state_dict" is a '
+                          f'{type(state_dict).__name__}, not a dict')
+
+    n = len(student_prefix)
+    exported: Dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if not isinstance(key, str) or not key.startswith(student_prefix):
+            continue
+        if not torch.is_tensor(value):
+            raise ExportError(f'{src_ckpt}: "{key}" is a '
+                              f'{type(value).__name__}, not a tensor')
+        # clone: a view would drag its whole storage into the file
+        exported[out_prefix + key[n:]] = value.detach().clone()
+    if not exported:
+        raise ExportError(
+            f'{src_ckpt} has no key under the prefix "{student_prefix}"; '
+            f'prefixes found: {_prefix_summary(state_dict.keys())}. Pass '
+            'the right one with student_prefix (--student-prefix).')
+
+    from kdep_mm.version import __version__
+    out_meta = dict(
+        kdep_mm_version=__version__,
+        source=src_abs,
+        source_sha256=file_sha256(src_ckpt),
+        student_cfg=_read_student_cfg(meta, student_prefix),
+        num_params=_count_params(exported),
+        num_tensors=len(exported),
+        student_prefix=student_prefix,
+        out_prefix=out_prefix,
+    )
+    if isinstance(meta, dict):
+        for k in ('epoch', 'iter'):
+            if isinstance(meta.get(k), int):
+                out_meta['source_' + k] = meta[k]
+    atomic_save(dict(state_dict=exported, meta=out_meta), dst)
+    return dict(
+        dst=osp.abspath(dst),
+        num_tensors=len(exported),
+        num_params=out_meta['num_params'],
+        sha256=file_sha256(dst),
+        source=src_abs,
+        source_sha256=out_meta['source_sha256'],
+        student_cfg=out_meta['student_cfg'])
+
+
+def verify_exported(path: str, out_prefix: Optional[str] = None) -> dict:
+    """Load an exported student and check its structure.
+
+    Checks: a dict with ``state_dict`` (non-empty, str keys, tensor values,
+    every key under the out prefix) and ``meta`` (the keys
+    :func:`export_student` writes, ``num_params`` consistent with the
+    tensors).
+
+    Args:
+        path (str): the exported file.
+        out_prefix (str, optional): the prefix every key must have. Defaults
+            to the one recorded in ``meta['out_prefix']`` (or ``backbone.``).
+
+    Returns:
+        dict: the loaded checkpoint.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ExportError: the file is unreadable or malformed.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'exported checkpoint not found: {path}')
+    try:
+        ckpt = safe_torch_load(path)
+    except RuntimeError as e:
+        raise ExportError(f'{path} is not a readable checkpoint: {e}') from e
+    if not isinstance(ckpt, dict) or not isinstance(
+            ckpt.get('state_dict'), dict) or not isinstance(
+                ckpt.get('meta'), dict):
+        raise ExportError(f'{path} is not an exported student: expected a '
+                          "dict with 'state_dict' and 'meta' dicts")
+    sd, meta = ckpt['state_dict'], ckpt['meta']
+    missing = [k for k in _REQUIRED_META if k not in meta]
+    if missing:
+        raise ExportError(f'{path}: meta lacks {missing}')
+    if not sd:
+        raise ExportError(f'{path}: the state dict is empty')
+    if out_prefix is None:
+        out_prefix = meta.get('out_prefix', 'backbone.')
+    out_prefix = _norm_prefix(out_prefix, 'out_prefix', True)
+    for k, v in sd.items():
+        if not isinstance(k, str) or not k.startswith(out_prefix):
+            raise ExportError(f'{path}: key {k!r} is not under the prefix '
+                              f'"{out_prefix}"')
+        if not torch.is_tensor(v):
+            raise ExportError(f'{path}: {k!r} is a {type(v).__name__}, '
+                              'not a tensor')
+    if meta['num_params'] != _count_params(sd):
+        raise ExportError(f'{path}: meta num_params={meta["num_params"]} but '
+                          f'the tensors hold {_count_params(sd)}')
+    if meta['student_cfg'] is not None and not isinstance(
+            meta['student_cfg'], dict):
+        raise ExportError(f'{path}: meta student_cfg is not a dict')
+    return ckpt
+
+
+def sync_pretrained(cfg, key: str = 'pretrained') -> bool:
+    """Point ``model.backbone.init_cfg.checkpoint`` at ``cfg[key]``.
+
+    In mmengine's plain-text configs a top-level variable is substituted
+    when the file is parsed, so ``--cfg-options pretrained=X`` changes
+    ``cfg.pretrained`` but not the ``init_cfg`` that used it. A training
+    script calls this after ``cfg.merge_from_dict(options)`` to carry the
+    override through (equivalently, pass
+    ``--cfg-options model.backbone.init_cfg.checkpoint=X``).
+
+    Returns:
+        bool: whether ``init_cfg.checkpoint`` was changed.
+    """
+    value = cfg.get(key) if hasattr(cfg, 'get') else None
+    model = cfg.get('model') if hasattr(cfg, 'get') else None
+    if value is None or not isinstance(model, dict):
+        return False
+    init_cfg = (model.get('backbone') or {}).get('init_cfg')
+    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
+        return False
+    if init_cfg.get('checkpoint') == value:
+        return False
+    init_cfg['checkpoint'] = value
+    return True
