@@ -64,7 +64,7 @@ def _norm_prefix(prefix: str, name: str, allow_empty: bool) -> str:
 
 def _prefix_summary(keys) -> str:
     counts: Dict[str, int] = {}
-    for k in keys:
+    for k in map(str, keys):
         head = k.split('.', 1)[0] + '.' if '.' in k else k
         counts[head] = counts.get(head, 0) + 1
     if not counts:
@@ -73,7 +73,7 @@ def _prefix_summary(keys) -> str:
 
 
 def _is_param_key(key: str) -> bool:
-    return not key.rsplit('.', 1)[-1] in _BUFFER_SUFFIXES
+    return key.rsplit('.', 1)[-1] not in _BUFFER_SUFFIXES
 
 
 def _count_params(state_dict: Dict[str, torch.Tensor]) -> int:

@@ -1,0 +1,103 @@
+"""Launch helpers shared by tools/train.py and tools/test.py.
+
+mmengine 0.10.7 assumes GPUs for distributed runs; these helpers let the
+same ``tools/dist_train.sh`` launch run as CPU processes with gloo, and leave
+GPU machines untouched.
+"""
+import contextlib
+import copy
+import logging
+
+import torch
+import torch.multiprocessing as mp
+from mmengine.config import Config, ConfigDict
+from mmengine.dist import init_dist, is_distributed
+from mmengine.logging import print_log
+from mmengine.registry import MODEL_WRAPPERS, RUNNERS
+from mmengine.runner import Runner
+from torch.nn.parallel import DistributedDataParallel
+
+
+def use_gloo_without_cuda(cfg: Config) -> None:
+    """Use the gloo backend when CUDA is not available.
+
+    Most configs ask for ``nccl`` (also mmengine's default), which cannot run
+    without GPUs. On GPU machines the config is left alone.
+    """
+    if torch.cuda.is_available():
+        return
+    # (assigning a dict to a Config stores a converted copy: re-read it)
+    if cfg.get('env_cfg') is None:
+        cfg.env_cfg = ConfigDict()
+    if cfg.env_cfg.get('dist_cfg') is None:
+        cfg.env_cfg.dist_cfg = ConfigDict()
+    dist_cfg = cfg.env_cfg.dist_cfg
+    backend = dist_cfg.get('backend', 'nccl')
+    if backend in ('nccl', None):
+        dist_cfg.backend = 'gloo'
+        print_log(
+            f'CUDA is not available: using the "gloo" distributed backend '
+            f'instead of "{backend}" (env_cfg.dist_cfg.backend).',
+            logger='current',
+            level=logging.WARNING)
+
+
+@contextlib.contextmanager
+def _cuda_set_device_disabled():
+    """mmengine's ``init_dist`` calls ``torch.cuda.set_device`` whatever the
+    backend; without CUDA that raises, so it is a no-op for the duration."""
+    original = torch.cuda.set_device
+    torch.cuda.set_device = lambda device: None
+    try:
+        yield
+    finally:
+        torch.cuda.set_device = original
+
+
+def prepare_cpu_distributed(cfg: Config) -> None:
+    """Let a distributed launch run on CPU processes (no-op with CUDA).
+
+    mmengine 0.10.7 assumes GPUs for distributed runs in two places, both
+    handled here before the Runner is built:
+
+    * ``init_dist`` calls ``torch.cuda.set_device(local_rank)``: the process
+      group is initialised here (with ``env_cfg.dist_cfg``, gloo by then),
+      so the Runner finds it initialised and skips ``init_dist``;
+    * ``Runner.wrap_model`` gives DDP wrappers ``device_ids=[LOCAL_RANK]``,
+      which DDP refuses for a CPU module: ``device_ids=None`` is set in
+      ``model_wrapper_cfg``.
+    """
+    if torch.cuda.is_available() or cfg.get('launcher', 'none') == 'none':
+        return
+    env_cfg = cfg.get('env_cfg') or {}
+    if not is_distributed():
+        mp_cfg = env_cfg.get('mp_cfg') or {}
+        if mp.get_start_method(allow_none=True) is None:
+            mp.set_start_method(mp_cfg.get('mp_start_method', 'fork'))
+        dist_cfg = copy.deepcopy(dict(env_cfg.get('dist_cfg') or {}))
+        with _cuda_set_device_disabled():
+            init_dist(cfg.launcher, **dist_cfg)
+
+    wrapper_cfg = cfg.get('model_wrapper_cfg')
+    if wrapper_cfg is None:
+        # what the Runner builds by default, minus the GPU id
+        cfg.model_wrapper_cfg = ConfigDict(
+            type='MMDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False),
+            device_ids=None)
+        return
+    wrapper_type = wrapper_cfg.get('type', 'MMDistributedDataParallel')
+    if isinstance(wrapper_type, str):
+        with MODEL_WRAPPERS.switch_scope_and_registry(
+                cfg.get('default_scope')) as registry:
+            wrapper_type = registry.get(wrapper_type)
+    if isinstance(wrapper_type, type) and issubclass(
+            wrapper_type, DistributedDataParallel):
+        wrapper_cfg.setdefault('device_ids', None)
+
+
+def build_runner(cfg: Config):
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)

@@ -1,0 +1,175 @@
+# Copyright (c) kdep_mm contributors.
+"""Train a model from an OpenMMLab config with mmengine's Runner.
+
+Usage::
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|...]
+
+The config may use any default scope (``mmpretrain``, ``mmdet``, ``mmseg``,
+``kdep_mm``); kdep_mm's modules are registered either way, and kdep_mm types
+are reached with the ``kdep_mm.`` prefix or through ``custom_imports``.
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+
+import kdep_mm  # noqa: F401  (allows mmengine's checkpoint types)
+from kdep_mm.utils.export import sync_pretrained
+from kdep_mm.utils.launch import (build_runner, prepare_cpu_distributed,
+                                  use_gloo_without_cuda)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint; without a value, resume '
+        'from the latest checkpoint in the work directory')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic mixed precision training')
+    parser.add_argument(
+        '--no-validate',
+        action='store_true',
+        help='do not evaluate checkpoints during training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual total batch size '
+        '(needs `auto_scale_lr` with `base_batch_size` in the config)')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='do not pin memory in the dataloaders')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='do not use persistent workers in the dataloaders')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs; a list is '
+        'written as key="[a,b]" or key=a,b, nested lists/tuples as '
+        'key="[(a,b),(c,d)]" (quotes needed, no white space)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes `--local-rank` (torch >= 2.0) or
+    # `--local_rank`; torchrun sets the LOCAL_RANK environment variable.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def _set_dataloader_flag(cfg, key, value):
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if isinstance(loader, dict):
+            loader[key] = value
+
+
+def merge_args(cfg: Config, args) -> Config:
+    """Apply the command-line options to the config."""
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+        # --cfg-options pretrained=X reaches model.backbone.init_cfg too
+        sync_pretrained(cfg)
+
+    cfg.launcher = args.launcher
+
+    # work_dir: command line > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    # automatic mixed precision
+    if args.amp:
+        optim_wrapper = cfg.get('optim_wrapper', None)
+        if optim_wrapper is None:
+            raise RuntimeError(
+                '--amp needs an `optim_wrapper` in the config, which has '
+                'none (is it a test-only config?)')
+        wrapper_type = optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper_type in ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper'):
+            print_log(
+                'AMP training is already enabled in the config.',
+                logger='current',
+                level=logging.WARNING)
+        else:
+            if wrapper_type not in ('OptimWrapper', 'mmengine.OptimWrapper'):
+                raise RuntimeError(
+                    '--amp is only supported with `optim_wrapper.type` '
+                    f'OptimWrapper, but the config uses {wrapper_type}')
+            optim_wrapper.type = 'AmpOptimWrapper'
+            optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+    # learning rate scaled by the total batch size
+    if args.auto_scale_lr:
+        auto_scale_lr = cfg.get('auto_scale_lr', None)
+        if not isinstance(auto_scale_lr, dict) or \
+                'base_batch_size' not in auto_scale_lr:
+            raise RuntimeError(
+                '--auto-scale-lr needs `auto_scale_lr = dict('
+                'base_batch_size=..., enable=False)` in the config, which '
+                'has none.')
+        auto_scale_lr.enable = True
+
+    # resume: `--resume` alone resumes from the latest checkpoint in
+    # work_dir (mmengine does that when load_from is None), `--resume CKPT`
+    # from the given one.
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+    if args.no_pin_memory:
+        _set_dataloader_flag(cfg, 'pin_memory', False)
+    if args.no_persistent_workers:
+        _set_dataloader_flag(cfg, 'persistent_workers', False)
+
+    use_gloo_without_cuda(cfg)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    # Register kdep_mm's modules without touching the default scope: the
+    # Runner sets it from the config's `default_scope`.
+    kdep_mm.register_all_modules(init_default_scope=False)
+
+    cfg = Config.fromfile(args.config)
+    cfg = merge_args(cfg, args)
+
+    prepare_cpu_distributed(cfg)
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
