@@ -91,3 +91,36 @@ def test_cifar_kdep_trains_with_real_teacher(tmp_path):
     # the teacher's leading 32 of 64 PCA directions keep most variance
     ev = model.aligner.eigenvalues
     assert ev[:32].sum() / ev.sum() > 0.8
+
+    # export the distilled student and load it into an mmpretrain
+    # classifier through init_cfg: zero missing / unexpected keys, and the
+    # exported backbone computes exactly what the distilled student computes
+    from kdep_mm.utils.export import export_student
+    out = osp.join(tmp_path, 'student.pth')
+    export_student(osp.join(tmp_path, 'iter_2.pth'), out)
+    exported = safe_torch_load(out)
+    assert exported['meta']['student_cfg']['type'] == 'kdep_mm.CIFARResNet'
+    student_keys = {k[len('student.'):] for k in keys
+                    if k.startswith('student.')}
+    assert {k[len('backbone.'):]
+            for k in exported['state_dict']} == student_keys
+    init_default_scope('mmpretrain')
+    clf = ROOT_MODELS.build(
+        dict(type='mmpretrain.ImageClassifier',
+             backbone=dict(exported['meta']['student_cfg'],
+                           init_cfg=dict(type='Pretrained', checkpoint=out,
+                                         prefix='backbone.')),
+             neck=dict(type='mmpretrain.GlobalAveragePooling'),
+             head=dict(type='mmpretrain.LinearClsHead', num_classes=10,
+                       in_channels=32)))
+    clf.init_weights()
+    own = clf.backbone.state_dict()
+    assert set(own) == student_keys
+    for k, v in own.items():
+        assert torch.equal(v, ckpt['state_dict']['student.' + k]), k
+    x = torch.randn(2, 3, 32, 32)
+    clf.eval()
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(clf.backbone(x)[-1], model.student(x)[-1],
+                                   rtol=0, atol=0)
