@@ -5,28 +5,11 @@
 # kdep_mm.BCCDDataset drops the two degenerate boxes of the annotations.
 #   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<exp>/student_backbone.pth
 _base_ = [
-    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    '../_base_/models/retinanet_r18_fpn.py',
     'mmdet::_base_/default_runtime.py',
 ]
 
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
-pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
-
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmpretrain.ResNet',
-        depth=18,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=True,
-        style='pytorch',
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    neck=dict(in_channels=[64, 128, 256, 512]),
-    bbox_head=dict(num_classes=3))
+model = dict(bbox_head=dict(num_classes=3))
 
 # dataset settings (images are 640x480)
 dataset_type = 'kdep_mm.BCCDDataset'

@@ -3,29 +3,12 @@
 # 3x repeated dataset). Data layout: data/VOCdevkit/VOC{2007,2012}.
 #   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<exp>/student_backbone.pth
 _base_ = [
-    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    '../_base_/models/retinanet_r18_fpn.py',
     'mmdet::_base_/datasets/voc0712.py',
     'mmdet::_base_/default_runtime.py',
 ]
 
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
-pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
-
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmpretrain.ResNet',
-        depth=18,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=True,
-        style='pytorch',
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    neck=dict(in_channels=[64, 128, 256, 512]),
-    bbox_head=dict(num_classes=20))
+model = dict(bbox_head=dict(num_classes=20))
 
 # training schedule: the dataset is repeated 3 times, so 4 epochs = 12
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=4, val_interval=1)
