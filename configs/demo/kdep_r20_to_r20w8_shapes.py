@@ -1,0 +1,132 @@
+# Demo stage (c): KDEP distillation (labels unused) of a narrow student,
+# CIFAR ResNet-20 at half width (8/16/32 channels, 32-d pooled feature), from
+# the demo's CIFAR ResNet-20 teacher (64-d): SVD keeps the teacher's top-32
+# principal directions, power-temperature scaling (T = 0.1, n = 3) evens
+# them out and an MSE matches the student's pre-ReLU pooled feature to them.
+#
+# tools/kdep_demo.py sets ``model.teacher_ckpt`` (the checkpoint of stage
+# (b), or --teacher-ckpt), the annotation file of the unlabelled subset, the
+# epochs and the seed. Afterwards the student is exported with
+# ``kdep_mm.utils.export.export_student`` (``student.*`` -> ``backbone.*``).
+default_scope = 'mmpretrain'
+custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
+
+data_root = 'data/synthetic_shapes'
+batch_size = 32
+
+data_preprocessor = dict(
+    type='ClsDataPreprocessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    to_rgb=True)
+
+model = dict(
+    type='kdep_mm.KDEPDistiller',
+    data_preprocessor=data_preprocessor,
+    student=dict(
+        type='kdep_mm.CIFARResNet',
+        depth=20,
+        base_channels=8,
+        out_indices=(2, )),
+    teacher=dict(
+        type='ImageClassifier',
+        backbone=dict(
+            type='kdep_mm.CIFARResNet',
+            depth=20,
+            base_channels=16,
+            out_indices=(2, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(
+            type='LinearClsHead',
+            num_classes=10,
+            in_channels=64,
+            loss=dict(type='CrossEntropyLoss', loss_weight=1.0))),
+    teacher_ckpt='work_dirs/kdep_demo/teacher/epoch_10.pth',
+    # for the classic akamaster checkpoints ('module.conv1.weight', ...,
+    # 'module.linear.weight') the demo uses
+    # [('^module\\.linear\\.', 'head.fc.'), ('^module\\.', 'backbone.')]
+    teacher_revise_keys=[(r'^module\.', '')],
+    # pre-ReLU output of the last residual block of each (inferred when None:
+    # 'layer3.2.relu' for ResNet-20)
+    student_feature=None,
+    teacher_feature=None,
+    aligner=dict(
+        type='kdep_mm.SVDAligner',
+        student_channels=32,
+        teacher_channels=64,
+        temperature=0.1,
+        power=3),
+    # KDEP uses 20 for 2048-d ResNet-50 teachers; 5 (with lr 0.02) trains
+    # this 32-d student stably (weight 20 at lr 0.05 collapses it)
+    distill_loss=dict(type='kdep_mm.FeatureMSELoss', loss_weight=5.),
+)
+
+custom_hooks = [
+    # fit the SVD basis once, on teacher features of the distillation data
+    dict(type='kdep_mm.FitAlignerHook', num_samples=None,
+         basis_file='svd_basis.pth'),
+]
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    # pad with the mean colour (BGR): black borders would dominate the
+    # features, and mmpretrain's RandomCrop ignores padding_mode when
+    # padding is set
+    dict(type='RandomCrop', crop_size=32, padding=4, pad_val=(104, 116, 124)),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type='CustomDataset',
+        data_root=data_root,
+        data_prefix='train',
+        # 'relative/path label' lines of the unlabelled subset (labels are
+        # read but never used by the distiller); None = the whole split
+        ann_file='',
+        with_label=True,
+        pipeline=train_pipeline))
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+test_dataloader = None
+test_evaluator = None
+test_cfg = None
+
+max_epochs = 20
+optim_wrapper = dict(
+    optimizer=dict(
+        type='SGD', lr=0.02, momentum=0.9, weight_decay=5e-4, nesterov=True))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=max_epochs,
+         eta_min=1e-3, convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
+auto_scale_lr = dict(base_batch_size=batch_size, enable=False)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=10),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=max_epochs,
+                    max_keep_ckpts=1, save_last=True),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='VisualizationHook', enable=False),
+)
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0, deterministic=False)
