@@ -20,9 +20,7 @@ through SyncBN, which torch runs on GPUs only; and with mmengine's
 ``broadcast_buffers=False`` each rank keeps its own BN running statistics
 (the checkpoint holds rank 0's).
 """
-import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 import textwrap
@@ -30,6 +28,7 @@ import textwrap
 import pytest
 import torch
 
+from kdep_mm.testing.launch import free_port, tool_env
 from kdep_mm.testing.synthetic import make_image_folder
 from kdep_mm.utils.checkpoint import safe_torch_load
 
@@ -39,25 +38,6 @@ TRAIN = osp.join(REPO, 'tools', 'train.py')
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
 ITERS = 3
 ATOL = 1e-5
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _env(data_root, **extra):
-    env = dict(os.environ)
-    env['KDEP_TINY_DATA'] = str(data_root)
-    env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH']
-                                if env.get('PYTHONPATH') else '')
-    env['OMP_NUM_THREADS'] = '1'
-    env['MKL_NUM_THREADS'] = '1'
-    env['PYTHON'] = sys.executable
-    env.pop('LOCAL_RANK', None)
-    env.update(extra)
-    return env
 
 
 def _write_config(path):
@@ -117,10 +97,10 @@ def runs(tmp_path_factory):
     dist_dir, single_dir = root / 'dist', root / 'single'
     cmds = [
         (['bash', DIST_TRAIN, config, '2', '--work-dir',
-          str(dist_dir)], _env(data, PORT=str(_free_port()))),
+          str(dist_dir)], tool_env(data, PORT=str(free_port()))),
         ([sys.executable, TRAIN, config, '--work-dir',
           str(single_dir), '--cfg-options',
-          'train_dataloader.batch_size=8'], _env(data)),
+          'train_dataloader.batch_size=8'], tool_env(data)),
     ]
     procs = [_start(cmd, env) for cmd, env in cmds]
     try:

@@ -9,7 +9,6 @@ import json
 import os
 import os.path as osp
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import textwrap
 import pytest
 import torch
 
+from kdep_mm.testing.launch import free_port, tool_env
 from kdep_mm.testing.synthetic import make_image_folder
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -25,27 +25,6 @@ TRAIN = osp.join(REPO, 'tools', 'train.py')
 TEST = osp.join(REPO, 'tools', 'test.py')
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
 DIST_TEST = osp.join(REPO, 'tools', 'dist_test.sh')
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _env(data_root, **extra):
-    env = dict(os.environ)
-    env['KDEP_TINY_DATA'] = str(data_root)
-    env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH']
-                                if env.get('PYTHONPATH') else '')
-    # same thread count in every run: bitwise reproducible CPU kernels, and
-    # two processes do not fight over the two cores
-    env['OMP_NUM_THREADS'] = '1'
-    env['MKL_NUM_THREADS'] = '1'
-    env['PYTHON'] = sys.executable
-    env.pop('LOCAL_RANK', None)
-    env.update(extra)
-    return env
 
 
 def _run(cmd, env, timeout=240):
@@ -68,7 +47,7 @@ def _train_cmd(work_dir, *extra):
 
 
 def _train(data_root, work_dir, *extra):
-    return _run(_train_cmd(work_dir, *extra), _env(data_root))
+    return _run(_train_cmd(work_dir, *extra), tool_env(data_root))
 
 
 def _run_parallel(cmds, env, timeout=300):
@@ -176,7 +155,7 @@ def test_train_then_test(trained_2, data_root, tmp_path):
         str(work_dir / 'iter_2.pth'), '--work-dir',
         str(tmp_path / 'test'), '--out',
         str(metrics_file)
-    ], _env(data_root))
+    ], tool_env(data_root))
     assert 'Load checkpoint from' in out
     assert 'accuracy/top1' in out
     with open(metrics_file) as f:
@@ -189,7 +168,7 @@ def test_train_then_test(trained_2, data_root, tmp_path):
 # --------------------------------------------------------------------------
 def test_dist_train_two_processes(data_root, tmp_path):
     work_dir = tmp_path / 'dist'
-    env = _env(data_root, PORT=str(_free_port()))
+    env = tool_env(data_root, PORT=str(free_port()))
     out = _run(['bash', DIST_TRAIN, CONFIG, '2', '--work-dir',
                 str(work_dir)], env, timeout=300)
     if not torch.cuda.is_available():
@@ -217,7 +196,7 @@ def test_dist_test_two_processes(trained_2, data_root, tmp_path):
     gathered from both ranks."""
     work_dir, _ = trained_2
     preds_file = tmp_path / 'preds.pkl'
-    env = _env(data_root, PORT=str(_free_port()))
+    env = tool_env(data_root, PORT=str(free_port()))
     out = _run([
         'bash', DIST_TEST, CONFIG,
         str(work_dir / 'iter_2.pth'), '2', '--work-dir',
@@ -255,7 +234,7 @@ def test_resume_matches_uninterrupted_run(trained_2, data_root, tmp_path):
         _train_cmd(work_dir, '--resume', '--cfg-options',
                    'train_cfg.max_iters=4'),
         _train_cmd(full_dir, '--cfg-options', 'train_cfg.max_iters=4')
-    ], _env(data_root))
+    ], tool_env(data_root))
     assert 'Auto resumed from the latest checkpoint' in out
     assert 'resumed epoch: 0, iter: 2' in out
     assert 'Iter(train) [3/4]' in out and 'Iter(train) [4/4]' in out

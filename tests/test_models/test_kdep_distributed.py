@@ -2,17 +2,12 @@
 to a 1-process fit on the same data."""
 import os
 import os.path as osp
-import socket
 
 import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+from kdep_mm.testing.launch import free_port
 
 
 class _Loader(list):
@@ -56,7 +51,7 @@ def _worker(rank, world, port, out_dir):
 def test_basis_identical_across_two_ranks_and_equal_to_one_process(tmp_path):
     import sys
     sys.path.insert(0, osp.dirname(__file__))
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2,
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2,
              join=True)
     r0 = torch.load(osp.join(tmp_path, 'rank0.pth'))
     r1 = torch.load(osp.join(tmp_path, 'rank1.pth'))

@@ -1,0 +1,33 @@
+"""Helpers for tests that start the tools in subprocesses."""
+import os
+import os.path as osp
+import socket
+import sys
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def tool_env(data_root, **extra) -> dict:
+    """Environment for a tool subprocess on the tiny synthetic data.
+
+    One thread per process: bitwise reproducible CPU kernels, and two ranks
+    do not fight over two cores. ``PYTHON`` makes the launch scripts use the
+    current interpreter.
+    """
+    env = dict(os.environ)
+    env['KDEP_TINY_DATA'] = str(data_root)
+    env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH']
+                                if env.get('PYTHONPATH') else '')
+    env['OMP_NUM_THREADS'] = '1'
+    env['MKL_NUM_THREADS'] = '1'
+    env['PYTHON'] = sys.executable
+    env.pop('LOCAL_RANK', None)
+    env.update(extra)
+    return env
