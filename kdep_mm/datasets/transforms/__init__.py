@@ -3,3 +3,7 @@ from .loading import (DEFAULT_FORMATS, ImageLoadError, LoadImageOrSkip,
 
 __all__ = ['LoadImageOrSkip', 'ImageLoadError', 'DEFAULT_FORMATS',
            'sniff_format']
+from .stored_view import (ApplyStoredView, center_view,  # noqa: E402
+                          crop_view, sample_view)
+
+__all__ += ['ApplyStoredView', 'center_view', 'crop_view', 'sample_view']

@@ -1,0 +1,542 @@
+"""Teacher store (sharded, verified, view-keyed) and ApplyStoredView."""
+import json
+import os
+import os.path as osp
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+
+from kdep_mm.datasets.teacher_store import (TeacherStore, TeacherStoreWriter,
+                                            build_manifest, dataset_identity,
+                                            decode_topk, encode_topk,
+                                            topk_fields)
+from kdep_mm.datasets.transforms.stored_view import (ApplyStoredView,
+                                                     box_to_pixels,
+                                                     center_view, crop_view,
+                                                     sample_view)
+from kdep_mm.registry import TRANSFORMS
+
+N, V, SHARD = 10, 3, 4  # 3 shards: 4 + 4 + 2 samples
+FIELDS = {'logits': ((5, ), 'float16'), 'feat': ((2, 3), 'float32')}
+FP = 'a' * 64
+
+
+def _manifest(n=N, fp=FP):
+    return build_manifest(
+        teacher_fingerprint=fp,
+        dataset={'class': 'Toy', 'data_root': 'data/toy', 'ann_file': '',
+                 'length': n},
+        teacher_config=dict(type='ResNet', depth=18),
+        teacher_checkpoint='teacher.pth',
+        pipeline=[dict(type='LoadImageFromFile'),
+                  dict(type='ApplyStoredView', scale=8)])
+
+
+def _data(n=N, v=V, seed=0):
+    rng = np.random.default_rng(seed)
+    outputs = {
+        'logits': rng.standard_normal((n, v, 5)).astype(np.float16),
+        'feat': rng.standard_normal((n, v, 2, 3)).astype(np.float32)}
+    boxes = np.zeros((n, v, 4), np.float32)
+    flips = np.zeros((n, v), np.uint8)
+    for i in range(n):
+        for j in range(v):
+            boxes[i, j], flips[i, j] = sample_view(20, 30, rng)
+    return outputs, boxes, flips
+
+
+def _compute(data, calls=None, fail_at=None):
+    outputs, boxes, flips = data
+
+    def compute(start, stop):
+        if calls is not None:
+            calls.append(start)
+        if fail_at is not None and start == fail_at:
+            raise RuntimeError('killed')
+        return ({k: a[start:stop] for k, a in outputs.items()},
+                boxes[start:stop], flips[start:stop])
+    return compute
+
+
+def _write(root, data=None, **kwargs):
+    data = data or _data()
+    writer = TeacherStoreWriter(root, _manifest(), N, V, FIELDS,
+                                shard_size=SHARD, **kwargs)
+    return writer.write_all(_compute(data))
+
+
+def _expected(**over):
+    exp = dict(teacher_fingerprint=FP, dataset=dict(length=N), num_views=V,
+               fields=FIELDS)
+    exp.update(over)
+    return exp
+
+
+def _files(root):
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            path = osp.join(dirpath, name)
+            with open(path, 'rb') as f:
+                out[osp.relpath(path, root)] = f.read()
+    return out
+
+
+@pytest.fixture(scope='module')
+def store_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('store'))
+    assert _write(root) == [0, 1, 2]
+    return root
+
+
+# ------------------------------------------------------------- round trip
+def test_round_trip_exact_and_memmapped(store_root):
+    outputs, boxes, flips = _data()
+    store = TeacherStore(store_root, _expected())
+    assert len(store) == N and store.num_shards == 3
+    for i in range(N):
+        b, f = store.views(i)
+        np.testing.assert_array_equal(b, boxes[i])
+        np.testing.assert_array_equal(f, flips[i] > 0)
+        for v in range(V):
+            got = store.get(i, v)
+            for name in FIELDS:
+                assert got[name].dtype == outputs[name].dtype
+                np.testing.assert_array_equal(got[name], outputs[name][i, v])
+            np.testing.assert_array_equal(got['box'], boxes[i, v])
+            assert got['flip'] == bool(flips[i, v])
+    # only the shards touched are mapped, as np.memmap
+    maps = store.shard_arrays(2)
+    for name in list(FIELDS) + ['boxes', 'flips']:
+        assert isinstance(maps[name], np.memmap), name
+    assert maps['logits'].shape == (2, V, 5)
+    with pytest.raises(IndexError):
+        store.get(N, 0)
+    with pytest.raises(IndexError):
+        store.get(0, V)
+    # a pickled store (DataLoader workers) carries no maps
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone._maps == {}
+    np.testing.assert_array_equal(clone.get(9, 2)['feat'],
+                                  outputs['feat'][9, 2])
+
+
+def test_manifest_content(store_root):
+    with open(osp.join(store_root, 'manifest.json')) as f:
+        m = json.load(f)
+    assert m['format_version'] == 1 and m['num_views'] == V
+    assert m['num_samples'] == N and m['shard_size'] == SHARD
+    assert m['num_shards'] == 3
+    assert m['fields'] == {'logits': {'shape': [5], 'dtype': 'float16'},
+                           'feat': {'shape': [2, 3], 'dtype': 'float32'}}
+    assert m['teacher_fingerprint'] == FP
+    assert m['teacher_checkpoint'] == 'teacher.pth'
+    assert m['teacher_config'] == dict(type='ResNet', depth=18)
+    assert m['dataset']['length'] == N
+    assert m['pipeline'][1]['type'] == 'ApplyStoredView'
+    for shard in range(3):
+        with open(osp.join(store_root, 'shards',
+                           f'{shard:05d}.done.json')) as f:
+            marker = json.load(f)
+        assert set(marker['files']) == {'logits', 'feat', 'boxes', 'flips'}
+        assert all(len(x['sha256']) == 64 for x in marker['files'].values())
+    # no temporary file left behind
+    assert not [n for n in _files(store_root) if n.endswith('.tmp')]
+
+
+@pytest.mark.parametrize('over,key,stored,wrong', [
+    (dict(teacher_fingerprint='b' * 64), 'teacher_fingerprint', FP, 'b' * 64),
+    (dict(dataset=dict(length=11)), 'dataset.length', 10, 11),
+    (dict(num_views=4), 'num_views', 3, 4),
+    (dict(fields={'logits': ((6, ), 'float16'),
+                  'feat': ((2, 3), 'float32')}), 'fields.logits.shape',
+     [5], [6]),
+])
+def test_manifest_mismatch_refused(store_root, over, key, stored, wrong):
+    with pytest.raises(ValueError) as e:
+        TeacherStore(store_root, _expected(**over))
+    msg = str(e.value)
+    assert repr(key) in msg and repr(stored) in msg and repr(wrong) in msg
+
+
+def test_manifest_missing_key_refused(store_root):
+    with pytest.raises(ValueError, match='no key .dataset.paths_sha256.'):
+        TeacherStore(store_root, dict(dataset=dict(paths_sha256='x')))
+
+
+# ------------------------------------------------------ corruption, loss
+def test_corrupted_shard_refused(tmp_path):
+    root = str(tmp_path)
+    _write(root)
+    path = osp.join(root, 'shards', '00001.logits.npy')
+    with open(path, 'r+b') as f:
+        f.seek(-3, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-3, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ValueError, match='corrupted') as e:
+        TeacherStore(root, _expected())
+    assert path in str(e.value)
+    # a resumed writer detects it too and rewrites only that shard
+    calls = []
+    writer = TeacherStoreWriter(root, _manifest(), N, V, FIELDS,
+                                shard_size=SHARD)
+    assert writer.write_all(_compute(_data(), calls)) == [1]
+    assert calls == [4]
+    TeacherStore(root, _expected())
+
+
+def test_missing_shard_refused(tmp_path):
+    root = str(tmp_path)
+    _write(root)
+    path = osp.join(root, 'shards', '00002.feat.npy')
+    os.remove(path)
+    with pytest.raises(ValueError, match='missing') as e:
+        TeacherStore(root, _expected())
+    assert path in str(e.value)
+    with pytest.raises(ValueError, match='missing'):
+        TeacherStore(root, _expected(), verify=False)
+    marker = osp.join(root, 'shards', '00000.done.json')
+    os.remove(marker)
+    with pytest.raises(ValueError, match='shard 0 is missing') as e:
+        TeacherStore(root, _expected())
+    assert marker in str(e.value)
+
+
+# ------------------------------------------------------------------ resume
+def test_killed_writer_resumes(tmp_path):
+    root, clean = str(tmp_path / 'a'), str(tmp_path / 'b')
+    data = _data()
+    _write(clean, data)
+    calls = []
+    writer = TeacherStoreWriter(root, _manifest(), N, V, FIELDS,
+                                shard_size=SHARD)
+    with pytest.raises(RuntimeError, match='killed'):
+        writer.write_all(_compute(data, calls, fail_at=4))
+    assert calls == [0, 4]
+    with pytest.raises(ValueError, match='shard 1 is missing'):
+        TeacherStore(root, _expected())
+    # leftovers of a shard killed while its files were being written
+    shards = osp.join(root, 'shards')
+    with open(osp.join(shards, '.00001.logits.npy.abc.tmp'), 'wb') as f:
+        f.write(b'partial')
+    with open(osp.join(shards, '00001.logits.npy'), 'wb') as f:
+        f.write(b'partial')
+    calls = []
+    writer = TeacherStoreWriter(root, _manifest(), N, V, FIELDS,
+                                shard_size=SHARD)
+    assert writer.pending_shards() == [1, 2]
+    assert writer.write_all(_compute(data, calls)) == [1, 2]
+    assert calls == [4, 8]
+    TeacherStore(root, _expected())
+    assert _files(root) == _files(clean)
+
+
+def test_sigkilled_writer_resumes(tmp_path):
+    """A real SIGKILL after shard 0, then a rerun in this process."""
+    root = str(tmp_path)
+    src = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                   'kdep_mm', 'datasets', 'teacher_store.py')
+    script = textwrap.dedent(f"""
+        import importlib.util, os, signal
+        import numpy as np
+        spec = importlib.util.spec_from_file_location('ts', {src!r})
+        ts = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ts)
+        import json
+        m = json.loads({json.dumps(_manifest())!r})
+        w = ts.TeacherStoreWriter({root!r}, m, {N}, 1,
+                                  {{'x': ((2,), 'float32')}}, shard_size=4)
+        def compute(start, stop):
+            if start == 4:
+                os.kill(os.getpid(), signal.SIGKILL)
+            n = stop - start
+            x = np.arange(start * 2, stop * 2, dtype=np.float32)
+            boxes = np.tile(np.float32([0, 0, 1, 1]), (n, 1, 1))
+            return {{'x': x.reshape(n, 1, 2)}}, boxes, np.zeros((n, 1))
+        w.write_all(compute)
+    """)
+    proc = subprocess.run([sys.executable, '-c', script])
+    assert proc.returncode == -9
+    assert osp.isfile(osp.join(root, 'shards', '00000.done.json'))
+    assert not osp.exists(osp.join(root, 'shards', '00001.done.json'))
+    calls = []
+
+    def compute(start, stop):
+        calls.append(start)
+        n = stop - start
+        x = np.arange(start * 2, stop * 2, dtype=np.float32)
+        boxes = np.tile(np.float32([0, 0, 1, 1]), (n, 1, 1))
+        return {'x': x.reshape(n, 1, 2)}, boxes, np.zeros((n, 1))
+    writer = TeacherStoreWriter(root, _manifest(), N, 1,
+                                {'x': ((2, ), 'float32')}, shard_size=4)
+    writer.write_all(compute)
+    assert calls == [4, 8]
+    store = TeacherStore(root, dict(num_views=1))
+    for i in range(N):
+        np.testing.assert_array_equal(store.get(i, 0)['x'], [2 * i, 2 * i + 1])
+
+
+def test_resume_with_other_manifest_refused(store_root):
+    with pytest.raises(ValueError, match='teacher_fingerprint'):
+        TeacherStoreWriter(store_root, _manifest(fp='c' * 64), N, V, FIELDS,
+                           shard_size=SHARD)
+    with pytest.raises(ValueError, match='num_shards|shard_size'):
+        TeacherStoreWriter(store_root, _manifest(), N, V, FIELDS,
+                           shard_size=5)
+
+
+def test_writer_checks_inputs(tmp_path):
+    with pytest.raises(ValueError, match='num_samples'):
+        TeacherStoreWriter(str(tmp_path), _manifest(n=9), N, V, FIELDS)
+    w = TeacherStoreWriter(str(tmp_path), _manifest(), N, V, FIELDS,
+                           shard_size=SHARD)
+    outputs, boxes, flips = _data()
+    sl = slice(0, 4)
+    with pytest.raises(ValueError, match='shape'):
+        w.write_shard(0, {'logits': outputs['logits'][:3],
+                          'feat': outputs['feat'][sl]}, boxes[sl], flips[sl])
+    bad = boxes[sl].copy()
+    bad[0, 0, 2] = 1.5
+    with pytest.raises(ValueError, match='boxes'):
+        w.write_shard(0, {k: a[sl] for k, a in outputs.items()}, bad,
+                      flips[sl])
+
+
+# ------------------------------------------------------------ distributed
+def test_two_ranks_equal_one_writer(tmp_path, store_root):
+    root = str(tmp_path)
+    data = _data()
+    written = []
+    for rank in (1, 0):  # any order
+        written += _write(root, data, rank=rank, world_size=2)
+    assert sorted(written) == [0, 1, 2] and written[:1] == [1]
+    assert _files(root) == _files(store_root)
+    TeacherStore(root, _expected())
+
+
+# ------------------------------------------------------------------ top-k
+@pytest.mark.parametrize('index_dtype', ['int32', 'int64'])
+def test_topk_encoding(tmp_path, index_dtype):
+    rng = np.random.default_rng(1)
+    C, k = 1000, 10
+    logits = rng.standard_normal((6, 2, C)) * 4
+    probs, idx = encode_topk(logits, k, index_dtype=index_dtype)
+    assert probs.dtype == np.float16 and idx.dtype == np.dtype(index_dtype)
+    ref = np.exp(logits - logits.max(-1, keepdims=True))
+    ref /= ref.sum(-1, keepdims=True)
+    ref_idx = np.argsort(-ref, axis=-1, kind='stable')[..., :k]
+    fields = topk_fields('logits', k, index_dtype)
+    w = TeacherStoreWriter(str(tmp_path), _manifest(n=6), 6, 2, fields,
+                           shard_size=4)
+    boxes = np.tile(np.float32([0, 0, 1, 1]), (6, 2, 1))
+    for shard in w.my_shards():
+        s, e = w.shard_range(shard)
+        w.write_shard(shard, {'logits_topk_prob': probs[s:e],
+                              'logits_topk_idx': idx[s:e]}, boxes[s:e],
+                      np.zeros((e - s, 2)))
+    store = TeacherStore(str(tmp_path), dict(fields=fields))
+    for i in range(6):
+        for v in range(2):
+            got = store.get(i, v)
+            assert got['logits_topk_idx'].dtype == np.dtype(index_dtype)
+            np.testing.assert_array_equal(got['logits_topk_idx'],
+                                          ref_idx[i, v])  # exact
+            np.testing.assert_allclose(
+                got['logits_topk_prob'].astype(np.float64),
+                ref[i, v, ref_idx[i, v]], rtol=2 ** -11, atol=2 ** -25)
+            dense = decode_topk(got['logits_topk_prob'],
+                                got['logits_topk_idx'], C)
+            assert dense.shape == (C, ) and dense.dtype == np.float32
+            assert abs(dense.sum() - 1) < 1e-3
+            rest = np.delete(dense, ref_idx[i, v])
+            assert np.allclose(rest, rest[0])
+    dense = decode_topk(probs, idx, C, rest='zero')
+    assert (np.count_nonzero(dense, -1) <= k).all()
+    np.testing.assert_array_equal(
+        np.take_along_axis(dense, idx.astype(np.int64), -1),
+        probs.astype(np.float32))
+    dense = decode_topk(probs, idx, C, rest='renorm')
+    np.testing.assert_allclose(dense.sum(-1), 1, rtol=1e-6)
+    with pytest.raises(ValueError):
+        decode_topk(probs, idx, C, rest='other')
+
+
+# ------------------------------------------------------------ stored views
+def test_crop_view_matches_numpy_cv2():
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    for _ in range(20):
+        box, flip = sample_view(37, 53, rng)
+        x0, y0, x1, y1 = box_to_pixels(box, 37, 53)
+        # the box is an integer pixel box divided by W / H
+        np.testing.assert_array_equal(
+            box, np.float32([x0 / 53, y0 / 37, x1 / 53, y1 / 37]))
+        ref = cv2.resize(img[y0:y1, x0:x1], (11, 7),
+                         interpolation=cv2.INTER_LINEAR)
+        if flip:
+            ref = ref[:, ::-1]
+        out = crop_view(img, box, flip, (7, 11))
+        assert out.shape == (7, 11, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, ref)
+
+
+def test_box_rounding():
+    # round half up, end exclusive, at least one pixel, clipped
+    assert box_to_pixels([0.25, 0.25, 0.75, 0.75], 10, 10) == (3, 3, 8, 8)
+    assert box_to_pixels([0.5, 0.5, 0.5, 0.5], 4, 4) == (2, 2, 3, 3)
+    assert box_to_pixels([0, 0, 1, 1], 5, 7) == (0, 0, 7, 5)
+    assert box_to_pixels([0.99, 0.99, 1, 1], 5, 7) == (6, 4, 7, 5)
+
+
+def test_sample_view_ranges():
+    rng = np.random.default_rng(3)
+    flips = []
+    for _ in range(200):
+        box, flip = sample_view(40, 60, rng, scale=(0.2, 0.5))
+        x0, y0, x1, y1 = box_to_pixels(box, 40, 60)
+        assert 0 <= x0 < x1 <= 60 and 0 <= y0 < y1 <= 40
+        frac = (x1 - x0) * (y1 - y0) / (40 * 60)
+        assert 0.15 < frac < 0.55
+        flips.append(flip)
+    assert 0.3 < np.mean(flips) < 0.7
+    # the fallback is centred with the aspect ratio clamped to the range
+    box, _ = sample_view(10, 100, np.random.RandomState(0), max_attempts=0)
+    assert box_to_pixels(box, 10, 100) == (43, 0, 56, 10)
+
+
+def _cache_crops(root, images, num_views, views_fn, size=8):
+    """The caching side: views, crop_view, a fake teacher (the crop itself
+    and its channel mean)."""
+    n = len(images)
+    crops = np.zeros((n, num_views, size, size, 3), np.uint8)
+    boxes = np.zeros((n, num_views, 4), np.float32)
+    flips = np.zeros((n, num_views), np.uint8)
+    for i, img in enumerate(images):
+        for v in range(num_views):
+            box, flip = views_fn(img.shape[0], img.shape[1])
+            boxes[i, v], flips[i, v] = box, flip
+            crops[i, v] = crop_view(img, box, flip, size)
+    fields = {'crop': ((size, size, 3), 'uint8'), 'mean': ((3, ), 'float32')}
+    w = TeacherStoreWriter(root, _manifest(n=n), n, num_views, fields,
+                           shard_size=3)
+    w.write_all(lambda s, e: (
+        {'crop': crops[s:e],
+         'mean': crops[s:e].reshape(e - s, num_views, -1, 3).mean(2)},
+        boxes[s:e], flips[s:e]))
+    return crops, fields
+
+
+def test_apply_stored_view_pixel_equal(tmp_path):
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (int(rng.integers(20, 50)),
+                                    int(rng.integers(20, 50)), 3),
+                           dtype=np.uint8) for _ in range(7)]
+    crops, fields = _cache_crops(str(tmp_path), images, 4,
+                                 lambda h, w: sample_view(h, w, rng))
+    t = TRANSFORMS.build(dict(
+        type='ApplyStoredView', scale=8,
+        store=dict(root=str(tmp_path),
+                   expected=dict(num_views=4, fields=fields))))
+    assert 'ApplyStoredView' in repr(t)
+    np.random.seed(0)
+    seen = set()
+    for _ in range(3):
+        for i, img in enumerate(images):
+            results = t(dict(img=img.copy(), sample_idx=i))
+            v = results['view_index']
+            seen.add(v)
+            np.testing.assert_array_equal(results['img'], crops[i, v])
+            np.testing.assert_array_equal(results['img'],
+                                          results['teacher_crop'])
+            assert results['img_shape'] == (8, 8)
+            np.testing.assert_allclose(
+                results['teacher_mean'],
+                crops[i, v].reshape(-1, 3).mean(0), rtol=1e-6)
+            assert results['flip'] == bool(
+                t.store.views(i)[1][v])
+    assert seen == {0, 1, 2, 3}
+    fixed = ApplyStoredView(t.store, scale=(8, 8), view_index=2,
+                            keys={'mean': 'soft'})
+    out = fixed(dict(img=images[5], sample_idx=5))
+    assert out['view_index'] == 2 and 'soft' in out
+    np.testing.assert_array_equal(out['img'], crops[5, 2])
+    with pytest.raises(ValueError, match='view_index'):
+        ApplyStoredView(t.store, scale=8, view_index=4)(
+            dict(img=images[0], sample_idx=0))
+
+
+def test_center_view_single_view_mode(tmp_path):
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (30, 45, 3), dtype=np.uint8),
+              rng.integers(0, 256, (50, 20, 3), dtype=np.uint8)]
+    box, flip = center_view(30, 45)
+    assert box_to_pixels(box, 30, 45) == (7, 0, 37, 30) and flip is False
+    box, _ = center_view(50, 20, crop_frac=0.5)
+    assert box_to_pixels(box, 50, 20) == (5, 20, 15, 30)
+    crops, fields = _cache_crops(str(tmp_path), images, 1, center_view)
+    t = ApplyStoredView(dict(root=str(tmp_path),
+                             expected=dict(num_views=1)), scale=8)
+    for i, img in enumerate(images):
+        out = t(dict(img=img, sample_idx=i))
+        assert out['view_index'] == 0 and out['flip'] is False
+        np.testing.assert_array_equal(out['img'], crops[i, 0])
+        x0, y0, x1, y1 = box_to_pixels(center_view(*img.shape[:2])[0],
+                                       *img.shape[:2])
+        ref = cv2.resize(img[y0:y1, x0:x1], (8, 8),
+                         interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(out['img'], ref)
+
+
+def test_dataset_identity():
+    class Toy:
+        data_root = '/data/toy'
+        ann_file = 'train.txt'
+
+        def __init__(self, paths):
+            self.paths = paths
+
+        def __len__(self):
+            return len(self.paths)
+
+        def get_data_info(self, i):
+            return dict(img_path=self.paths[i])
+
+    a = dataset_identity(Toy(['/data/toy/b.png', '/data/toy/a.png']))
+    b = dataset_identity(Toy(['/data/toy/a.png', '/data/toy/b.png']))
+    c = dataset_identity(Toy(['/data/toy/a.png', '/data/toy/c.png']))
+    assert a == b and a['paths_sha256'] != c['paths_sha256']
+    assert a['class'] == 'Toy' and a['length'] == 2
+    assert a['ann_file'] == 'train.txt'
+
+
+def test_pack_inputs_carries_teacher_outputs(tmp_path):
+    """LoadImageFromFile -> ApplyStoredView -> PackInputs(algorithm_keys)
+    through a Compose built from configs, as in a training pipeline."""
+    from mmcv.transforms import Compose
+    rng = np.random.default_rng(6)
+    img = rng.integers(0, 256, (24, 31, 3), dtype=np.uint8)
+    path = str(tmp_path / 'img.png')
+    cv2.imwrite(path, img)
+    root = str(tmp_path / 'store')
+    crops, fields = _cache_crops(root, [img], 2,
+                                 lambda h, w: sample_view(h, w, rng))
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='kdep_mm.ApplyStoredView', scale=8,
+             store=dict(root=root, expected=dict(num_views=2))),
+        dict(type='mmpretrain.PackInputs',
+             algorithm_keys=['teacher_mean', 'view_index'])])
+    out = pipeline(dict(img_path=path, sample_idx=0))
+    sample = out['data_samples']
+    v = sample.view_index
+    assert tuple(out['inputs'].shape) == (3, 8, 8)
+    np.testing.assert_array_equal(out['inputs'].permute(1, 2, 0).numpy(),
+                                  crops[0, v])
+    np.testing.assert_allclose(np.asarray(sample.teacher_mean),
+                               crops[0, v].reshape(-1, 3).mean(0), rtol=1e-6)
