@@ -1,7 +1,9 @@
 from .base_distiller import BaseDistiller, load_teacher_checkpoint
 from .kdep import KDEPDistiller, LogitKDDistiller
+from .dmae import DMAEDistiller, num_visible_patches, vit_forward_visible
 
 __all__ = [
     'BaseDistiller', 'KDEPDistiller', 'LogitKDDistiller',
-    'load_teacher_checkpoint'
+    'load_teacher_checkpoint', 'DMAEDistiller', 'num_visible_patches',
+    'vit_forward_visible'
 ]

@@ -1,0 +1,6 @@
+# DMAE ViT-L -> ViT-B at 0.95 masking: int(196 * (1 - 0.95)) = 9 visible
+# patches per image (CLS excluded), shared by student and teacher.
+_base_ = ['./vit-b_from_mae-vit-l_in1k_75.py']
+
+mask_ratio = 0.95
+model = dict(student=dict(mask_ratio=mask_ratio), mask_ratio=mask_ratio)

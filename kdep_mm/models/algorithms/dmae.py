@@ -1,0 +1,295 @@
+"""DMAE: "Masked Autoencoders Enable Efficient Knowledge Distillers" (Bai et
+al., CVPR 2023).
+
+The student is trained as a masked autoencoder (mmpretrain ``MAEViT`` +
+``MAEPretrainDecoder`` + ``MAEPretrainHead``) and, at the same time, its
+intermediate features on the *visible* patches are aligned with those of a
+frozen ViT teacher that sees exactly the same visible patches (and nothing
+else), run only up to the distilled block.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kdep_mm.registry import MODELS
+from ..utils import FeatureRecorder
+from .base_distiller import BaseDistiller, _backbone_of
+
+
+def num_visible_patches(num_patches: int, mask_ratio: float) -> int:
+    """Number of visible (kept) patches per image under ``mask_ratio``.
+
+    The rule is mmpretrain's ``MAEViT.random_masking``, reproduced with the
+    very same expression so that the two can never disagree::
+
+        len_keep = int(num_patches * (1 - mask_ratio))
+
+    i.e. the kept count is rounded *down* and the CLS token is not counted
+    (the encoder sees ``1 + len_keep`` tokens). With 196 patches (224 px,
+    patch 16): 75% -> 49, 95% -> 9 (196 * 0.05 = 9.8), 98% -> 3
+    (196 * 0.02 = 3.92). Note the float expression: a ratio whose complement
+    is not exactly representable may round one patch lower than the exact
+    product (e.g. 100 patches at 0.9 -> 9, not 10); DMAEDistiller checks at
+    every forward that the student kept exactly this many tokens.
+    """
+    return int(num_patches * (1 - mask_ratio))
+
+
+def vit_forward_visible(backbone: nn.Module,
+                        inputs: torch.Tensor,
+                        ids_keep: torch.Tensor,
+                        out_layers: Sequence[int]) -> List[torch.Tensor]:
+    """Run a ViT (mmpretrain ``VisionTransformer``/``MAEViT``) on the given
+    visible patches only, truncated after the last requested block.
+
+    patch_embed -> + pos_embed (patch part) -> gather ``ids_keep`` ->
+    prepend ``cls_token + pos_embed[:, :1]`` -> (``drop_after_pos``,
+    ``pre_norm``: identities for MAE ViTs in eval) -> blocks
+    ``0 .. max(out_layers) - 1``. No final norm, no later block, no decoder.
+
+    Args:
+        backbone: the ViT.
+        inputs: images, (B, C, H, W).
+        ids_keep: (B, n_keep) indices of the visible patches, in the order
+            the tokens are to appear (the student's order).
+        out_layers: 1-based block counts; ``K`` means the output of the
+            ``K``-th block (``backbone.layers[K - 1]``).
+
+    Returns:
+        list[Tensor]: for each entry of ``out_layers``, the (B, 1 + n_keep, C)
+        tokens (CLS first) output by that block.
+    """
+    from mmpretrain.models.utils import resize_pos_embed
+    if getattr(backbone, 'cls_token', None) is None or getattr(
+            backbone, 'num_extra_tokens', 1) != 1:
+        raise ValueError('vit_forward_visible needs a ViT with exactly one '
+                         'extra (CLS) token')
+    depth = len(backbone.layers)
+    for k in out_layers:
+        if not 1 <= k <= depth:
+            raise ValueError(f'layer {k} is not in 1..{depth}')
+    B = inputs.shape[0]
+    x, patch_resolution = backbone.patch_embed(inputs)
+    pos_embed = resize_pos_embed(
+        backbone.pos_embed, backbone.patch_resolution, patch_resolution,
+        mode=getattr(backbone, 'interpolate_mode', 'bicubic'),
+        num_extra_tokens=1)
+    x = x + pos_embed[:, 1:, :]
+    x = torch.gather(
+        x, dim=1, index=ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    cls_token = (backbone.cls_token + pos_embed[:, :1, :]).expand(B, -1, -1)
+    x = torch.cat((cls_token, x), dim=1)
+    x = backbone.drop_after_pos(x)
+    x = backbone.pre_norm(x)
+    wanted = set(out_layers)
+    found = {}
+    for i in range(max(out_layers)):
+        x = backbone.layers[i](x)
+        if i + 1 in wanted:
+            found[i + 1] = x
+    return [found[k] for k in out_layers]
+
+
+@MODELS.register_module()
+class DMAEDistiller(BaseDistiller):
+    """DMAE: MAE pre-training of a ViT student plus feature distillation
+    from a frozen ViT teacher on the same visible patches.
+
+    For a batch x:
+
+    1. The student ``MAEViT`` draws one random mask per image (its own
+       ``random_masking``) and encodes the visible patches. A forward hook on
+       ``student.layers[s - 1]`` records, for every distilled pair
+       ``(s, t)``, the output of the ``s``-th student block (before the final
+       norm; CLS + visible tokens).
+    2. The decoder (``neck``) and ``head`` give the MAE pixel loss on the
+       masked patches: ``loss_rec``.
+    3. The visible-patch indices are recovered from ``ids_restore``
+       (``ids_keep = argsort(ids_restore)[:, :n_keep]``, the student's own
+       token order) and the teacher backbone is run by
+       :func:`vit_forward_visible` on exactly those patches, up to block
+       ``max(t)`` only, under ``no_grad``.
+    4. For each pair: ``d(normalize(proj(f_s)), normalize(f_t))`` with
+       per-token L2 normalisation, ``d`` the element-wise L1 (default) or
+       squared error, averaged over all elements; the pairs are averaged
+       and weighted by ``alpha``: ``loss_distill``.
+
+    The teacher (e.g. an ``mmpretrain.MAE`` whose checkpoint is loaded
+    strictly, or a ``VisionTransformer``/``ImageClassifier``) is held as in
+    :class:`BaseDistiller`: frozen, eval, outside ``state_dict`` and
+    ``parameters()``. Checkpoints hold ``student.*`` (the MAEViT, what
+    ``tools/export_student.py`` exports), ``neck.*`` and ``projectors.*``
+    (both thrown away at export).
+
+    Visible patches: ``num_visible_patches(L, mask_ratio)`` =
+    ``int(L * (1 - mask_ratio))``, CLS excluded (see that function).
+
+    Args:
+        student (dict): ``MAEViT`` config; its ``mask_ratio`` is overridden
+            by ``mask_ratio``.
+        teacher (dict): teacher config; its backbone must be an mmpretrain
+            ViT with a CLS token.
+        neck (dict): ``MAEPretrainDecoder`` config.
+        head (dict): ``MAEPretrainHead`` config.
+        distill_pairs (list[tuple[int, int]]): 1-based
+            ``(student_block, teacher_block)`` pairs; each gets its own
+            ``Linear(student_dim, teacher_dim)``. Defaults to ``[(9, 18)]``
+            (ViT-B block 9 of 12 <- ViT-L block 18 of 24).
+        mask_ratio (float): fraction of masked patches. Defaults to 0.75.
+        alpha (float): weight of ``loss_distill``. Defaults to 1.
+        distill_distance (str): ``'l1'`` or ``'l2'`` (squared error).
+        Others: see :class:`BaseDistiller`.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher: dict,
+                 neck: dict,
+                 head: dict,
+                 distill_pairs: Sequence[Tuple[int, int]] = ((9, 18), ),
+                 mask_ratio: float = 0.75,
+                 alpha: float = 1.,
+                 distill_distance: str = 'l1',
+                 **kwargs):
+        if kwargs.get('student_feature') or kwargs.get('teacher_feature'):
+            raise ValueError('DMAEDistiller: set the distilled blocks with '
+                             'model.distill_pairs, not model.student_feature'
+                             '/model.teacher_feature')
+        # The parent's single-feature recorders are replaced by one output
+        # recorder per pair below; name a module that always exists.
+        kwargs['student_feature'] = 'patch_embed'
+        kwargs['teacher_feature'] = 'patch_embed'
+        super().__init__(student=student, teacher=teacher, **kwargs)
+        self._student_recorder.remove()
+        self._teacher_recorder.remove()
+        self._student_recorder = self._teacher_recorder = None
+
+        if not hasattr(self.student, 'random_masking'):
+            raise TypeError('model.student must be an MAE-style ViT with '
+                            f'random_masking (e.g. mmpretrain.MAEViT), got '
+                            f'{type(self.student).__name__}')
+        self.neck = MODELS.build(neck)
+        self.head = MODELS.build(head)
+
+        if not isinstance(mask_ratio, (int, float)) or not \
+                0. <= mask_ratio < 1.:
+            raise ValueError(f'model.mask_ratio must be in [0, 1), got '
+                             f'{mask_ratio!r}')
+        num_patches = self.student.num_patches
+        self.num_visible = num_visible_patches(num_patches, mask_ratio)
+        if self.num_visible < 1:
+            raise ValueError(
+                f'model.mask_ratio={mask_ratio} leaves int({num_patches} * '
+                f'(1 - {mask_ratio})) = {self.num_visible} visible patches '
+                f'of {num_patches}; at least one is needed')
+        self.mask_ratio = mask_ratio
+        self.student.mask_ratio = mask_ratio
+
+        if distill_distance not in ('l1', 'l2'):
+            raise ValueError("model.distill_distance must be 'l1' or 'l2', "
+                             f'got {distill_distance!r}')
+        self.distill_distance = distill_distance
+        self.alpha = float(alpha)
+
+        teacher_backbone = _backbone_of(self.teacher)
+        pairs = [tuple(p) for p in distill_pairs]
+        if not pairs:
+            raise ValueError('model.distill_pairs is empty')
+        s_depth = len(self.student.layers)
+        t_depth = len(teacher_backbone.layers)
+        for p in pairs:
+            if len(p) != 2 or not all(isinstance(v, int) for v in p):
+                raise ValueError(f'model.distill_pairs: {p!r} is not a '
+                                 '(student_block, teacher_block) int pair')
+            s, t = p
+            if not 1 <= s <= s_depth:
+                raise ValueError(
+                    f'model.distill_pairs: student block {s} does not exist '
+                    f'(the student has {s_depth} blocks, 1-based)')
+            if not 1 <= t <= t_depth:
+                raise ValueError(
+                    f'model.distill_pairs: teacher block {t} does not exist '
+                    f'(the teacher has {t_depth} blocks, 1-based)')
+        self.distill_pairs = pairs
+        s_dim = self.student.embed_dims
+        t_dim = teacher_backbone.embed_dims
+        self.projectors = nn.ModuleList(
+            [nn.Linear(s_dim, t_dim) for _ in pairs])
+        self._pair_recorders = {
+            s: FeatureRecorder(self.student, f'layers.{s - 1}',
+                               source='output')
+            for s in sorted({s for s, _ in pairs})
+        }
+
+    # ---------------------------------------------------------- features
+    @torch.no_grad()
+    def teacher_visible_features(self, inputs: torch.Tensor,
+                                 ids_keep: torch.Tensor
+                                 ) -> List[torch.Tensor]:
+        """Teacher tokens (CLS + visible) at each pair's teacher block."""
+        self.teacher.eval()
+        return vit_forward_visible(_backbone_of(self.teacher), inputs,
+                                   ids_keep,
+                                   [t for _, t in self.distill_pairs])
+
+    def feature_distance(self, student: torch.Tensor,
+                         target: torch.Tensor) -> torch.Tensor:
+        """Mean over all elements of |n(s) - n(t)| ('l1') or
+        (n(s) - n(t))^2 ('l2'), n = per-token L2 normalisation."""
+        student = F.normalize(student, dim=-1)
+        target = F.normalize(target, dim=-1)
+        if self.distill_distance == 'l1':
+            return F.l1_loss(student, target)
+        return F.mse_loss(student, target)
+
+    @staticmethod
+    def _images(inputs):
+        # SelfSupDataPreprocessor hands a list of views
+        return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+
+    def forward_train(self, inputs: torch.Tensor
+                      ) -> Tuple[Dict[str, torch.Tensor], dict]:
+        inputs = self._images(inputs)
+        for rec in self._pair_recorders.values():
+            rec.reset()
+        latent, mask, ids_restore = self.student(inputs)
+        n_keep = latent.shape[1] - 1
+        if n_keep != self.num_visible:
+            raise RuntimeError(
+                f'the student kept {n_keep} patches, expected '
+                f'{self.num_visible} (model.mask_ratio={self.mask_ratio})')
+        ids_keep = torch.argsort(ids_restore, dim=1)[:, :n_keep]
+        student_feats = {s: r.pop() for s, r in self._pair_recorders.items()}
+
+        pred = self.neck(latent, ids_restore)
+        loss_rec = self.head.loss(pred, inputs, mask)
+
+        targets = self.teacher_visible_features(inputs, ids_keep)
+        distill = []
+        for (s, _), proj, target in zip(self.distill_pairs, self.projectors,
+                                        targets):
+            distill.append(
+                self.feature_distance(proj(student_feats[s]), target))
+        loss_distill = self.alpha * torch.stack(distill).mean()
+        extras = dict(mask=mask, ids_keep=ids_keep, ids_restore=ids_restore,
+                      student_feats=student_feats, targets=targets)
+        return dict(loss_rec=loss_rec, loss_distill=loss_distill), extras
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
+        return self.forward_train(inputs)[0]
+
+    def predict(self, inputs: torch.Tensor,
+                data_samples: Optional[List] = None) -> List:
+        raise NotImplementedError(
+            'DMAEDistiller is a pre-training algorithm: evaluate the '
+            'exported student by fine-tuning or linear probing')
+
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        """``mode='tensor'`` -> the student's unmasked features
+        (``MAEViT(x, mask=None)``); ``'loss'`` -> the two losses."""
+        if mode == 'tensor':
+            return self.student(self._images(inputs), mask=None)
+        return super().forward(inputs, data_samples, mode)
