@@ -103,6 +103,10 @@ class BaseDistiller(BaseModel):
             inferred by :func:`default_feature_layer` when None.
     """
 
+    #: False for algorithms that do not distill the pooled pre-activation
+    #: feature (no ``student_feature`` / ``teacher_feature`` recorders).
+    uses_pooled_features = True
+
     def __init__(self,
                  student: dict,
                  teacher: dict,
@@ -142,6 +146,15 @@ class BaseDistiller(BaseModel):
         # A list hides the teacher from nn.Module's registration.
         self._teacher: List[nn.Module] = [teacher_model]
 
+        self.student_feature = self.teacher_feature = None
+        self._student_recorder = self._teacher_recorder = None
+        if not self.uses_pooled_features:
+            if student_feature is not None or teacher_feature is not None:
+                raise ValueError(
+                    f'{type(self).__name__} does not distill pooled features:'
+                    ' model.student_feature / model.teacher_feature do not '
+                    'apply')
+            return
         self.student_feature = self._resolve_layer(self.student,
                                                    student_feature,
                                                    'model.student_feature')

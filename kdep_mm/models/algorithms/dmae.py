@@ -143,6 +143,8 @@ class DMAEDistiller(BaseDistiller):
         Others: see :class:`BaseDistiller`.
     """
 
+    uses_pooled_features = False  # one recorder per distill pair
+
     def __init__(self,
                  student: dict,
                  teacher: dict,
@@ -157,14 +159,7 @@ class DMAEDistiller(BaseDistiller):
             raise ValueError('DMAEDistiller: set the distilled blocks with '
                              'model.distill_pairs, not model.student_feature'
                              '/model.teacher_feature')
-        # The parent's single-feature recorders are replaced by one output
-        # recorder per pair below; name a module that always exists.
-        kwargs['student_feature'] = 'patch_embed'
-        kwargs['teacher_feature'] = 'patch_embed'
         super().__init__(student=student, teacher=teacher, **kwargs)
-        self._student_recorder.remove()
-        self._teacher_recorder.remove()
-        self._student_recorder = self._teacher_recorder = None
 
         if not hasattr(self.student, 'random_masking'):
             raise TypeError('model.student must be an MAE-style ViT with '

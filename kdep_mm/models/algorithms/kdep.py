@@ -87,6 +87,8 @@ class LogitKDDistiller(BaseDistiller):
         distill_loss (dict): Defaults to ``KDLoss(temperature=4)``.
     """
 
+    uses_pooled_features = False  # distills logits
+
     def __init__(self,
                  student: dict,
                  teacher: dict,
@@ -95,7 +97,6 @@ class LogitKDDistiller(BaseDistiller):
                  distill_loss: dict = dict(type='kdep_mm.KDLoss',
                                            temperature=4.),
                  **kwargs):
-        kwargs.setdefault('student_feature', None)
         super().__init__(student=student, teacher=teacher, **kwargs)
         if not hasattr(self.teacher, 'head'):
             raise ValueError('model.teacher must be a classifier with a head '
