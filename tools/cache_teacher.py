@@ -1,0 +1,196 @@
+# Copyright (c) kdep_mm contributors.
+"""Run a distillation config's teacher over its training set once and store
+its outputs (pooled pre-activation features, logits or top-k probabilities)
+for V views per image in a teacher store.
+
+Usage::
+
+    python tools/cache_teacher.py CONFIG --store DIR [--views V]
+        [--view-mode random|center] [--out-size 224] [--topk K]
+        [--fields feat logits] [--shard-size N] [--batch-size B] [--seed S]
+        [--split train] [--launcher none|pytorch|slurm|mpi]
+        [--cfg-options k=v ...]
+
+Distributed (each rank writes its shards)::
+
+    torchrun --nproc_per_node 2 tools/cache_teacher.py CONFIG --store DIR \
+        --launcher pytorch
+
+A rerun with the same arguments skips the finished shards and completes the
+store.
+"""
+import argparse
+import logging
+import os
+import sys
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.registry import DefaultScope
+
+import kdep_mm  # noqa: F401
+from kdep_mm.utils.launch import (prepare_cpu_distributed,
+                                  use_gloo_without_cuda)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Cache a teacher\'s outputs on stored views of a '
+        'dataset (the dataset of <split>_dataloader.dataset, with its '
+        'pipeline REPLACED by [LoadImageFromFile]: the views are cropped '
+        'by the tool, and ApplyStoredView repeats the crops at training '
+        'time).')
+    parser.add_argument('config', help='distillation config (model.teacher, '
+                        'model.teacher_ckpt, model.data_preprocessor, '
+                        '<split>_dataloader.dataset)')
+    parser.add_argument('--store', required=True, help='store directory')
+    parser.add_argument('--views', type=int, default=1,
+                        help='views per image (V)')
+    parser.add_argument('--view-mode', choices=['random', 'center'],
+                        default='random')
+    parser.add_argument('--out-size', type=int, nargs='+', default=[224],
+                        help='crop size: S or H W')
+    parser.add_argument('--fields', nargs='+', default=['feat', 'logits'],
+                        choices=['feat', 'logits'])
+    parser.add_argument('--topk', type=int, default=None,
+                        help='store top-k float16 probabilities + exact '
+                        'indices instead of the full logits')
+    parser.add_argument('--shard-size', type=int, default=1024)
+    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the views (and of a random teacher)')
+    parser.add_argument('--split', default='train',
+                        help='use <split>_dataloader.dataset')
+    parser.add_argument('--no-progress', action='store_true')
+    parser.add_argument('--max-shards', type=int, default=None,
+                        help=argparse.SUPPRESS)  # tests of resuming
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value pairs')
+    parser.add_argument('--launcher',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_teacher(cfg, seed: int = 0):
+    """The teacher of ``cfg.model``, loaded strictly from
+    ``model.teacher_ckpt`` (random weights from ``seed`` if None)."""
+    from kdep_mm.models.algorithms.base_distiller import \
+        load_teacher_checkpoint
+    from kdep_mm.registry import MODELS
+    model_cfg = cfg.model
+    teacher = MODELS.build(model_cfg.teacher)
+    ckpt = model_cfg.get('teacher_ckpt')
+    if ckpt is not None:
+        revise = model_cfg.get('teacher_revise_keys', ((r'^module\.', ''), ))
+        load_teacher_checkpoint(teacher, ckpt, [tuple(p) for p in revise])
+    else:
+        torch.manual_seed(seed)
+        teacher.init_weights()
+        print_log('model.teacher_ckpt is None: caching a RANDOMLY '
+                  f'initialised teacher (torch seed {seed})',
+                  logger='current', level=logging.WARNING)
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def build_preprocessor(cfg):
+    from kdep_mm.registry import MODELS
+    pre = cfg.model.get('data_preprocessor') or dict(
+        type='mmpretrain.ClsDataPreprocessor')
+    return MODELS.build(pre)
+
+
+def build_dataset(cfg, split: str):
+    from kdep_mm.registry import DATASETS
+    loader = cfg.get(f'{split}_dataloader')
+    if not loader or not loader.get('dataset'):
+        raise ValueError(f'the config has no {split}_dataloader.dataset')
+    ds_cfg = loader.dataset.copy()
+    ds_cfg.pipeline = [dict(type='LoadImageFromFile')]
+    return DATASETS.build(ds_cfg)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    kdep_mm.register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    use_gloo_without_cuda(cfg)
+    prepare_cpu_distributed(cfg)  # inits gloo without CUDA
+    if args.launcher != 'none' and torch.cuda.is_available():
+        from mmengine.dist import init_dist, is_distributed
+        if not is_distributed():
+            init_dist(args.launcher,
+                      **dict((cfg.get('env_cfg') or {}).get('dist_cfg')
+                             or {}))
+    from mmengine.dist import barrier, get_dist_info
+    rank, world_size = get_dist_info()
+
+    scope = cfg.get('default_scope', 'kdep_mm')
+    DefaultScope.get_instance(f'cache_teacher-{os.getpid()}',
+                              scope_name=scope)
+    from kdep_mm.apis import cache_teacher_outputs
+
+    teacher = build_teacher(cfg, args.seed)
+    preprocessor = build_preprocessor(cfg)
+    if torch.cuda.is_available():  # the launcher set the rank's device
+        teacher.cuda()
+        preprocessor.cuda()
+    dataset = build_dataset(cfg, args.split)
+    out_size = args.out_size[0] if len(args.out_size) == 1 else tuple(
+        args.out_size[:2])
+    teacher_cfg = cfg.model.teacher
+    result = cache_teacher_outputs(
+        teacher, dataset, args.store,
+        num_views=args.views, view_mode=args.view_mode, out_size=out_size,
+        fields=args.fields, topk=args.topk, shard_size=args.shard_size,
+        batch_size=args.batch_size, seed=args.seed, rank=rank,
+        world_size=world_size, data_preprocessor=preprocessor,
+        teacher_feature=cfg.model.get('teacher_feature'),
+        progress=not args.no_progress and rank == 0,
+        teacher_config=teacher_cfg.to_dict() if hasattr(
+            teacher_cfg, 'to_dict') else teacher_cfg,
+        teacher_checkpoint=cfg.model.get('teacher_ckpt'),
+        max_shards=args.max_shards)
+    print(f'rank {rank}: wrote shards {result["written"]}, skipped '
+          f'{result["skipped"]}', flush=True)
+    images = torch.tensor([result['images']], dtype=torch.float64)
+    seconds = torch.tensor([result['seconds']], dtype=torch.float64)
+    if world_size > 1:
+        import torch.distributed as dist
+        dist.all_reduce(images)
+        dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+        barrier()
+    if rank == 0:
+        if args.max_shards is None:
+            from kdep_mm.datasets.teacher_store import TeacherStore
+            store = TeacherStore(args.store, dict(
+                teacher_fingerprint=result['fingerprint']))
+            state = (f'complete and verified: {store.num_samples} images, '
+                     f'{store.num_shards} shards')
+        else:
+            state = 'partial (--max-shards)'
+        n, t = int(images.item()), float(seconds.item())
+        rate = n / t if t > 0 else float('inf')
+        print(f'teacher store {result["root"]} {state}; this run cached {n} '
+              f'images x {args.views} views in {t:.2f} s ({rate:.1f} '
+              f'images/s) on {world_size} process(es); fields '
+              f'{sorted(result["fields"])}; teacher fingerprint '
+              f'{result["fingerprint"]}', flush=True)
+    if world_size > 1:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
