@@ -1,4 +1,9 @@
 from .fit_aligner_hook import (FitAlignerHook, fit_aligner, load_basis,
                                save_basis)
 
-__all__ = ['FitAlignerHook', 'fit_aligner', 'save_basis', 'load_basis']
+from .tcs_hooks import FitTCSCoordinatesHook, TCSTailoringHook
+
+__all__ = [
+    'FitAlignerHook', 'fit_aligner', 'save_basis', 'load_basis',
+    'FitTCSCoordinatesHook', 'TCSTailoringHook'
+]

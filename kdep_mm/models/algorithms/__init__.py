@@ -1,9 +1,12 @@
 from .base_distiller import BaseDistiller, load_teacher_checkpoint
 from .kdep import KDEPDistiller, LogitKDDistiller
 from .dmae import DMAEDistiller, num_visible_patches, vit_forward_visible
+from .tcs import (TCSDistiller, export_tcs_classifier,
+                  fit_coordinates_from_store)
 
 __all__ = [
     'BaseDistiller', 'KDEPDistiller', 'LogitKDDistiller',
     'load_teacher_checkpoint', 'DMAEDistiller', 'num_visible_patches',
-    'vit_forward_visible'
+    'vit_forward_visible', 'TCSDistiller', 'export_tcs_classifier',
+    'fit_coordinates_from_store'
 ]

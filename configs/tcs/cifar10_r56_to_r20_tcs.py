@@ -1,0 +1,86 @@
+# TCS ("All You Need in Knowledge Distillation Is a Tailored Coordinate
+# System", Zhou, Zhu, Wu, AAAI 2025) at CIFAR scale, store mode: the
+# CIFAR-10 ResNet-56 teacher is never built during training; its pooled
+# pre-activation features (64-d) come from a teacher store cached once:
+#
+#   python tools/cache_teacher.py configs/kdep/cifar10_r56_to_r20.py \
+#       --store work_dirs/stores/cifar10_r56_feat_v8 --views 8 \
+#       --view-mode random --out-size 32 --fields feat
+#   python tools/train.py configs/tcs/cifar10_r56_to_r20_tcs.py
+#
+# (the KDEP config holds the same teacher, checkpoint and CIFAR-10 train
+# set; the store index must be this config's train dataset index.)
+# Few-shot mode: write an N-per-class ann_file with
+#   python tools/dataset_converters/make_subset.py \
+#       data/shared/cifar10_jpeg/train \
+#       data/shared/cifar10_jpeg/train_10shot.txt --per-class 10 --seed 0
+# then cache (into its own --store DIR) AND train with
+#   --cfg-options train_dataloader.dataset.ann_file=train_10shot.txt
+# adding, for training, train_dataloader.dataset.pipeline.1.store.root=DIR
+# custom_hooks.0.store=DIR (``teacher_store`` below is substituted when the
+# file is read, so overriding the variable does not reach them); see
+# docs/tcs.md.
+# The coordinate system (PCA of the stored features) is fitted from the
+# store before the first iteration by FitTCSCoordinatesHook; the tailoring
+# schedule is driven by TCSTailoringHook. Export the deployable classifier
+# (head folded into one Linear) with
+# kdep_mm.models.algorithms.tcs.export_tcs_classifier.
+_base_ = [
+    '../_base_/kdep_runtime.py',
+    '../_base_/datasets/cifar10_jpeg.py',
+]
+
+teacher_store = 'work_dirs/stores/cifar10_r56_feat_v8'
+
+model = dict(
+    type='kdep_mm.TCSDistiller',
+    data_preprocessor=dict(
+        type='mmpretrain.ClsDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True),
+    student=dict(type='kdep_mm.CIFARResNet', depth=20),
+    teacher=None,  # store mode
+    student_channels=64,
+    teacher_channels=64,
+    num_classes=10,
+    num_coords=64,  # = min(C_t, C_s)
+    coord_weight=1.0,
+    # 391 iterations per epoch at batch 128: a prune step every 5 epochs,
+    # 10% of the active coordinates each, down to 32 of 64.
+    prune_interval=1955,
+    prune_ratio=0.1,
+    min_coords=32,
+)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='kdep_mm.ApplyStoredView',
+        store=dict(
+            root=teacher_store,
+            expected=dict(fields={'feat': ((64, ), 'float32')})),
+        scale=32),
+    dict(type='PackInputs', algorithm_keys=('teacher_feat', )),
+]
+train_dataloader = dict(
+    batch_size=128, dataset=dict(pipeline=train_pipeline))
+
+custom_hooks = [
+    dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store),
+    dict(type='kdep_mm.TCSTailoringHook'),
+]
+
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
+param_scheduler = dict(
+    type='MultiStepLR', by_epoch=True, milestones=[30, 60], gamma=0.1)
+train_cfg = dict(by_epoch=True, max_epochs=90, val_interval=10)
+auto_scale_lr = dict(base_batch_size=128)
+
+# validation: top-1 of the student's own (tailored) classifier
+val_cfg = dict()
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_cfg = dict()
+test_evaluator = val_evaluator
+default_hooks = dict(logger=dict(interval=50))

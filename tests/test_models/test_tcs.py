@@ -1,0 +1,369 @@
+"""TCSDistiller: coordinate system, tailoring mask, store/online teacher,
+head folding and export."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import kdep_mm  # noqa: F401
+from kdep_mm.engine.hooks import TCSTailoringHook
+from kdep_mm.models.algorithms.tcs import (TCSDistiller,
+                                           export_tcs_classifier,
+                                           fit_coordinates_from_store)
+from kdep_mm.registry import MODELS
+from kdep_mm.utils.checkpoint import safe_torch_load
+
+C_T, C_S, NUM_CLASSES = 32, 16, 10
+TEACHER = dict(
+    type='mmpretrain.ImageClassifier',
+    backbone=dict(type='kdep_mm.CIFARResNet', depth=8, base_channels=8),
+    neck=dict(type='mmpretrain.GlobalAveragePooling'),
+    head=dict(type='mmpretrain.LinearClsHead', num_classes=NUM_CLASSES,
+              in_channels=C_T))
+STUDENT = dict(type='kdep_mm.CIFARResNet', depth=8, base_channels=4)
+
+
+def tcs_cfg(**kwargs):
+    cfg = dict(type='kdep_mm.TCSDistiller', student=copy.deepcopy(STUDENT),
+               student_channels=C_S, teacher_channels=C_T,
+               num_classes=NUM_CLASSES)
+    cfg.update(kwargs)
+    return cfg
+
+
+def build(seed=0, fit=True, **kwargs):
+    torch.manual_seed(seed)
+    model = MODELS.build(tcs_cfg(**kwargs))
+    model.init_weights()
+    if fit:
+        model.fit_coordinates(
+            torch.randn(64, C_T) * torch.linspace(3, .1, C_T))
+    return model
+
+
+def samples(n, with_feat=True, seed=0):
+    from mmpretrain.structures import DataSample
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        s = DataSample().set_gt_label(int(rng.integers(NUM_CLASSES)))
+        if with_feat:
+            s.set_field(rng.standard_normal(C_T).astype(np.float32),
+                        'teacher_feat')
+        out.append(s)
+    return out
+
+
+def test_basis_orthonormal_sorted_from_store(tmp_path):
+    from kdep_mm.datasets.teacher_store import (TeacherStore,
+                                                TeacherStoreWriter,
+                                                build_manifest)
+    rng = np.random.default_rng(0)
+    n, V = 30, 2
+    feats = (rng.standard_normal((n, V, C_T)) *
+             np.linspace(5, .1, C_T)).astype(np.float32)
+    writer = TeacherStoreWriter(
+        str(tmp_path), build_manifest('fp', dict(length=n)), n, V,
+        dict(feat=((C_T, ), 'float32')), shard_size=7)
+
+    def compute(a, b):
+        box = np.tile(np.array([0, 0, 1, 1], np.float32), (b - a, V, 1))
+        return dict(feat=feats[a:b]), box, np.zeros((b - a, V), np.uint8)
+
+    writer.write_all(compute)
+    model = build(fit=False)
+    assert isinstance(model, TCSDistiller)
+    assert fit_coordinates_from_store(model, str(tmp_path)) == n * V
+    basis = model.coords.basis.double()
+    k = model.num_coords
+    assert k == min(C_T, C_S)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(k,
+                                                          dtype=torch.float64),
+                               atol=1e-5, rtol=0)
+    ev = model.coords.eigenvalues
+    assert torch.all(ev[:-1] >= ev[1:])
+    flat = torch.from_numpy(feats.reshape(-1, C_T)).double()
+    torch.testing.assert_close(model.coords.mean.double(), flat.mean(0),
+                               atol=1e-5, rtol=0)
+    # variance of each coordinate = its eigenvalue, descending
+    c = model.teacher_coordinates(flat)
+    var = (c.double() ** 2).sum(0)
+    torch.testing.assert_close(var, ev[:k].double(), rtol=1e-4, atol=1e-3)
+    # same basis as an in-memory fit (deterministic signs)
+    other = build(fit=False)
+    other.fit_coordinates(flat)
+    torch.testing.assert_close(other.coords.basis, model.coords.basis,
+                               atol=1e-5, rtol=0)
+
+    # fewer features than k: refused, naming the key and the store
+    small = build(fit=False, num_coords=16)
+    with pytest.raises(ValueError, match='model.num_coords'):
+        small.fit_coordinates(torch.randn(16, C_T))
+    writer2 = TeacherStoreWriter(
+        str(tmp_path / 's'), build_manifest('fp', dict(length=5)), 5, 2,
+        dict(feat=((C_T, ), 'float32')))
+    writer2.write_all(lambda a, b: (dict(feat=feats[a:b]), np.tile(
+        np.array([0, 0, 1, 1], np.float32), (b - a, 2, 1)), np.zeros(
+            (b - a, 2), np.uint8)))
+    with pytest.raises(ValueError) as err:
+        fit_coordinates_from_store(small, TeacherStore(str(tmp_path / 's')))
+    assert 'model.num_coords = 16' in str(err.value)
+    assert "field 'feat'" in str(err.value) and '10 teacher' in str(err.value)
+    assert not small.is_fitted
+
+
+def test_coordinate_loss_zero_at_teacher_coordinates():
+    model = build(num_coords=12, teacher=copy.deepcopy(TEACHER))
+    f = torch.randn(5, C_T)
+    c_t = model.teacher_coordinates(f)
+    assert model.coordinate_loss(c_t.clone(), c_t).item() == 0
+    model.mask[3:] = 0
+    off = c_t.clone()
+    off[:, 5] += 10  # inactive coordinate: no loss
+    assert model.coordinate_loss(off, c_t).item() == 0
+    off[:, 1] += 1
+    assert model.coordinate_loss(off, c_t).item() == pytest.approx(
+        1 / 3, rel=1e-5)
+
+
+def test_mask_schedule_and_state_dict():
+    model = build(num_coords=16, prune_interval=2, prune_ratio=0.25,
+                  min_coords=5)
+    counts = []
+    for it in range(14):
+        model.after_train_iter()
+        counts.append(model.num_active)
+    # steps at iterations 2, 4, ...: 16 -4-> 12 -3-> 9 -2-> 7 -1-> 6 -1-> 5
+    assert counts == [16, 12, 12, 9, 9, 7, 7, 6, 6, 5, 5, 5, 5, 5]
+    assert int(model.train_iter) == 14
+    model.importance.copy_(torch.arange(16, dtype=torch.float64))
+    # restored from a state dict (mask, importance, counter, basis)
+    other = build(seed=1, fit=False, num_coords=16, prune_interval=2,
+                  prune_ratio=0.25, min_coords=5)
+    other.load_state_dict(model.state_dict(), strict=True)
+    assert torch.equal(other.mask, model.mask)
+    assert int(other.train_iter) == 14 and other.is_fitted
+    assert torch.equal(other.importance, model.importance)
+    torch.testing.assert_close(other.coords.basis, model.coords.basis)
+
+
+def test_prune_respects_planted_importance():
+    model = build(num_coords=8, prune_interval=1, prune_ratio=0.5,
+                  min_coords=2)
+    model.importance.copy_(
+        torch.tensor([5., 1., 7., 0.5, 9., 3., 8., 2.], dtype=torch.float64))
+    assert model.prune_step() == [1, 3, 5, 7]
+    assert model.mask.tolist() == [1, 0, 1, 0, 1, 0, 1, 0]
+    assert model.importance.abs().sum() == 0
+    model.importance.copy_(
+        torch.tensor([1., 100., 9., 100., 2., 100., 3., 100.],
+                     dtype=torch.float64))
+    # dropped coordinates' importance is ignored; 2 of 4 active go
+    assert model.prune_step() == [0, 4]
+    assert model.prune_step() == []  # at min_coords
+    assert model.num_active == 2
+
+
+def test_train_step_store_mode_no_teacher():
+    from mmengine.optim import OptimWrapper
+    model = build(prune_interval=2, prune_ratio=0.25, min_coords=4)
+    assert model.teacher is None and model._teacher == []
+    assert not any('teacher' in n for n, _ in model.named_modules())
+    assert not any(n.startswith('teacher') for n in model.state_dict())
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    data = dict(inputs=[torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+                        for _ in range(4)],
+                data_samples=samples(4))
+    from mmengine.logging import MessageHub
+    runner = type('R', (), dict(model=model,
+                                message_hub=MessageHub('tcs_test')))()
+    hook = TCSTailoringHook()
+    model.train()
+    log = model.train_step(data, optim)
+    assert set(log) >= {'loss', 'loss_cls', 'loss_coord'}
+    assert torch.isfinite(log['loss'])
+    assert model.importance.sum() > 0  # accumulated by the backward hook
+    hook.after_train_iter(runner, 0)
+    assert model.num_active == 16 and int(model.train_iter) == 1
+    model.train_step(data, optim)
+    hook.after_train_iter(runner, 1)
+    assert model.num_active == 12 and int(model.train_iter) == 2
+    assert runner.message_hub.get_scalar(
+        'train/active_coords').current() == 12
+    assert model.importance.sum() == 0  # reset by the prune step
+    # the coordinate loss uses exactly the stored teacher features
+    d = model.data_preprocessor(data, True)
+    feats = torch.stack([torch.as_tensor(s.teacher_feat)
+                         for s in data['data_samples']])
+    model.eval()
+    got = model._teacher_feat(d['inputs'], d['data_samples'])
+    torch.testing.assert_close(got, feats)
+    # without teacher_feat store mode refuses
+    with pytest.raises(ValueError, match='teacher_feat'):
+        model.loss(d['inputs'], samples(4, with_feat=False))
+    with pytest.raises(ValueError, match='teacher_ckpt'):
+        MODELS.build(tcs_cfg(teacher_ckpt='x.pth'))
+
+
+def test_online_mode_no_grad_to_teacher():
+    model = build(teacher=copy.deepcopy(TEACHER))
+    assert model.teacher is not None
+    assert not any(n.startswith('teacher') or n.startswith('_teacher')
+                   for n in model.state_dict())
+    assert all(p is not t for p in model.parameters()
+               for t in model.teacher.parameters())
+    model.train()
+    before = copy.deepcopy(model.teacher.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    losses = model.loss(x, samples(4, with_feat=False))
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert model.projector.weight.grad is not None
+    assert not model.teacher.training
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    # online fit: one teacher pass over batches = the in-memory fit
+    fresh = build(fit=False, teacher=copy.deepcopy(TEACHER))
+    fresh.teacher.load_state_dict(model.teacher.state_dict())
+    imgs = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+            for _ in range(24)]
+    loader = [dict(inputs=imgs[i:i + 8], data_samples=samples(8))
+              for i in range(0, 24, 8)]
+    assert fresh.fit_coordinates_online(loader, num_samples=20) == 20
+    ref = build(fit=False, teacher=copy.deepcopy(TEACHER))
+    ref.fit_coordinates(fresh.teacher_features(
+        fresh.data_preprocessor(dict(inputs=imgs[:20]), False)['inputs']))
+    # (means and spectra: robust to near-degenerate trailing eigenvectors)
+    torch.testing.assert_close(fresh.coords.mean, ref.coords.mean,
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fresh.coords.eigenvalues,
+                               ref.coords.eigenvalues, atol=1e-4, rtol=1e-4)
+    # online teacher features are the pooled pre-activation features
+    torch.testing.assert_close(
+        model._teacher_feat(x, samples(4, with_feat=False)),
+        model.teacher_features(x))
+
+
+def test_fold_export_and_predict(tmp_path):
+    model = build(prune_interval=1, prune_ratio=0.25)
+    with torch.no_grad():
+        model.projector.bias.normal_()
+        model.classifier.bias.normal_()
+    model.importance.copy_(torch.rand(model.num_coords, dtype=torch.float64))
+    model.prune_step()
+    assert model.num_active < model.num_coords
+    model.eval()
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        unfolded = model(x, mode='tensor')
+        folded = model.fold_head()(model.student_pooled(x))
+    torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-5)
+
+    path = str(tmp_path / 'tcs_cls.pth')
+    export_tcs_classifier(model, path)
+    clf = MODELS.build(dict(
+        type='mmpretrain.ImageClassifier', backbone=copy.deepcopy(STUDENT),
+        neck=dict(type='mmpretrain.GlobalAveragePooling'),
+        head=dict(type='mmpretrain.LinearClsHead', num_classes=NUM_CLASSES,
+                  in_channels=C_S)))
+    ckpt = safe_torch_load(path)
+    clf.load_state_dict(ckpt['state_dict'], strict=True)
+    clf.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(clf(x, mode='tensor'), unfolded,
+                                   atol=1e-5, rtol=1e-5)
+
+    # predict: mmpretrain DataSamples that Accuracy can score
+    from mmpretrain.evaluation import Accuracy
+    out = model.predict(x, samples(5, with_feat=False))
+    assert all(s.pred_label.shape == (1, ) for s in out)
+    torch.testing.assert_close(torch.stack([s.pred_score for s in out]),
+                               unfolded.softmax(1))
+    for s in out:  # labels = predictions: top-1 must be 100
+        s.set_gt_label(s.pred_label)
+    metric = Accuracy()
+    metric.process(None, [s.to_dict() for s in out])
+    assert metric.compute_metrics(metric.results)['top1'] == 100
+
+
+@pytest.fixture
+def fast_pretty_text(monkeypatch):
+    """Skip yapf: the Runner formats the config several times (~2 s each
+    on CPU); as in tests/test_downstream_configs.py."""
+    from mmengine.config import Config
+    monkeypatch.setattr(Config, 'pretty_text',
+                        property(lambda self: self.text))
+
+
+@pytest.mark.slow
+def test_cifar_store_config_trains(tmp_path, fast_pretty_text):
+    """configs/tcs/cifar10_r56_to_r20_tcs.py builds (no teacher), and trains
+    through mmengine's Runner on a store cached from a (random) ResNet-56 on
+    a tiny image folder: fit hook, tailoring hook, validation Accuracy,
+    checkpoint with the mask, export."""
+    import os.path as osp
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+
+    from kdep_mm.apis import cache_teacher_outputs
+    from kdep_mm.registry import DATASETS
+    from kdep_mm.testing.synthetic import make_image_folder
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cfg = Config.fromfile(osp.join(repo, 'configs', 'tcs',
+                                   'cifar10_r56_to_r20_tcs.py'))
+    kdep = Config.fromfile(osp.join(repo, 'configs', 'kdep',
+                                    'cifar10_r56_to_r20.py'))
+    assert cfg.model.teacher is None
+    assert cfg.train_dataloader.dataset.pipeline[1].type == \
+        'kdep_mm.ApplyStoredView'
+    assert cfg.train_dataloader.dataset.pipeline[2].algorithm_keys == (
+        'teacher_feat', )
+    data = str(tmp_path / 'data')
+    make_image_folder(data, num_classes=10, per_class=2, size=32)
+    store = str(tmp_path / 'store')
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        torch.manual_seed(0)
+        teacher = MODELS.build(kdep.model.teacher)
+        teacher.init_weights()
+        teacher.eval()
+        dataset = DATASETS.build(dict(
+            type='CustomDataset', data_root=data,
+            pipeline=[dict(type='LoadImageFromFile')]))
+        cache_teacher_outputs(
+            teacher, dataset, store, num_views=2, view_mode='random',
+            out_size=32, fields=('feat', ), batch_size=40, progress=False,
+            data_preprocessor=MODELS.build(kdep.model.data_preprocessor),
+            teacher_config=kdep.model.teacher.to_dict())
+
+    cfg.train_dataloader.dataset.pipeline[1].store.root = store
+    cfg.custom_hooks[0].store = store
+    for split in ('train', 'val', 'test'):
+        dl = cfg[f'{split}_dataloader']
+        dl.dataset.data_root = data
+        dl.dataset.data_prefix = ''
+        dl.update(batch_size=8, num_workers=0, persistent_workers=False)
+    # a smaller k than the config's 64, so that 20 images x 2 views fit it
+    cfg.model.update(prune_interval=2, num_coords=24, min_coords=12)
+    cfg.train_cfg = dict(by_epoch=False, max_iters=4, val_interval=4)
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=4,
+                                        by_epoch=False)
+    cfg.work_dir = str(tmp_path / 'work')
+    runner = Runner.from_cfg(cfg)
+    model = runner.model
+    assert model.teacher is None and not model.is_fitted
+    runner.train()
+    assert model.is_fitted and int(model.coords.num_fit_samples) == 40
+    # 24 -2-> 22 -2-> 20 at iterations 2 and 4
+    assert model.num_active == 20 and int(model.train_iter) == 4
+    metrics = runner.val_loop.run()
+    assert 'accuracy/top1' in metrics
+    ckpt = safe_torch_load(osp.join(cfg.work_dir, 'iter_4.pth'))
+    assert int(ckpt['state_dict']['mask'].sum()) == 20
+    assert not any(k.startswith('teacher') for k in ckpt['state_dict'])
+    # resume-style restore into a fresh model keeps basis, mask and counter
+    fresh = MODELS.build(cfg.model)
+    fresh.load_state_dict(ckpt['state_dict'], strict=True)
+    assert fresh.num_active == 20 and fresh.is_fitted
