@@ -8,21 +8,14 @@
 # (b), or --teacher-ckpt), the annotation file of the unlabelled subset, the
 # epochs and the seed. Afterwards the student is exported with
 # ``kdep_mm.utils.export.export_student`` (``student.*`` -> ``backbone.*``).
-default_scope = 'mmpretrain'
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
-
-data_root = 'data/synthetic_shapes'
-batch_size = 32
-
-data_preprocessor = dict(
-    type='ClsDataPreprocessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
+_base_ = [
+    '../_base_/kdep_runtime.py',
+    '../_base_/datasets/synthetic_shapes.py',
+]
 
 model = dict(
     type='kdep_mm.KDEPDistiller',
-    data_preprocessor=data_preprocessor,
+    data_preprocessor={{_base_.data_preprocessor}},
     student=dict(
         type='kdep_mm.CIFARResNet',
         depth=20,
@@ -67,32 +60,6 @@ custom_hooks = [
          basis_file='svd_basis.pth'),
 ]
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    # pad with the mean colour (BGR): black borders would dominate the
-    # features, and mmpretrain's RandomCrop ignores padding_mode when
-    # padding is set
-    dict(type='RandomCrop', crop_size=32, padding=4, pad_val=(104, 116, 124)),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
-    batch_size=batch_size,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type='CustomDataset',
-        data_root=data_root,
-        data_prefix='train',
-        # 'relative/path label' lines of the unlabelled subset (labels are
-        # read but never used by the distiller); None = the whole split
-        ann_file='',
-        with_label=True,
-        pipeline=train_pipeline))
-val_dataloader = None
-val_evaluator = None
-val_cfg = None
 test_dataloader = None
 test_evaluator = None
 test_cfg = None
@@ -108,25 +75,9 @@ param_scheduler = [
          eta_min=1e-3, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
-auto_scale_lr = dict(base_batch_size=batch_size, enable=False)
+auto_scale_lr = dict(base_batch_size=32, enable=False)
 
 default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=10),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs,
-                    max_keep_ckpts=1, save_last=True),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='VisualizationHook', enable=False),
-)
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
-)
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=0, deterministic=False)
+    logger=dict(interval=10),
+    # one checkpoint, at the end
+    checkpoint=dict(interval=max_epochs))
