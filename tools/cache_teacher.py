@@ -8,7 +8,8 @@ Usage::
     python tools/cache_teacher.py CONFIG --store DIR [--views V]
         [--view-mode random|center] [--out-size 224] [--topk K]
         [--fields feat logits] [--shard-size N] [--batch-size B] [--seed S]
-        [--split train] [--launcher none|pytorch|slurm|mpi]
+        [--split train] [--views-from STORE]
+        [--launcher none|pytorch|slurm|mpi]
         [--cfg-options k=v ...]
 
 Distributed (each rank writes its shards)::
@@ -18,6 +19,12 @@ Distributed (each rank writes its shards)::
 
 A rerun with the same arguments skips the finished shards and completes the
 store.
+
+An ensemble of teachers (``kdep_mm.EnsembleDistiller``) is one store per
+teacher on the same views: cache the first teacher, then each other one
+with ``--views-from FIRST_STORE`` (its views, shard size, view mode and
+seed are copied) and ``--cfg-options`` selecting that teacher (see the
+header of ``configs/ensemble/deit-tiny_cifar10_from_r56+rednet26.py``).
 """
 import argparse
 import logging
@@ -62,6 +69,15 @@ def parse_args(argv=None):
                         help='seed of the views (and of a random teacher)')
     parser.add_argument('--split', default='train',
                         help='use <split>_dataloader.dataset')
+    parser.add_argument('--views-from', default=None, metavar='STORE',
+                        help='copy the views (boxes, flips), shard size, '
+                        'view mode and seed of this store, so that several '
+                        'teachers are cached on the same views')
+    parser.add_argument('--teacher', default=None, metavar='NAME',
+                        help='ensemble configs: cache the teacher NAME of '
+                        'model.teachers (online configs) or of the '
+                        'top-level teachers / teacher_ckpts / '
+                        'teacher_revise_keys dicts (store-mode configs)')
     parser.add_argument('--no-progress', action='store_true')
     parser.add_argument('--max-shards', type=int, default=None,
                         help=argparse.SUPPRESS)  # tests of resuming
@@ -101,6 +117,27 @@ def build_teacher(cfg, seed: int = 0):
     return teacher
 
 
+def select_teacher(cfg, name: str) -> None:
+    """Point ``model.teacher`` / ``teacher_ckpt`` / ``teacher_revise_keys``
+    at teacher ``name`` of an ensemble config (``model.teachers`` if it is
+    a dict, else the config's top-level ``teachers``)."""
+    def pick(key):
+        value = cfg.model.get(key)
+        if not isinstance(value, dict):
+            value = cfg.get(key)
+        return value if isinstance(value, dict) else {}
+
+    teachers = pick('teachers')
+    if name not in teachers:
+        raise SystemExit(f'--teacher {name}: the config defines the teachers '
+                         f'{sorted(teachers)} (model.teachers or teachers)')
+    cfg.model.teacher = teachers[name]
+    cfg.model.teacher_ckpt = pick('teacher_ckpts').get(name)
+    revise = pick('teacher_revise_keys').get(name)
+    if revise is not None:
+        cfg.model.teacher_revise_keys = revise
+
+
 def build_preprocessor(cfg):
     from kdep_mm.registry import MODELS
     pre = cfg.model.get('data_preprocessor') or dict(
@@ -124,6 +161,8 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.teacher is not None:
+        select_teacher(cfg, args.teacher)
     cfg.launcher = args.launcher
     use_gloo_without_cuda(cfg)
     prepare_cpu_distributed(cfg)  # inits gloo without CUDA
@@ -161,7 +200,7 @@ def main(argv=None):
         teacher_config=teacher_cfg.to_dict() if hasattr(
             teacher_cfg, 'to_dict') else teacher_cfg,
         teacher_checkpoint=cfg.model.get('teacher_ckpt'),
-        max_shards=args.max_shards)
+        max_shards=args.max_shards, views_from=args.views_from)
     print(f'rank {rank}: wrote shards {result["written"]}, skipped '
           f'{result["skipped"]}', flush=True)
     images = torch.tensor([result['images']], dtype=torch.float64)

@@ -36,6 +36,14 @@ def parse_args(argv=None):
         default='backbone.',
         help="prefix of the exported keys; '' for bare backbone keys "
         '(default: %(default)s)')
+    parser.add_argument(
+        '--exclude',
+        nargs='*',
+        default=None,
+        metavar='REGEX',
+        help='drop student keys matching these regexes (default: the '
+        "student class's export_exclude_keys, e.g. MultiTokenViT's teacher "
+        'tokens; pass --exclude with no value to keep every key)')
     return parser.parse_args(argv)
 
 
@@ -47,7 +55,8 @@ def main(argv=None) -> int:
             args.src,
             args.dst,
             student_prefix=args.student_prefix,
-            out_prefix=args.out_prefix)
+            out_prefix=args.out_prefix,
+            exclude=args.exclude)
     except (FileNotFoundError, ExportError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
@@ -58,6 +67,9 @@ def main(argv=None) -> int:
           '(learnable; batch-norm statistics excluded)')
     print(f'  sha256:   {info["sha256"]}')
     print(f'  source:   {info["source"]} (sha256 {info["source_sha256"]})')
+    if info['dropped_keys']:
+        print(f'  dropped:  {info["dropped_keys"]} (training-only keys of '
+              'the student; --exclude to change)')
     print('  student:  ' +
           (f"type={cfg.get('type')!r}" if cfg else 'config not recorded'))
     return 0

@@ -12,6 +12,7 @@ exact indices) through
 :class:`~kdep_mm.datasets.teacher_store.TeacherStoreWriter`: rank-sharded,
 resumable (finished shards are skipped), verified.
 """
+import json
 import logging
 import time
 import types
@@ -172,7 +173,8 @@ def cache_teacher_outputs(teacher: nn.Module,
                           teacher_config=None,
                           teacher_checkpoint: Optional[str] = None,
                           manifest_extra: Optional[dict] = None,
-                          max_shards: Optional[int] = None) -> dict:
+                          max_shards: Optional[int] = None,
+                          views_from=None) -> dict:
     """Cache the teacher's outputs on ``V`` views of every dataset image.
 
     Args:
@@ -220,6 +222,14 @@ def cache_teacher_outputs(teacher: nn.Module,
         manifest_extra (dict, optional): more manifest keys.
         max_shards (int, optional): stop after writing this many shards
             (tests of resuming; a rerun completes the store).
+        views_from (str | TeacherStore, optional): copy the views (boxes
+            and flips) of this store instead of drawing them, so that
+            several teachers are cached on exactly the same views (an
+            ensemble, see ``ApplyStoredEnsembleView``). Its ``num_views``,
+            ``shard_size``, ``view_mode``, ``seed`` and ``view_kwargs`` are
+            used (``num_views`` must match), its dataset identity must be
+            this dataset's, and the manifest records it under
+            ``views_from``.
 
     Returns:
         dict: ``written`` / ``skipped`` shard lists of this rank,
@@ -243,6 +253,14 @@ def cache_teacher_outputs(teacher: nn.Module,
         raise ValueError(f'batch_size must be positive, got {batch_size}')
     out_hw = (int(out_size), ) * 2 if isinstance(out_size, int) else tuple(
         int(s) for s in out_size)
+    source = None
+    if views_from is not None:
+        source, views_extra = _views_source(views_from, dataset, num_views)
+        shard_size = source.shard_size
+        view_mode = source.manifest.get('view_mode', view_mode)
+        seed = int(source.manifest.get('seed', seed))
+        view_kwargs = dict(views_extra.pop('view_kwargs') or {})
+        manifest_extra = dict(manifest_extra or {}, views_from=views_extra)
 
     teacher.eval()
     runner = _TeacherRunner(teacher, data_preprocessor, teacher_feature,
@@ -311,8 +329,11 @@ def cache_teacher_outputs(teacher: nn.Module,
             for j, index in enumerate(range(start, stop)):
                 img = _load_image(dataset, index)
                 h, w = img.shape[:2]
-                boxes[j], flips[j] = draw_views(h, w, index, V, seed,
-                                                view_mode, view_kwargs)
+                if source is None:
+                    boxes[j], flips[j] = draw_views(h, w, index, V, seed,
+                                                    view_mode, view_kwargs)
+                else:
+                    boxes[j], flips[j] = source.views(index)
                 for v in range(V):
                     crops.append(crop_view(img, boxes[j, v],
                                            bool(flips[j, v]), out_hw,
@@ -357,6 +378,28 @@ def cache_teacher_outputs(teacher: nn.Module,
                 images=total, seconds=seconds, images_per_s=rate,
                 fingerprint=fingerprint, fields=writer.fields,
                 num_shards=writer.num_shards)
+
+
+def _views_source(views_from, dataset, num_views: int):
+    """The store whose views are copied, checked against the dataset;
+    and what the new manifest records about it."""
+    from kdep_mm.datasets.teacher_store import TeacherStore
+    src = views_from if isinstance(views_from, TeacherStore) else \
+        TeacherStore(str(views_from), verify=False)
+    if src.num_views != num_views:
+        raise ValueError(f'views_from: {src.root} holds {src.num_views} '
+                         f'views per image, num_views is {num_views}')
+    ident = dataset_identity(dataset)
+    if src.manifest.get('dataset') != json.loads(json.dumps(ident)):
+        raise ValueError(f'views_from: {src.root} was cached from another '
+                         f'dataset: {src.manifest.get("dataset")} vs {ident}')
+    crop = next((p for p in src.manifest.get('pipeline') or []
+                 if isinstance(p, dict) and p.get('type') == 'crop_view'),
+                {})
+    return src, dict(root=src.root,
+                     teacher_fingerprint=src.manifest.get(
+                         'teacher_fingerprint'),
+                     view_kwargs=crop.get('view_kwargs') or {})
 
 
 def _describe(module) -> Optional[dict]:

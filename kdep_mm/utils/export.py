@@ -21,6 +21,7 @@ mmengine's ``CheckpointLoader`` does for local files.
 """
 import hashlib
 import os.path as osp
+import re
 import warnings
 from typing import Any, Dict, Optional
 
@@ -126,7 +127,8 @@ def _read_student_cfg(meta: Any, student_prefix: str) -> Optional[dict]:
 def export_student(src_ckpt: str,
                    dst: str,
                    student_prefix: str = 'student.',
-                   out_prefix: str = 'backbone.') -> dict:
+                   out_prefix: str = 'backbone.',
+                   exclude=None) -> dict:
     """Write the student backbone of a distillation checkpoint to ``dst``.
 
     Args:
@@ -138,6 +140,14 @@ def export_student(src_ckpt: str,
         out_prefix (str): prefix given to the exported keys. Defaults to
             ``'backbone.'`` (what ``init_cfg=dict(type='Pretrained',
             prefix='backbone.')`` strips). ``''`` writes bare backbone keys.
+        exclude (sequence[str], optional): regexes (``re.search``, on the
+            key without ``student_prefix``) of training-only keys to drop.
+            Defaults to the ``export_exclude_keys`` of the student's class,
+            when the checkpoint records its config and the class declares
+            them (``MultiTokenViT``: its teacher tokens, so the export
+            loads into a plain ``mmpretrain.VisionTransformer``). The
+            dropped keys are listed in ``meta['dropped_keys']`` and in the
+            returned summary.
 
     Returns:
         dict: a summary: ``dst``, ``num_tensors``, ``num_params``,
@@ -177,9 +187,16 @@ def export_student(src_ckpt: str,
                           f'{type(state_dict).__name__}, not a dict')
 
     n = len(student_prefix)
+    student_cfg = _read_student_cfg(meta, student_prefix)
+    patterns = list(exclude) if exclude is not None else \
+        _default_exclude(student_cfg)
+    dropped = []
     exported: Dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if not isinstance(key, str) or not key.startswith(student_prefix):
+            continue
+        if any(re.search(p, key[n:]) for p in patterns):
+            dropped.append(key[n:])
             continue
         if not torch.is_tensor(value):
             raise ExportError(f'{src_ckpt}: "{key}" is a '
@@ -197,12 +214,14 @@ def export_student(src_ckpt: str,
         kdep_mm_version=__version__,
         source=src_abs,
         source_sha256=file_sha256(src_ckpt),
-        student_cfg=_read_student_cfg(meta, student_prefix),
+        student_cfg=student_cfg,
         num_params=_count_params(exported),
         num_tensors=len(exported),
         student_prefix=student_prefix,
         out_prefix=out_prefix,
     )
+    if dropped:
+        out_meta['dropped_keys'] = sorted(dropped)
     if isinstance(meta, dict):
         for k in ('epoch', 'iter'):
             if isinstance(meta.get(k), int):
@@ -215,7 +234,24 @@ def export_student(src_ckpt: str,
         sha256=file_sha256(dst),
         source=src_abs,
         source_sha256=out_meta['source_sha256'],
-        student_cfg=out_meta['student_cfg'])
+        student_cfg=out_meta['student_cfg'],
+        dropped_keys=sorted(dropped))
+
+
+def _default_exclude(student_cfg: Optional[dict]) -> list:
+    """``export_exclude_keys`` of the student's registered class."""
+    if not isinstance(student_cfg, dict) or not isinstance(
+            student_cfg.get('type'), str):
+        return []
+    try:
+        import importlib
+
+        from mmengine.registry import MODELS
+        importlib.import_module('kdep_mm.models')  # registers kdep_mm's
+        cls = MODELS.get(student_cfg['type'])
+    except Exception:  # noqa: BLE001 - unknown types export everything
+        return []
+    return list(getattr(cls, 'export_exclude_keys', ()) or ())
 
 
 def verify_exported(path: str, out_prefix: Optional[str] = None) -> dict:

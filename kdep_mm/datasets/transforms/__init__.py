@@ -7,3 +7,6 @@ from .stored_view import (ApplyStoredView, center_view,  # noqa: E402
                           crop_view, sample_view)
 
 __all__ += ['ApplyStoredView', 'center_view', 'crop_view', 'sample_view']
+from .stored_ensemble_view import ApplyStoredEnsembleView  # noqa: E402
+
+__all__ += ['ApplyStoredEnsembleView']

@@ -1,5 +1,7 @@
 from .base_distiller import BaseDistiller, load_teacher_checkpoint
 from .kdep import KDEPDistiller, LogitKDDistiller
+from .ensemble import (EnsembleDataPreprocessor, EnsembleDistiller,
+                       export_ensemble_classifier)
 from .dmae import DMAEDistiller, num_visible_patches, vit_forward_visible
 from .tcs import (TCSDistiller, export_tcs_classifier,
                   fit_coordinates_from_store)
@@ -8,5 +10,6 @@ __all__ = [
     'BaseDistiller', 'KDEPDistiller', 'LogitKDDistiller',
     'load_teacher_checkpoint', 'DMAEDistiller', 'num_visible_patches',
     'vit_forward_visible', 'TCSDistiller', 'export_tcs_classifier',
-    'fit_coordinates_from_store'
+    'fit_coordinates_from_store', 'EnsembleDistiller',
+    'EnsembleDataPreprocessor', 'export_ensemble_classifier'
 ]

@@ -1,3 +1,4 @@
 from .feature_recorder import FeatureRecorder, default_feature_layer
+from .involution import Involution
 
-__all__ = ['FeatureRecorder', 'default_feature_layer']
+__all__ = ['FeatureRecorder', 'default_feature_layer', 'Involution']

@@ -1,0 +1,68 @@
+"""Helpers shared by the step-time benchmarks: time forward + backward +
+optimizer steps with a peak-memory reading, and run each arm in a fresh
+subprocess (so that the peak resident set size of one arm is not inflated
+by another) that prints one ``RESULT {json}`` line."""
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def time_steps(step, warmup: int, steps: int, device: str = 'cpu') -> dict:
+    """Call ``step()`` ``warmup + steps`` times; the median and all timed
+    step times, and the memory the steps added: on CPU the growth of
+    ``ru_maxrss`` (peak RSS) over its value before the first step, on CUDA
+    ``max_memory_allocated`` minus the memory allocated before."""
+    import torch
+    cuda = str(device).startswith('cuda')
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated()
+        mem_mib, abs_mib = (peak - base) / 2**20, peak / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        mem_mib, abs_mib = (peak - base) / 1024, peak / 1024
+    return dict(times=times, median_s=statistics.median(times),
+                mem_mib=mem_mib, peak_abs_mib=abs_mib,
+                threads=torch.get_num_threads(), torch=torch.__version__)
+
+
+def run_arm(script: str, args, cwd: str) -> dict:
+    """Run ``python script *args`` and return its ``RESULT`` json."""
+    out = subprocess.run([sys.executable, os.path.abspath(script),
+                          *map(str, args)], capture_output=True, text=True,
+                         cwd=cwd)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith('RESULT ')]
+    if out.returncode or not line:
+        sys.stderr.write(out.stdout[-4000:] + out.stderr[-4000:])
+        raise SystemExit(f'{script} {args} failed (rc={out.returncode})')
+    return json.loads(line[-1][len('RESULT '):])
+
+
+def emit(result: dict) -> None:
+    print('RESULT ' + json.dumps(result), flush=True)
+
+
+def memory_note(device: str) -> str:
+    if str(device).startswith('cuda'):
+        return ('torch.cuda.max_memory_allocated - memory_allocated after '
+                'build')
+    return ('peak RSS growth: ru_maxrss after the steps - ru_maxrss after '
+            'model+optimizer build, fresh process per arm')

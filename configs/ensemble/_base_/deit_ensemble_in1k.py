@@ -1,0 +1,165 @@
+# Shared part of the ImageNet-1K ensemble-distillation configs (LIB-KD /
+# Co-advise, store mode): DeiT recipe (300 epochs, AdamW lr 5e-4 x
+# batch / 512 = 1e-3 at batch 1024, wd 0.05, cosine, 5 warm-up epochs,
+# RandAugment, Mixup 0.8 / CutMix 1.0, label smoothing 0.1 on the class
+# head, random erasing 0.25), a CNN teacher (mmpretrain ResNet-50) and an
+# involution teacher (RedNet-50), each with its token + head in the student.
+# See configs/ensemble/deit-ti_from_r50+rednet50_in1k.py for the commands.
+_base_ = ['../../_base_/kdep_runtime.py']
+
+num_classes = 1000
+teacher_names = ['cnn', 'involution']
+# Teachers (used by tools/cache_teacher.py --teacher NAME; the training run
+# itself reads the stores, model.teachers=None).
+teachers = dict(
+    cnn=dict(
+        type='ImageClassifier',
+        backbone=dict(type='ResNet', depth=50),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=1000, in_channels=2048)),
+    involution=dict(
+        type='ImageClassifier',
+        backbone=dict(type='kdep_mm.RedNet', depth=50, stem='imagenet'),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=1000, in_channels=2048)))
+teacher_ckpts = dict(
+    # mmpretrain model zoo ResNet-50 (76.55 top-1)
+    cnn=('https://download.openmmlab.com/mmclassification/v0/resnet/'
+         'resnet50_8xb32_in1k_20210831-ea4938fc.pth'),
+    # USER-SUPPLIED: the official RedNet-50 ImageNet checkpoint of
+    # github.com/d-li14/involution (linked from its README; no stable direct
+    # URL). Its keys (backbone.*, head.fc.*) load into this ImageClassifier
+    # as they are. Put it here or override teacher_ckpts.involution.
+    involution='work_dirs/ensemble/rednet50_in1k/rednet50.pth')
+teacher_revise_keys = dict(cnn=[(r'^module\.', '')],
+                           involution=[(r'^module\.', '')])
+stores = dict(
+    cnn='work_dirs/stores/in1k_r50_top10_v8',
+    involution='work_dirs/stores/in1k_rednet50_top10_v8')
+num_views = 8
+
+data_preprocessor = dict(
+    type='kdep_mm.EnsembleDataPreprocessor',
+    num_classes=num_classes,
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    to_rgb=True,
+    # records lambda / permutation so that the stored targets are mixed alike
+    batch_augments=dict(augments=[
+        dict(type='Mixup', alpha=0.8),
+        dict(type='CutMix', alpha=1.0)
+    ]))
+
+model = dict(
+    type='kdep_mm.EnsembleDistiller',
+    data_preprocessor=data_preprocessor,
+    student=dict(
+        type='kdep_mm.MultiTokenViT',
+        arch='deit-tiny',
+        img_size=224,
+        patch_size=16,
+        num_teacher_tokens=2,
+        drop_path_rate=0.1),
+    head=dict(
+        type='kdep_mm.MultiTokenClsHead',
+        num_classes=num_classes,
+        in_channels=192,
+        num_tokens=3,
+        average='logits',
+        loss=dict(
+            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
+    teacher_names=teacher_names,
+    # store mode: no model.teachers (None); the online variant sets them
+    target='per_teacher',
+    temperature=1.0,
+    teacher_weights=dict(cnn=1.0, involution=1.0),
+    topk_rest='renorm',
+    init_cfg=[
+        dict(type='TruncNormal', layer='Linear', std=.02),
+        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+    ])
+
+bgr_mean = data_preprocessor['mean'][::-1]
+bgr_std = data_preprocessor['std'][::-1]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    # the stored crop (RandomResizedCrop-style box + flip) and both
+    # teachers' top-10 probabilities on it
+    dict(
+        type='kdep_mm.ApplyStoredEnsembleView',
+        stores=stores,
+        teacher_names=teacher_names,
+        num_views=num_views,
+        scale=224),
+    # applied after the teachers' view: an approximation (docs/ensemble.md)
+    dict(
+        type='RandAugment',
+        policies='timm_increasing',
+        num_policies=2,
+        total_level=10,
+        magnitude_level=9,
+        magnitude_std=0.5,
+        hparams=dict(
+            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
+    dict(
+        type='RandomErasing',
+        erase_prob=0.25,
+        mode='rand',
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=bgr_mean,
+        fill_std=bgr_std),
+    dict(type='PackInputs', algorithm_keys=('teacher_outputs', )),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
+         interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+# 8 GPUs x 128 = 1024
+train_dataloader = dict(
+    batch_size=128,
+    num_workers=8,
+    persistent_workers=True,
+    dataset=dict(type='ImageNet', data_root='data/imagenet', split='train',
+                 pipeline=train_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=True))
+val_dataloader = dict(
+    batch_size=128,
+    num_workers=8,
+    persistent_workers=True,
+    dataset=dict(type='ImageNet', data_root='data/imagenet', split='val',
+                 pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=5e-4 * 1024 / 512, weight_decay=0.05,
+                   eps=1e-8, betas=(0.9, 0.999)),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+            '.teacher_tokens': dict(decay_mult=0.0),
+            '.teacher_pos_embed': dict(decay_mult=0.0),
+        }),
+    clip_grad=dict(max_norm=5.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=5,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5,
+         end=300)
+]
+train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=10)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=1024)
+default_hooks = dict(
+    checkpoint=dict(interval=10, max_keep_ckpts=2),
+    logger=dict(interval=100))

@@ -1,0 +1,9 @@
+# The DeiT-S variant of configs/ensemble/deit-ti_from_r50+rednet50_in1k.py
+# (same teachers, stores, recipe and commands, with
+#  CFG=configs/ensemble/deit-s_from_r50+rednet50_in1k.py; the stores are
+#  the same files, cache them once).
+_base_ = ['./_base_/deit_ensemble_in1k.py']
+
+model = dict(
+    student=dict(arch='deit-small'),
+    head=dict(in_channels=384))

@@ -1,0 +1,37 @@
+# Online variant of configs/ensemble/deit-tiny_cifar10_from_r56+rednet26.py:
+# both teachers are built, loaded strictly from teacher_ckpts and run in the
+# loop (eval, no_grad, hidden from state_dict / optimizer) on the exact
+# (RandAugmented, erased, Mixed/CutMixed) images the student sees; no store.
+#   python tools/train.py \
+#       'configs/ensemble/deit-tiny_cifar10_from_r56+rednet26_online.py' \
+#       --cfg-options model.teacher_ckpts.involution=PATH
+_base_ = ['./deit-tiny_cifar10_from_r56+rednet26.py']
+
+model = dict(
+    teachers={{_base_.teachers}},
+    teacher_ckpts={{_base_.teacher_ckpts}},
+    teacher_revise_keys={{_base_.teacher_revise_keys}})
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=32),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(
+        type='RandAugment',
+        policies='timm_increasing',
+        num_policies=2,
+        total_level=10,
+        magnitude_level=9,
+        magnitude_std=0.5,
+        hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
+    dict(
+        type='RandomErasing',
+        erase_prob=0.25,
+        mode='rand',
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=[103.53, 116.28, 123.675],
+        fill_std=[57.375, 57.12, 58.395]),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
