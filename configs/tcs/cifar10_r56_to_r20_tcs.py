@@ -1,7 +1,8 @@
 # TCS ("All You Need in Knowledge Distillation Is a Tailored Coordinate
-# System", Zhou, Zhu, Wu, AAAI 2025) at CIFAR scale, store mode: the
-# CIFAR-10 ResNet-56 teacher is never built during training; its pooled
-# pre-activation features (64-d) come from a teacher store cached once:
+# System", Zhou, Zhu, Wu, AAAI 2025) at CIFAR scale, KD mode (all 50,000
+# labelled training images), store mode: the CIFAR-10 ResNet-56 teacher is
+# never built during training; its pooled pre-activation features (64-d)
+# come from a teacher store cached once (8 random views per image):
 #
 #   python tools/cache_teacher.py configs/kdep/cifar10_r56_to_r20.py \
 #       --store work_dirs/stores/cifar10_r56_feat_v8 --views 8 \
@@ -10,16 +11,15 @@
 #
 # (the KDEP config holds the same teacher, checkpoint and CIFAR-10 train
 # set; the store index must be this config's train dataset index.)
-# Few-shot mode: write an N-per-class ann_file with
-#   python tools/dataset_converters/make_subset.py \
-#       data/shared/cifar10_jpeg/train \
-#       data/shared/cifar10_jpeg/train_10shot.txt --per-class 10 --seed 0
-# then cache (into its own --store DIR) AND train with
-#   --cfg-options train_dataloader.dataset.ann_file=train_10shot.txt
-# adding, for training, train_dataloader.dataset.pipeline.1.store.root=DIR
-# custom_hooks.0.store=DIR (``teacher_store`` below is substituted when the
-# file is read, so overriding the variable does not reach them); see
-# docs/tcs.md.
+# The store path is ONE variable, ``teacher_store`` below, used by both the
+# pipeline (ApplyStoredView) and FitTCSCoordinatesHook; to use a store
+# elsewhere without editing the file, set the environment variable
+# KDEP_TCS_STORE=DIR (read when the config is loaded). Before training the
+# hook refuses a store that does not belong to this run (another dataset,
+# view count or teacher checkpoint, or a pipeline store that is not the
+# hook's), naming the config key.
+# Narrower student: configs/tcs/cifar10_r56_to_r20_w8_tcs.py (same store).
+# Few-shot mode (10 images per class): configs/tcs/cifar10_r56_to_r20_tcs_10shot.py.
 # The coordinate system (PCA of the stored features) is fitted from the
 # store before the first iteration by FitTCSCoordinatesHook; the tailoring
 # schedule is driven by TCSTailoringHook. Export the deployable classifier
@@ -30,7 +30,10 @@ _base_ = [
     '../_base_/datasets/cifar10_jpeg.py',
 ]
 
-teacher_store = 'work_dirs/stores/cifar10_r56_feat_v8'
+teacher_store = '{{$KDEP_TCS_STORE:work_dirs/stores/cifar10_r56_feat_v8}}'
+num_views = 8  # --views of the cache command
+# the teacher the store must have been cached with (compared by file name)
+teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
 
 model = dict(
     type='kdep_mm.TCSDistiller',
@@ -67,7 +70,8 @@ train_dataloader = dict(
     batch_size=128, dataset=dict(pipeline=train_pipeline))
 
 custom_hooks = [
-    dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store),
+    dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store,
+         num_views=num_views, teacher_checkpoint=teacher_ckpt),
     dict(type='kdep_mm.TCSTailoringHook'),
 ]
 

@@ -296,12 +296,18 @@ def fast_pretty_text(monkeypatch):
                         property(lambda self: self.text))
 
 
+CIFAR_TCS_CONFIGS = ('cifar10_r56_to_r20_tcs.py', 'cifar10_r56_to_r20_w8_tcs.py',
+                     'cifar10_r56_to_r20_tcs_10shot.py')
+
+
 @pytest.mark.slow
-def test_cifar_store_config_trains(tmp_path, fast_pretty_text):
-    """configs/tcs/cifar10_r56_to_r20_tcs.py builds (no teacher), and trains
-    through mmengine's Runner on a store cached from a (random) ResNet-56 on
-    a tiny image folder: fit hook, tailoring hook, validation Accuracy,
-    checkpoint with the mask, export."""
+@pytest.mark.parametrize('name', CIFAR_TCS_CONFIGS)
+def test_cifar_store_config_trains(name, tmp_path, fast_pretty_text):
+    """The CIFAR TCS configs build (no teacher), and train through
+    mmengine's Runner on a store cached (with the config's view count and
+    teacher checkpoint name, as the header's command does) from a (random)
+    ResNet-56 on a tiny image folder: store checks, fit hook, tailoring
+    hook, validation Accuracy, checkpoint with the mask, export."""
     import os.path as osp
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
@@ -311,8 +317,7 @@ def test_cifar_store_config_trains(tmp_path, fast_pretty_text):
     from kdep_mm.registry import DATASETS
     from kdep_mm.testing.synthetic import make_image_folder
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    cfg = Config.fromfile(osp.join(repo, 'configs', 'tcs',
-                                   'cifar10_r56_to_r20_tcs.py'))
+    cfg = Config.fromfile(osp.join(repo, 'configs', 'tcs', name))
     kdep = Config.fromfile(osp.join(repo, 'configs', 'kdep',
                                     'cifar10_r56_to_r20.py'))
     assert cfg.model.teacher is None
@@ -332,10 +337,12 @@ def test_cifar_store_config_trains(tmp_path, fast_pretty_text):
             type='CustomDataset', data_root=data,
             pipeline=[dict(type='LoadImageFromFile')]))
         cache_teacher_outputs(
-            teacher, dataset, store, num_views=2, view_mode='random',
-            out_size=32, fields=('feat', ), batch_size=40, progress=False,
+            teacher, dataset, store, num_views=cfg.num_views,
+            view_mode='random', out_size=32, fields=('feat', ),
+            batch_size=64, progress=False,
             data_preprocessor=MODELS.build(kdep.model.data_preprocessor),
-            teacher_config=kdep.model.teacher.to_dict())
+            teacher_config=kdep.model.teacher.to_dict(),
+            teacher_checkpoint=kdep.model.teacher_ckpt)
 
     cfg.train_dataloader.dataset.pipeline[1].store.root = store
     cfg.custom_hooks[0].store = store
@@ -343,8 +350,9 @@ def test_cifar_store_config_trains(tmp_path, fast_pretty_text):
         dl = cfg[f'{split}_dataloader']
         dl.dataset.data_root = data
         dl.dataset.data_prefix = ''
+        dl.dataset.pop('ann_file', None)
         dl.update(batch_size=8, num_workers=0, persistent_workers=False)
-    # a smaller k than the config's 64, so that 20 images x 2 views fit it
+    # a smaller k than the configs' 64 / 32, for the tiny data
     cfg.model.update(prune_interval=2, num_coords=24, min_coords=12)
     cfg.train_cfg = dict(by_epoch=False, max_iters=4, val_interval=4)
     cfg.param_scheduler = []
@@ -355,7 +363,8 @@ def test_cifar_store_config_trains(tmp_path, fast_pretty_text):
     model = runner.model
     assert model.teacher is None and not model.is_fitted
     runner.train()
-    assert model.is_fitted and int(model.coords.num_fit_samples) == 40
+    assert model.is_fitted
+    assert int(model.coords.num_fit_samples) == 20 * cfg.num_views
     # 24 -2-> 22 -2-> 20 at iterations 2 and 4
     assert model.num_active == 20 and int(model.train_iter) == 4
     metrics = runner.val_loop.run()
@@ -367,3 +376,203 @@ def test_cifar_store_config_trains(tmp_path, fast_pretty_text):
     fresh = MODELS.build(cfg.model)
     fresh.load_state_dict(ckpt['state_dict'], strict=True)
     assert fresh.num_active == 20 and fresh.is_fitted
+
+
+# ------------------------------------------------------------ bad inputs
+def test_num_coords_above_min_channels_refused():
+    # C_S = 16 < C_T = 32: k = 17 cannot be matched by a rank-16 map
+    with pytest.raises(ValueError) as err:
+        build(fit=False, num_coords=17)
+    msg = str(err.value)
+    assert 'model.num_coords' in msg and 'model.student_channels=16' in msg
+    assert '= 16]' in msg
+    # a wider student: k is bounded by the teacher's 32 PCA directions
+    wide = dict(type='kdep_mm.CIFARResNet', depth=8, base_channels=16)
+    with pytest.raises(ValueError, match=r'model.num_coords.*= 32\]'):
+        MODELS.build(tcs_cfg(student=wide, student_channels=64,
+                             num_coords=33))
+    assert build(fit=False, num_coords=16).num_coords == 16
+
+
+def test_non_finite_loss_stops_naming_term_and_iteration():
+    from mmengine.logging import MessageHub
+    from mmengine.optim import OptimWrapper
+    model = build()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    MessageHub.get_current_instance().update_info('iter', 6)
+    imgs = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+            for _ in range(4)]
+    bad = samples(4)
+    bad[2].teacher_feat[3] = np.nan  # a corrupted stored teacher feature
+    before = model.student.conv1.weight.detach().clone()
+    p_before = model.projector.weight.detach().clone()
+    model.train()
+    with pytest.raises(FloatingPointError,
+                       match=r"'loss_coord'.*at iteration 7"):
+        model.train_step(dict(inputs=imgs, data_samples=bad), optim)
+    # no optimizer step was taken on it
+    assert torch.equal(before, model.student.conv1.weight)
+    assert torch.equal(p_before, model.projector.weight)
+    with torch.no_grad():
+        model.classifier.weight[0, 0] = float('inf')
+    with pytest.raises(FloatingPointError, match=r"'loss_cls'"):
+        model.train_step(dict(inputs=imgs, data_samples=samples(4)), optim)
+
+
+class _FakeRunner:
+    """What FitTCSCoordinatesHook reads from mmengine's Runner."""
+
+    def __init__(self, model, dataset):
+        from mmengine.dataset import pseudo_collate
+        from mmengine.logging import MMLogger
+
+        class Loader:  # batches of 4, built when iterated
+
+            def __iter__(self):
+                for i in range(0, len(dataset), 4):
+                    yield pseudo_collate([
+                        dataset[j] for j in range(i, min(i + 4, len(dataset)))
+                    ])
+
+        self.model = model
+        self.train_dataloader = Loader()
+        self.train_dataloader.dataset = dataset
+        self.logger = MMLogger.get_current_instance()
+
+
+@pytest.fixture(scope='module')
+def stores(tmp_path_factory):
+    """Image folders and teacher stores of a (random) tiny teacher:
+    ``ok`` (12 images, 2 views, checkpoint name t0.pth), ``views3``,
+    ``other_ckpt`` (same teacher, recorded as t1.pth), ``other_teacher``
+    (other weights), ``short`` (10 images), ``other_imgs`` (12 other
+    images)."""
+    from mmengine.registry import DefaultScope
+
+    from kdep_mm.apis import cache_teacher_outputs
+    from kdep_mm.registry import DATASETS
+    from kdep_mm.testing.synthetic import make_image_folder
+    root = tmp_path_factory.mktemp('tcs_stores')
+    data = str(root / 'data')
+    make_image_folder(data, num_classes=2, per_class=6, size=16)
+    short = str(root / 'short')
+    make_image_folder(short, num_classes=2, per_class=5, size=16)
+    other = str(root / 'other')
+    make_image_folder(other, num_classes=3, per_class=4, size=16, seed=3)
+    out = dict(data=data, root=str(root))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        teachers = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            t = MODELS.build(copy.deepcopy(TEACHER))
+            t.init_weights()
+            teachers.append(t.eval())
+        out['teacher_state'] = teachers[0].state_dict()
+        for name, folder, views, t, ckpt in (
+                ('ok', data, 2, 0, 't0.pth'), ('views3', data, 3, 0,
+                                               't0.pth'),
+                ('other_ckpt', data, 2, 0, 't1.pth'),
+                ('other_teacher', data, 2, 1, 't0.pth'),
+                ('short', short, 2, 0, 't0.pth'),
+                ('other_imgs', other, 2, 0, 't0.pth')):
+            ds = DATASETS.build(dict(type='CustomDataset', data_root=folder,
+                                     pipeline=[dict(type='LoadImageFromFile')]
+                                     ))
+            out[name] = str(root / name)
+            cache_teacher_outputs(
+                teachers[t], ds, out[name], num_views=views,
+                view_mode='random', out_size=16, fields=('feat', ),
+                batch_size=32, progress=False, teacher_checkpoint=ckpt)
+    return out
+
+
+def _train_dataset(data, store):
+    from mmengine.registry import DefaultScope
+
+    from kdep_mm.registry import DATASETS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return DATASETS.build(dict(
+            type='CustomDataset', data_root=data,
+            pipeline=[dict(type='LoadImageFromFile'),
+                      dict(type='kdep_mm.ApplyStoredView',
+                           store=dict(root=store), scale=16),
+                      dict(type='PackInputs',
+                           algorithm_keys=('teacher_feat', ))]))
+
+
+def test_fit_hook_refuses_stores_that_do_not_belong(stores):
+    """A store of another dataset (length, images), view count or teacher,
+    or a pipeline store that is not the hook's, is refused before the
+    first iteration, naming the config key."""
+    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    data, ok = stores['data'], stores['ok']
+
+    def run(store, pipeline_store=None, model=None, dataset=None, **kw):
+        model = model or build(fit=False, num_coords=8)
+        dataset = dataset or _train_dataset(data, pipeline_store or store)
+        hook = FitTCSCoordinatesHook(store=store, **kw)
+        hook.before_train(_FakeRunner(model, dataset))
+        return model
+
+    model = run(ok, num_views=2, teacher_checkpoint='ckpts/t0.pth')
+    assert model.is_fitted and int(model.coords.num_fit_samples) == 24
+    # a resumed (fitted) model is still checked, then not refitted
+    basis = model.coords.basis.clone()
+    run(ok, model=model, num_views=2)
+    assert torch.equal(model.coords.basis, basis)
+    with pytest.raises(ValueError, match='num_views'):
+        run(ok, model=model, num_views=3)
+
+    cases = [
+        # (hook store, pipeline store, hook kwargs, expected in message)
+        (ok, stores['short'], {}, r'pipeline\[1\]\.store\.root is'),
+        (stores['short'], None, {}, r'holds 10 samples but '
+         r'train_dataloader.dataset has 12'),
+        (stores['other_imgs'], None, {}, 'other images than '
+         'train_dataloader.dataset'),
+        (stores['views3'], None, dict(num_views=2),
+         r'FitTCSCoordinatesHook.num_views is 2.*has 3 views'),
+        (stores['other_ckpt'], None, dict(teacher_checkpoint='t0.pth'),
+         r'FitTCSCoordinatesHook.teacher_checkpoint.*another teacher'),
+        (stores['other_teacher'], None,
+         dict(teacher_fingerprint=TeacherStoreFP(ok)),
+         r'FitTCSCoordinatesHook.teacher_fingerprint.*another teacher'),
+        (ok, None, dict(field='logits'), r'FitTCSCoordinatesHook.field'),
+    ]
+    for store, pipe, kw, match in cases:
+        fresh = build(fit=False, num_coords=8)
+        with pytest.raises(ValueError, match=match):
+            run(store, pipe, model=fresh, **kw)
+        assert not fresh.is_fitted  # refused before any fit
+    # a store of another width than model.teacher_channels
+    with pytest.raises(ValueError, match=r'model.teacher_channels is 64'):
+        run(ok, model=build(fit=False, teacher_channels=64, num_coords=8))
+    # online teacher: stored features must come from that very teacher
+    online = build(fit=False, num_coords=8, teacher=copy.deepcopy(TEACHER))
+    online.teacher.load_state_dict(stores['teacher_state'])
+    run(None, pipeline_store=ok, model=online)  # same teacher: fine
+    other = build(fit=False, num_coords=8, teacher=copy.deepcopy(TEACHER),
+                  seed=7)
+    with pytest.raises(ValueError, match=r'model.teacher_ckpt.*another '
+                       'teacher'):
+        run(None, pipeline_store=ok, model=other)
+
+
+def TeacherStoreFP(root):
+    from kdep_mm.datasets.teacher_store import TeacherStore
+    return TeacherStore(root).manifest['teacher_fingerprint']
+
+
+def test_online_fit_sample_not_above_num_coords_refused(stores):
+    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    model = build(fit=False, num_coords=8, teacher=copy.deepcopy(TEACHER))
+    model.teacher.load_state_dict(stores['teacher_state'])
+    dataset = _train_dataset(stores['data'], stores['ok'])
+    hook = FitTCSCoordinatesHook(num_samples=8)
+    with pytest.raises(ValueError, match=r'FitTCSCoordinatesHook.num_samples'
+                       r' = 8.*model.num_coords = 8'):
+        hook.before_train(_FakeRunner(model, dataset))
+    assert not model.is_fitted
+    FitTCSCoordinatesHook(num_samples=9).before_train(
+        _FakeRunner(model, dataset))
+    assert int(model.coords.num_fit_samples) == 9

@@ -71,7 +71,8 @@ class TCSDistiller(BaseDistiller):
         teacher_channels (int): C_t.
         num_classes (int): classes of the target task.
         num_coords (int, optional): k, the coordinates kept from the PCA
-            basis. Defaults to ``min(C_t, C_s)``.
+            basis. Defaults to ``min(C_t, C_s)``; a larger value is
+            refused.
         coord_weight (float): weight of the coordinate loss. Defaults to 1.
         prune_interval (int): training iterations between prune steps;
             0 disables tailoring. Defaults to 500.
@@ -125,9 +126,15 @@ class TCSDistiller(BaseDistiller):
         if num_coords is None:
             num_coords = min(int(teacher_channels), int(student_channels))
         k = int(num_coords)
-        if not 1 <= k <= teacher_channels:
-            raise ValueError(f'model.num_coords must be in [1, '
-                             f'teacher_channels={teacher_channels}], got {k}')
+        limit = min(int(teacher_channels), int(student_channels))
+        if not 1 <= k <= limit:
+            raise ValueError(
+                f'model.num_coords must be in [1, min(model.teacher_channels'
+                f'={teacher_channels}, model.student_channels='
+                f'{student_channels}) = {limit}], got {k}: the PCA has only '
+                'teacher_channels directions and the student map P (rank <= '
+                'student_channels) cannot match more coordinates '
+                'independently')
         if min_coords is None:
             min_coords = math.ceil(k / 2)
         if not 1 <= int(min_coords) <= k:

@@ -1,0 +1,446 @@
+"""Training-step time and peak memory of TCS from a teacher store vs. the
+student alone vs. TCS with the teacher run online.
+
+Three arms, in two settings:
+
+* ``student``    -- the student trained alone: a plain mmpretrain
+  ``ImageClassifier`` (the config's student backbone + GAP + linear head,
+  cross-entropy), no teacher.
+* ``tcs_store``  -- ``kdep_mm.TCSDistiller`` in store mode, exactly as
+  configured in ``configs/tcs/`` (``teacher=None``): the teacher's pooled
+  features arrive in the batch (``teacher_feat`` numpy arrays in the data
+  samples, as ``ApplyStoredView`` + ``PackInputs`` deliver them).
+* ``tcs_online`` -- the same TCS model with the teacher built and run on
+  every batch (``teacher=...``, the samples carry no ``teacher_feat``).
+
+Settings:
+
+* ``cifar`` -- ``configs/tcs/cifar10_r56_to_r20_tcs.py``: CIFAR ResNet-56
+  (64-d) -> ResNet-20 (64-d), k = 64, 32x32 images, batch 128, 10 classes.
+* ``in1k``  -- ``configs/tcs/r50_to_r18_in1k_tcs.py`` / ``_online.py``:
+  ResNet-50 (2048-d) -> ResNet-18 (512-d), k = 512, 224x224 images, a small
+  batch (``--in1k-batch``, default 8), 1000 classes.
+
+A step is what mmengine's train loop does per iteration: ``model.train_step
+(batch, optim_wrapper)`` (data preprocessor on uint8 images, forward, loss
+parsing, backward, ``SGD.step()`` with momentum and weight decay,
+``zero_grad``) plus, for TCS, ``TCSTailoringHook``'s ``after_train_iter``.
+The reported time is the median over all timed steps of all repeats
+(``--steps`` timed steps after ``--warmup`` untimed ones per process;
+defaults 8 after 2 for cifar, 3 after 1 for in1k). Weights are random (no
+checkpoint is loaded; timing does not depend on the values); the online
+teacher's BatchNorm statistics are calibrated on one random batch and the
+coordinate system is fitted on features of the right scale, so that the
+losses stay finite (see :func:`calibrate_bn`).
+
+Every (setting, arm, repeat) runs in a fresh subprocess (this script
+re-invoked with ``--setting S --arm A``); the repeats are interleaved
+(``student, tcs_store, tcs_online, student, ...``) so that a change in the
+load of a shared machine hits the three arms alike. Memory on CPU is the
+peak resident set size during the steps (sampled every 5 ms, and
+``ru_maxrss`` once it exceeds its value before the steps) minus the RSS
+right before the first step, taken after ``malloc_trim`` (weights excluded; activations, gradients,
+optimizer state and allocator overhead included), the largest over the
+repeats; on CUDA it is
+``torch.cuda.max_memory_allocated`` after the steps minus the memory
+allocated after the build.
+
+Run (the numbers in docs/tcs.md; ~9 min on 2 busy CPU cores)::
+
+    python benchmarks/tcs_step_time.py --threads 1
+    python benchmarks/tcs_step_time.py --settings cifar --repeats 3
+    python benchmarks/tcs_step_time.py --device cuda --in1k-batch 64
+
+(``--threads 1``: on a small machine shared with other jobs, two OpenMP
+threads per process fighting other processes for the cores made single
+steps vary by up to 10x; one thread made them comparable.)
+"""
+import argparse
+import gc
+import json
+import os
+import os.path as osp
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ARMS = ('student', 'tcs_store', 'tcs_online')
+SETTINGS = ('cifar', 'in1k')
+ARM_DESC = {
+    'student': '(a) student alone, CE',
+    'tcs_store': '(b) TCS, teacher features from the store',
+    'tcs_online': '(c) TCS, teacher run online',
+}
+SETTING_DESC = {
+    'cifar': 'CIFAR: ResNet-56 -> ResNet-20, 32 px',
+    'in1k': 'ImageNet-like: ResNet-50 -> ResNet-18, 224 px',
+}
+TARGET = 1.10  # (b) <= 1.10 x (a)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--settings', default=','.join(SETTINGS))
+    p.add_argument('--arms', default=','.join(ARMS))
+    p.add_argument('--cifar-batch', type=int, default=128)
+    p.add_argument('--in1k-batch', type=int, default=8)
+    p.add_argument('--steps', type=int, default=None,
+                   help='timed steps per process (default: 8 cifar, '
+                   '3 in1k)')
+    p.add_argument('--warmup', type=int, default=None,
+                   help='untimed steps per process (default: 2 cifar, '
+                   '1 in1k)')
+    p.add_argument('--repeats', type=int, default=2,
+                   help='fresh processes per (setting, arm), interleaved')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch.set_num_threads (default: torch default)')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--setting', choices=SETTINGS, help='(internal)')
+    p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
+    p.add_argument('--json', help='also write the results to this file')
+    return p.parse_args()
+
+
+# ------------------------------------------------------------ models
+def torch_no_grad(fn):
+    def wrapped(*args, **kwargs):
+        import torch
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    return wrapped
+
+
+def _configs(setting):
+    from mmengine.config import Config
+    if setting == 'cifar':
+        store = Config.fromfile(osp.join(REPO, 'configs', 'tcs',
+                                         'cifar10_r56_to_r20_tcs.py'))
+        kdep = Config.fromfile(osp.join(REPO, 'configs', 'kdep',
+                                        'cifar10_r56_to_r20.py'))
+        online = store.model.to_dict()
+        online.update(teacher=kdep.model.teacher.to_dict(),
+                      teacher_ckpt=None)
+        return store, store.model.to_dict(), online, 32
+    store = Config.fromfile(osp.join(REPO, 'configs', 'tcs',
+                                     'r50_to_r18_in1k_tcs.py'))
+    on = Config.fromfile(osp.join(REPO, 'configs', 'tcs',
+                                  'r50_to_r18_in1k_tcs_online.py'))
+    online = on.model.to_dict()
+    online['teacher_ckpt'] = None  # random weights: timing only
+    return store, store.model.to_dict(), online, 224
+
+
+@torch_no_grad
+def calibrate_bn(teacher, x):
+    """Give a randomly initialised teacher the BatchNorm statistics of
+    its inputs (one forward in train mode, cumulative averages), so that in
+    eval mode its activations do not grow layer after layer (with the
+    initial running statistics, mean 0 and variance 1, a random ResNet-56's
+    features reach ~1e5 and the coordinate loss diverges). Timing is not
+    affected; only the values become those of a sane network."""
+    import torch.nn as nn
+    bns = [m for m in teacher.modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    backbone = teacher.backbone if hasattr(teacher, 'backbone') else teacher
+    backbone.train()
+    backbone(x)
+    teacher.eval()
+
+
+def build_model(setting, arm):
+    """The arm's model (random weights) and its image size."""
+    import torch
+    from mmengine.registry import init_default_scope
+
+    from kdep_mm.registry import MODELS
+    cfg, store_model, online_model, size = _configs(setting)
+    init_default_scope('mmpretrain')
+    if arm == 'student':
+        pre = dict(store_model['data_preprocessor'])
+        pre['type'] = 'mmpretrain.ClsDataPreprocessor'
+        model = MODELS.build(dict(
+            type='mmpretrain.ImageClassifier',
+            data_preprocessor=pre,
+            backbone=store_model['student'],
+            neck=dict(type='mmpretrain.GlobalAveragePooling'),
+            head=dict(type='mmpretrain.LinearClsHead',
+                      num_classes=store_model['num_classes'],
+                      in_channels=store_model['student_channels'],
+                      loss=dict(type='mmpretrain.CrossEntropyLoss'))))
+        model.init_weights()
+        return model, size, cfg
+    model = MODELS.build(store_model if arm == 'tcs_store' else
+                         online_model)
+    model.init_weights()
+    # The coordinate system, fitted on features of the scale the arm's
+    # teacher features have (timing only): the store arm's are standard
+    # normal; the online arm's come from its random teacher on 8 random
+    # images, jittered to the 2k + 8 rows a k-coordinate PCA needs (a
+    # random deep teacher's features are far from unit scale, and a basis
+    # fitted on other data would make the coordinate loss diverge).
+    g = torch.Generator().manual_seed(0)
+    c_t, n = model.teacher_channels, 2 * model.num_coords + 8
+    if model.teacher is None:
+        feats = torch.randn(n, c_t, generator=g)
+    else:
+        imgs = torch.randint(0, 256, (8, 3, size, size), generator=g)
+        with torch.no_grad():
+            x = model.data_preprocessor(dict(inputs=list(imgs.to(
+                torch.uint8))), False)['inputs']
+            calibrate_bn(model.teacher, x)
+            f = model.teacher_features(x).double()
+        jitter = torch.randn(n, c_t, generator=g).double() * f.std(0).mean()
+        feats = f.repeat(-(-n // 8), 1)[:n] + 0.5 * jitter
+    model.fit_coordinates(feats)
+    return model, size, cfg
+
+
+def make_batch(arm, model, batch, size, num_classes, seed=0):
+    """A batch as mmengine's DataLoader hands it to ``train_step``: uint8
+    CHW images and DataSamples (with ``teacher_feat`` numpy arrays for the
+    store arm)."""
+    import numpy as np
+    import torch
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    inputs = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8,
+                            generator=g) for _ in range(batch)]
+    samples = []
+    for _ in range(batch):
+        s = DataSample().set_gt_label(int(rng.integers(num_classes)))
+        if arm == 'tcs_store':
+            s.set_field(rng.standard_normal(model.teacher_channels).astype(
+                np.float32), 'teacher_feat')
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def _rss_kib():
+    """Current resident set size of this process, KiB (Linux)."""
+    with open('/proc/self/statm') as f:
+        pages = int(f.read().split()[1])
+    return pages * (os.sysconf('SC_PAGE_SIZE') // 1024)
+
+
+def release_free_memory():
+    """Collect garbage and hand the allocator's free heap back to the OS
+    (glibc ``malloc_trim``), so that the RSS before the first step does not
+    count memory freed by the build (the PCA fit, the online teacher's
+    calibration pass), which the steps would then reuse unseen."""
+    gc.collect()
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class RSSSampler:
+    """Peak resident set size while the steps run: ``base`` is the RSS
+    right before the first step, a daemon thread samples the RSS every
+    ``interval`` s, and ``ru_maxrss`` covers a peak between two samples
+    once it exceeds its value at the start (the build's own peak, e.g. the
+    PCA fit, is not counted)."""
+
+    def __init__(self, interval=0.005):
+        self.base = _rss_kib()
+        self.maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval, ),
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, interval):
+        while not self._stop.wait(interval):
+            self.peak = max(self.peak, _rss_kib())
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        peak = max(self.peak, _rss_kib())
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if maxrss > self.maxrss0:
+            peak = max(peak, maxrss)
+        return peak
+
+
+def run_one(args):
+    import torch
+    from mmengine.optim import OptimWrapper
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    torch.manual_seed(0)
+    model, size, cfg = build_model(args.setting, args.arm)
+    model = model.to(dev)
+    model.train()
+    batch = args.cifar_batch if args.setting == 'cifar' else args.in1k_batch
+    cifar = args.setting == 'cifar'
+    steps = args.steps or (8 if cifar else 3)
+    warmup = args.warmup if args.warmup is not None else (2 if cifar else 1)
+    opt_cfg = cfg.optim_wrapper.optimizer
+    optim = OptimWrapper(torch.optim.SGD(
+        model.parameters(), lr=opt_cfg.lr, momentum=opt_cfg.momentum,
+        weight_decay=opt_cfg.weight_decay))
+    num_classes = cfg.model.num_classes
+    # a few different batches, cycled (data loading is not timed)
+    batches = [make_batch(args.arm, model, batch, size, num_classes, seed=s)
+               for s in range(2)]
+    tcs = args.arm != 'student'
+    n_trainable = sum(p.numel() for p in model.parameters())
+    n_teacher = sum(p.numel() for p in model.teacher.parameters()) if (
+        tcs and model.teacher is not None) else 0
+    cuda = dev.type == 'cuda'
+    sampler = None
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        release_free_memory()
+        sampler = RSSSampler()
+        base = sampler.base
+    times, losses = [], []
+    for i in range(warmup + steps):
+        data = batches[i % len(batches)]
+        t0 = time.perf_counter()
+        log = model.train_step(data, optim)
+        if tcs:
+            model.after_train_iter()  # what TCSTailoringHook does
+        if cuda:
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        losses.append(float(log['loss'].detach()))
+        if i >= warmup:
+            times.append(dt)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated()
+        mem_mib, abs_mib = (peak - base) / 2**20, peak / 2**20
+    else:
+        peak = sampler.stop()
+        mem_mib, abs_mib = (peak - base) / 1024, peak / 1024
+    return dict(setting=args.setting, arm=args.arm, batch=batch, size=size,
+                warmup=warmup, times=times, median_s=statistics.median(times),
+                mem_mib=mem_mib, peak_abs_mib=abs_mib,
+                model_params=n_trainable, teacher_params=n_teacher,
+                losses=losses, threads=torch.get_num_threads(),
+                torch=torch.__version__)
+
+
+# ------------------------------------------------------------ driver
+def main():
+    args = parse_args()
+    if args.arm is not None:
+        print('RESULT ' + json.dumps(run_one(args)), flush=True)
+        return
+
+    settings = [s for s in args.settings.split(',') if s]
+    arms = [a for a in args.arms.split(',') if a]
+    runs = {}
+    t_start = time.time()
+    load0 = os.getloadavg()
+    for s in settings:
+        for rep in range(args.repeats):
+            for a in arms:
+                cmd = [sys.executable, osp.abspath(__file__), '--setting', s,
+                       '--arm', a, '--cifar-batch', str(args.cifar_batch),
+                       '--in1k-batch', str(args.in1k_batch), '--device',
+                       args.device]
+                if args.warmup is not None:
+                    cmd += ['--warmup', str(args.warmup)]
+                if args.steps:
+                    cmd += ['--steps', str(args.steps)]
+                if args.threads:
+                    cmd += ['--threads', str(args.threads)]
+                t0 = time.time()
+                out = subprocess.run(cmd, capture_output=True, text=True,
+                                     cwd=REPO)
+                line = [ln for ln in out.stdout.splitlines()
+                        if ln.startswith('RESULT ')]
+                if out.returncode or not line:
+                    sys.stderr.write(out.stdout[-5000:] + out.stderr[-5000:])
+                    raise SystemExit(f'{s}/{a} failed (rc={out.returncode})')
+                res = json.loads(line[-1][7:])
+                runs.setdefault((s, a), []).append(res)
+                print(f'# {s:5s} {a:10s} repeat {rep}: median '
+                      f'{res["median_s"]:.3f} s/step (steps '
+                      f'{[round(t, 3) for t in res["times"]]}), mem '
+                      f'+{res["mem_mib"]:.0f} MiB, subprocess '
+                      f'{time.time() - t0:.0f} s, load '
+                      f'{os.getloadavg()[0]:.2f}', file=sys.stderr,
+                      flush=True)
+
+    summary = {}
+    for key, rs in runs.items():
+        times = [t for r in rs for t in r['times']]
+        summary[key] = dict(median_s=statistics.median(times),
+                            min_s=min(times),
+                            per_repeat=[r['median_s'] for r in rs],
+                            mem_mib=max(r['mem_mib'] for r in rs),
+                            batch=rs[0]['batch'], size=rs[0]['size'],
+                            model_params=rs[0]['model_params'],
+                            teacher_params=rs[0]['teacher_params'],
+                            threads=rs[0]['threads'], torch=rs[0]['torch'])
+    any_res = next(iter(summary.values()))
+    cuda = args.device.startswith('cuda')
+    mem_what = ('torch.cuda.max_memory_allocated - memory_allocated after '
+                'build' if cuda else 'peak RSS during the steps - RSS before '
+                'the first step, fresh process, largest over the repeats')
+    print(f'Machine: {args.device}, {os.cpu_count()} CPU cores visible, '
+          f'torch {any_res["torch"]}, {any_res["threads"]} threads; '
+          f'warm-up steps {sorted({r["warmup"] for rs in runs.values() for r in rs})}, '
+          f'timed steps per process '
+          f'{sorted({len(r["times"]) for rs in runs.values() for r in rs})}, '
+          f'{args.repeats} interleaved fresh '
+          f'processes per arm; step = train_step (preprocess + forward + '
+          f'backward + SGD step) + tailoring hook; random weights.')
+    print(f'Memory column: {mem_what}.')
+    print()
+    print('| setting | batch | arm | step time (s, median) | '
+          'step time (s, min) | per-process medians (s) | '
+          'peak mem growth (MiB) | / (a) time (median) |')
+    print('|---|---|---|---|---|---|---|---|')
+    for s in settings:
+        base = summary.get((s, 'student'))
+        for a in arms:
+            r = summary[(s, a)]
+            rel = (f'{r["median_s"] / base["median_s"]:.3f}' if base
+                   else '-')
+            print(f'| {SETTING_DESC[s]} | {r["batch"]} | {ARM_DESC[a]} | '
+                  f'{r["median_s"]:.3f} | {r["min_s"]:.3f} | '
+                  f'{", ".join(f"{t:.3f}" for t in r["per_repeat"])} | '
+                  f'{r["mem_mib"]:.0f} | {rel} |')
+    print()
+    for s in settings:
+        if (s, 'student') in summary and (s, 'tcs_store') in summary:
+            ratio = (summary[(s, 'tcs_store')]['median_s'] /
+                     summary[(s, 'student')]['median_s'])
+            ok = ratio <= TARGET
+            line = (f'{s}: target "(b) store <= {TARGET:.2f} x (a) student '
+                    f'step time": {ratio:.3f} -> '
+                    f'{"MET" if ok else "NOT MET"}')
+            if (s, 'tcs_online') in summary:
+                line += (f'; (c) online / (b) store = '
+                         f'{summary[(s, "tcs_online")]["median_s"] / summary[(s, "tcs_store")]["median_s"]:.2f}')
+            print(line)
+    print(f'\n(total benchmark wall time {time.time() - t_start:.0f} s; '
+          f'load average (1/5/15 min) at start '
+          f'{"/".join(f"{v:.2f}" for v in load0)}, at end '
+          f'{"/".join(f"{v:.2f}" for v in os.getloadavg())})')
+    if args.json:
+        with open(args.json, 'w') as fh:
+            json.dump({f'{s}/{a}': dict(summary=v, runs=runs[(s, a)])
+                       for (s, a), v in summary.items()}, fh, indent=1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,52 @@
+# Baseline of configs/tcs/cifar10_r56_to_r20_tcs_10shot.py: the same
+# ResNet-20 student, trained as a plain mmpretrain classifier (GAP + linear
+# head) with cross-entropy only, no teacher, on the same 10-shot list, the
+# same 32 stored views per image (ApplyStoredView; the teacher features are
+# simply not packed), batch, schedule and seed.
+#   python tools/train.py configs/tcs/baselines/cifar10_r20_ce_10shot.py
+# (the store of the TCS config, see its header; KDEP_TCS_STORE=DIR as there)
+_base_ = [
+    '../../_base_/kdep_runtime.py',
+    '../../_base_/datasets/cifar10_jpeg.py',
+]
+
+teacher_store = \
+    '{{$KDEP_TCS_STORE:work_dirs/stores/cifar10_r56_feat_10shot_v32}}'
+ann_file = 'meta/train_10shot.txt'
+
+model = dict(
+    type='ImageClassifier',
+    data_preprocessor=dict(
+        type='ClsDataPreprocessor',
+        num_classes=10,
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True),
+    backbone=dict(type='kdep_mm.CIFARResNet', depth=20),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=10,
+        in_channels=64,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, )))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='kdep_mm.ApplyStoredView', store=dict(root=teacher_store),
+         scale=32),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=50,
+    dataset=dict(ann_file=ann_file, pipeline=train_pipeline))
+
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
+param_scheduler = dict(
+    type='MultiStepLR', by_epoch=True, milestones=[100, 150], gamma=0.1)
+train_cfg = dict(by_epoch=True, max_epochs=200, val_interval=50)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=50)
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=50))

@@ -1,0 +1,66 @@
+# TCS few-shot mode on CIFAR-10: 10 labelled images per class (100 images),
+# the real ResNet-56 teacher through a teacher store, a ResNet-20 student.
+# Same loss as KD mode (configs/tcs/cifar10_r56_to_r20_tcs.py); only the
+# data, the number of views and the schedule change.
+#
+# 1. the 10-shot list (paths relative to train/, as data_prefix):
+#   python tools/dataset_converters/make_subset.py \
+#       data/shared/cifar10_jpeg/train \
+#       data/shared/cifar10_jpeg/meta/train_10shot.txt --per-class 10 --seed 0
+# 2. the store, cached from the SAME list (its index is this dataset's):
+#   python tools/cache_teacher.py configs/kdep/cifar10_r56_to_r20.py \
+#       --store work_dirs/stores/cifar10_r56_feat_10shot_v32 --views 32 \
+#       --view-mode random --out-size 32 --fields feat \
+#       --cfg-options train_dataloader.dataset.ann_file=meta/train_10shot.txt
+# 3. train:
+#   python tools/train.py configs/tcs/cifar10_r56_to_r20_tcs_10shot.py
+#
+# The store path is ONE variable, ``teacher_store``: this file redefines the
+# pipeline and the hooks with it (a variable of a base config is substituted
+# when that file is read, so only redefining it would not reach them). To
+# use another store without editing the file: KDEP_TCS_STORE=DIR. A store
+# cached from another list, view count or teacher is refused before the
+# first iteration (FitTCSCoordinatesHook), naming the config key.
+#
+# Choices (not from the paper): 32 views per image, since 100 images cache
+# in seconds and the store is the only source of crop augmentation; batch 50
+# (2 iterations per epoch), 200 epochs = 400 iterations, lr 0.05, x0.1 at
+# epochs 100 and 150; a prune step every 20 epochs (40 iterations), 10% of
+# the active coordinates, down to 32 of 64 (reached at epoch 160).
+_base_ = ['./cifar10_r56_to_r20_tcs.py']
+
+teacher_store = \
+    '{{$KDEP_TCS_STORE:work_dirs/stores/cifar10_r56_feat_10shot_v32}}'
+num_views = 32
+teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
+ann_file = 'meta/train_10shot.txt'
+
+model = dict(prune_interval=40, prune_ratio=0.1, min_coords=32)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='kdep_mm.ApplyStoredView',
+        store=dict(
+            root=teacher_store,
+            expected=dict(fields={'feat': ((64, ), 'float32')})),
+        scale=32),
+    dict(type='PackInputs', algorithm_keys=('teacher_feat', )),
+]
+train_dataloader = dict(
+    batch_size=50,
+    dataset=dict(ann_file=ann_file, pipeline=train_pipeline))
+
+custom_hooks = [
+    dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store,
+         num_views=num_views, teacher_checkpoint=teacher_ckpt),
+    dict(type='kdep_mm.TCSTailoringHook'),
+]
+
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
+param_scheduler = dict(
+    type='MultiStepLR', by_epoch=True, milestones=[100, 150], gamma=0.1)
+train_cfg = dict(by_epoch=True, max_epochs=200, val_interval=50)
+auto_scale_lr = dict(base_batch_size=50)
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=50))
