@@ -65,7 +65,7 @@ def parse_args():
     p.add_argument('--arms', default=','.join(ARMS))
     p.add_argument('--ratios', default=','.join(map(str, RATIOS)))
     p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
-    p.add_argument('--ratio', type=int, help='(internal) masking ratio, %')
+    p.add_argument('--ratio', type=int, help='(internal) masking ratio, %%')
     p.add_argument('--json', help='also write the results to this file')
     return p.parse_args()
 

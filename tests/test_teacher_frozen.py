@@ -1,6 +1,6 @@
 """The teacher never changes, for every distillation algorithm (KDEP with
 the SVD aligner, FitNets-style projector, Hinton logit KD, TCS with an
-online teacher, DMAE): trained through mmengine's Runner and its
+online teacher, DMAE, the ensemble with both teachers online): trained through mmengine's Runner and its
 OptimWrapper (SGD with momentum and a large weight decay, which would move
 any parameter it reached), the sha256 of every teacher parameter and buffer
 (BatchNorm running statistics and counters included) is identical before
@@ -81,7 +81,42 @@ ALGORITHMS = {
                   patch_size=8,
                   loss=dict(type='PixelReconstructionLoss', criterion='L2')),
         distill_pairs=[(2, 3)], mask_ratio=0.75), []),
+    'ensemble_online': (dict(
+        type='kdep_mm.EnsembleDistiller',
+        student=dict(type='kdep_mm.MultiTokenViT',
+                     arch=dict(embed_dims=16, num_layers=2, num_heads=2,
+                               feedforward_channels=32),
+                     img_size=32, patch_size=8, num_teacher_tokens=2),
+        head=dict(type='kdep_mm.MultiTokenClsHead', num_classes=2,
+                  in_channels=16, num_tokens=3),
+        teacher_names=['cnn', 'cnn_wide'],
+        teachers=dict(
+            cnn=CNN_TEACHER,
+            cnn_wide=dict(CNN_TEACHER,
+                          backbone=dict(CNN_TEACHER['backbone'],
+                                        base_channels=4),
+                          head=dict(CNN_TEACHER['head'], in_channels=16)))),
+        []),
 }
+# the ensemble student's own (trainable) per-teacher tokens are not teachers
+STUDENT_TEACHER_TOKENS = ('student.teacher_tokens',
+                          'student.teacher_pos_embed')
+
+
+def _teachers(model):
+    """Every teacher module of a distiller (the ensemble has several)."""
+    teachers = getattr(model, 'teachers', None)
+    return list(teachers.values()) if teachers else [model.teacher]
+
+
+def _fingerprints(model):
+    from kdep_mm.apis.cache_teacher import teacher_fingerprint
+    return [teacher_fingerprint(t) for t in _teachers(model)]
+
+
+def _teacher_keys(state_dict):
+    return [k for k in state_dict
+            if 'teacher' in k and k not in STUDENT_TEACHER_TOKENS]
 
 
 @pytest.fixture(scope='module')
@@ -95,8 +130,11 @@ def _runner(name, data_root, work_dir):
     from mmengine.runner import Runner
     model, hooks = copy.deepcopy(ALGORITHMS[name])
     model['data_preprocessor'] = dict(
-        type='mmpretrain.ClsDataPreprocessor', mean=[125.3, 123.0, 113.9],
-        std=[63.0, 62.1, 66.7], to_rgb=True)
+        type=('kdep_mm.EnsembleDataPreprocessor' if name.startswith(
+            'ensemble') else 'mmpretrain.ClsDataPreprocessor'),
+        mean=[125.3, 123.0, 113.9], std=[63.0, 62.1, 66.7], to_rgb=True)
+    if name.startswith('ensemble'):
+        model['data_preprocessor']['num_classes'] = 2
     return Runner(
         model=model,
         work_dir=work_dir,
@@ -133,18 +171,21 @@ def test_teacher_never_changes(name, data_root, tmp_path):
 
     runner = _runner(name, data_root, str(tmp_path / 'work'))
     model = runner.model
-    teacher = model.teacher
-    t_params = _ids(teacher.parameters())
-    t_tensors = t_params | _ids(teacher.buffers())
-    assert any(True for _ in teacher.buffers()) or name == 'dmae'
-    fp0 = model.teacher_fingerprint()
+    teachers = _teachers(model)
+    assert len(teachers) == (2 if name.startswith('ensemble') else 1)
+    t_tensors = set()
+    for teacher in teachers:
+        t_tensors |= _ids(teacher.parameters()) | _ids(teacher.buffers())
+        assert any(True for _ in teacher.buffers()) or name == 'dmae'
+    fp0 = _fingerprints(model)
     student0 = {k: v.clone() for k, v in model.student.state_dict().items()}
 
     runner.train()
-    assert model.teacher_fingerprint() == fp0
-    assert not teacher.training
-    assert all(not p.requires_grad and p.grad is None
-               for p in teacher.parameters())
+    assert _fingerprints(model) == fp0
+    for teacher in teachers:
+        assert not teacher.training
+        assert all(not p.requires_grad and p.grad is None
+                   for p in teacher.parameters())
     # the optimizer holds exactly the model's (non-teacher) parameters
     opt_params = [p for g in runner.optim_wrapper.optimizer.param_groups
                   for p in g['params']]
@@ -155,10 +196,10 @@ def test_teacher_never_changes(name, data_root, tmp_path):
              if v.is_floating_point() and not torch.equal(v, student0[k])]
     assert moved
     # no teacher in the state dict nor in the checkpoint
-    assert not any('teacher' in k for k in model.state_dict())
+    assert not _teacher_keys(model.state_dict())
     ckpt = safe_torch_load(osp.join(str(tmp_path / 'work'), 'iter_3.pth'))
     assert ckpt['meta']['iter'] == 3
-    assert not any('teacher' in k for k in ckpt['state_dict'])
+    assert not _teacher_keys(ckpt['state_dict'])
     assert not _ids(ckpt['state_dict'].values()) & t_tensors
 
     # DDP (one gloo process): the wrapper holds no teacher tensor and two
@@ -174,4 +215,4 @@ def test_teacher_never_changes(name, data_root, tmp_path):
             assert torch.isfinite(log['loss'])
     finally:
         tdist.destroy_process_group()
-    assert model.teacher_fingerprint() == fp0
+    assert _fingerprints(model) == fp0

@@ -1,0 +1,215 @@
+"""Training-step time and peak memory of online KDEP vs. its parts.
+
+Three arms per setting, each in a fresh subprocess (this script re-invoked
+with ``--arm X --setting S``):
+
+* ``student`` -- the KDEP step without the teacher: the student's forward
+  (pooled pre-ReLU feature), the SVD aligner + PTS target from a teacher
+  feature computed *before* the timer, the MSE loss, backward, SGD step.
+* ``teacher`` -- the teacher's forward alone (eval, ``no_grad``), up to the
+  distilled feature, as ``KDEPDistiller.teacher_features`` runs it.
+* ``kdep``    -- one real ``KDEPDistiller.loss`` step (teacher forward +
+  student step), backward, SGD step.
+
+Target (issue 7): ``kdep <= 1.05 x (student + teacher)``, i.e. online KDEP
+adds at most 5% over running its two networks.
+
+Settings: ``cifar`` = the study's CIFAR-10 ResNet-56 -> ResNet-20 at 32 px
+(``configs/kdep/cifar10_r56_to_r20.py``, batch 64); ``in1k`` = mmpretrain
+ResNet-50 -> ResNet-18 at 224 px (``configs/kdep/r50_to_r18_in1k.py``, a
+small batch of 8). Weights are random (no checkpoint is loaded; the SVD
+basis is fitted on random features): timing does not depend on the values.
+A step time is the median of ``--steps`` timed steps after ``--warmup``
+untimed ones, as wall clock and as CPU time of the process
+(``time.process_time``); with one torch thread the CPU time is what the
+step costs on an idle core, and it drifts less with the load of a shared
+machine, so the target is judged on it. Memory: growth of the process's
+peak RSS (``ru_maxrss``) from right after the build to after the steps
+(CPU), or ``torch.cuda.max_memory_allocated`` minus the allocated memory
+after the build (CUDA).
+
+Run (about 3 min on 2 busy CPU cores)::
+
+    python benchmarks/kdep_step_time.py
+    python benchmarks/kdep_step_time.py --settings cifar --steps 10
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ARMS = ('student', 'teacher', 'kdep')
+SETTINGS = dict(
+    cifar=dict(config='configs/kdep/cifar10_r56_to_r20.py', img=32, batch=64,
+               desc='CIFAR ResNet-56 -> ResNet-20, 32 px'),
+    in1k=dict(config='configs/kdep/r50_to_r18_in1k.py', img=224, batch=8,
+              desc='ResNet-50 -> ResNet-18, 224 px'),
+)
+ARM_DESC = {
+    'student': 'student step (KDEP step without the teacher)',
+    'teacher': 'teacher forward (no grad)',
+    'kdep': 'online KDEP step',
+}
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--settings', default=','.join(SETTINGS))
+    p.add_argument('--steps', type=int, default=5,
+                   help='timed steps (median reported)')
+    p.add_argument('--warmup', type=int, default=1, help='untimed steps')
+    p.add_argument('--threads', type=int, default=1,
+                   help='torch.set_num_threads (0: torch default)')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
+    p.add_argument('--setting', choices=list(SETTINGS),
+                   help='(internal) the setting of --arm')
+    p.add_argument('--json', help='also write the results to this file')
+    return p.parse_args()
+
+
+def build(setting):
+    from mmengine.config import Config
+
+    import kdep_mm  # noqa: F401
+    from kdep_mm.registry import MODELS
+    cfg = Config.fromfile(osp.join(REPO, SETTINGS[setting]['config']))
+    m = cfg.model.to_dict()
+    m['teacher_ckpt'] = None  # random weights: timing only
+    model = MODELS.build(m)
+    return model
+
+
+def run_one(args):
+    import torch
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel('ERROR')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    torch.manual_seed(0)
+    s = SETTINGS[args.setting]
+    model = build(args.setting).to(dev)
+    c_t = model.aligner.teacher_channels
+    model.aligner.fit(torch.randn(c_t + 64, c_t, device=dev))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(s['batch'], 3, s['img'], s['img'], device=dev)
+    with torch.no_grad():
+        t_feat = model.teacher_features(x)  # for the 'student' arm
+    cuda = dev.type == 'cuda'
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+
+    def step():
+        if args.arm == 'teacher':
+            with torch.no_grad():
+                model.teacher_features(x)
+            return
+        if args.arm == 'student':
+            f_s, target = model.aligner(model.student_features(x), t_feat)
+            loss = model.distill_loss(f_s, target)
+        else:
+            loss = sum(model.loss(x).values())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    times, cpu = [], []
+    for i in range(args.warmup + args.steps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    if cuda:
+        mem = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        mem = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss -
+               base) / 1024
+    return dict(arm=args.arm, setting=args.setting, times=times,
+                median_s=statistics.median(times), cpu_times=cpu,
+                median_cpu_s=statistics.median(cpu), mem_mib=mem,
+                threads=torch.get_num_threads(), torch=torch.__version__)
+
+
+def main():
+    args = parse_args()
+    if args.arm is not None:
+        print('RESULT ' + json.dumps(run_one(args)), flush=True)
+        return
+    settings = [x for x in args.settings.split(',') if x]
+    results = {}
+    t_start, load0 = time.time(), os.getloadavg()[0]
+    for st in settings:
+        for arm in ARMS:
+            cmd = [sys.executable, osp.abspath(__file__), '--arm', arm,
+                   '--setting', st, '--steps', str(args.steps), '--warmup',
+                   str(args.warmup), '--device', args.device, '--threads',
+                   str(args.threads)]
+            out = subprocess.run(cmd, capture_output=True, text=True,
+                                 cwd=REPO)
+            line = [ln for ln in out.stdout.splitlines()
+                    if ln.startswith('RESULT ')]
+            if out.returncode or not line:
+                sys.stderr.write(out.stdout + out.stderr)
+                raise SystemExit(f'{arm}@{st} failed (rc={out.returncode})')
+            res = json.loads(line[-1][7:])
+            results[(st, arm)] = res
+            print(f'# {st:5s} {arm:7s}: median {res["median_s"]:.3f} s '
+                  f'(steps {[round(t, 3) for t in res["times"]]}), mem '
+                  f'+{res["mem_mib"]:.0f} MiB', file=sys.stderr, flush=True)
+    anyr = next(iter(results.values()))
+    print(f'Machine: {args.device}, {os.cpu_count()} CPU cores visible, torch '
+          f'{anyr["torch"]}, {anyr["threads"]} thread(s), warm-up '
+          f'{args.warmup}, median of {args.steps} timed steps (forward + '
+          'backward + SGD step; teacher: forward only), random weights, '
+          'fresh process per arm.')
+    print()
+    print('| setting | batch | arm | step wall (s, median) | step CPU (s, '
+          'median) | images/s (CPU) | peak mem growth (MiB) |')
+    print('|---|---:|---|---:|---:|---:|---:|')
+    for st in settings:
+        b = SETTINGS[st]['batch']
+        for arm in ARMS:
+            r = results[(st, arm)]
+            print(f'| {SETTINGS[st]["desc"]} | {b} | {ARM_DESC[arm]} | '
+                  f'{r["median_s"]:.3f} | {r["median_cpu_s"]:.3f} | '
+                  f'{b / r["median_cpu_s"]:.1f} | {r["mem_mib"]:.0f} |')
+    print()
+    print('| setting | KDEP / (student + teacher), CPU | target <= 1.05 '
+          '| same, wall | KDEP / student, CPU |')
+    print('|---|---:|---|---:|---:|')
+    for st in settings:
+        r = {a: results[(st, a)] for a in ARMS}
+        ratio = r['kdep']['median_cpu_s'] / (
+            r['student']['median_cpu_s'] + r['teacher']['median_cpu_s'])
+        wall = r['kdep']['median_s'] / (r['student']['median_s'] +
+                                         r['teacher']['median_s'])
+        print(f'| {SETTINGS[st]["desc"]} | {ratio:.3f} | '
+              f'{"MET" if ratio <= 1.05 else "NOT MET"} | {wall:.3f} | '
+              f'{r["kdep"]["median_cpu_s"] / r["student"]["median_cpu_s"]:.2f}'
+              ' |')
+    print(f'\n(total benchmark wall time {time.time() - t_start:.0f} s; '
+          f'1-min load average at start {load0:.2f}, at end '
+          f'{os.getloadavg()[0]:.2f})')
+    if args.json:
+        with open(args.json, 'w') as fh:
+            json.dump({f'{s}@{a}': v for (s, a), v in results.items()}, fh,
+                      indent=1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,121 @@
+# Study downstream task: BCCD blood-cell detection (RBC, WBC, Platelets) with
+# an mmdet RetinaNet on the student backbone, at a quarter of the released
+# resolution (160 x 120), mAP@0.5 (VOC, area) on the 72 test images.
+# The CIFAR ResNet is multi-scale (out_indices); its last stage (stride 4,
+# 64-d for ResNet-20) feeds a light FPN (64 channels, extra levels from
+# its output: strides 4 / 8 / 16) and a light head (one conv per branch).
+# Anchors: octave base scale 2 (sizes 8-51 px at these strides, the BCCD
+# cells at 160 x 120). Same recipe for every arm: full fine-tuning, BN in
+# train mode, nothing frozen (a frozen random stem would cripple the
+# random-init arm). benchmarks/kdep_study.py sets the backbone's width and
+# init, and the seed.
+_base_ = [
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    'mmdet::_base_/default_runtime.py',
+]
+
+custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
+pretrained = 'work_dirs/study/exports/student.pth'
+data_root = 'data/shared/BCCD/'
+img_scale = (160, 120)
+max_iters = 80
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='kdep_mm.CIFARResNet',
+        depth=20,
+        base_channels=16,
+        out_indices=(2, ),
+        frozen_stages=-1,
+        norm_eval=False,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    neck=dict(
+        in_channels=[64],
+        out_channels=64,
+        start_level=0,
+        add_extra_convs='on_output',
+        num_outs=3),
+    bbox_head=dict(
+        num_classes=3,
+        in_channels=64,
+        feat_channels=64,
+        stacked_convs=1,
+        anchor_generator=dict(octave_base_scale=2, strides=[4, 8, 16])),
+    test_cfg=dict(max_per_img=100))
+
+dataset_type = 'kdep_mm.BCCDDataset'
+backend_args = None
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(
+        type='RandomFlip',
+        prob=[0.25, 0.25],
+        direction=['horizontal', 'vertical']),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    batch_sampler=None,
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='ImageSets/Main/train.txt',
+        data_prefix=dict(sub_data_root=''),
+        filter_cfg=dict(filter_empty_gt=True, min_size=8),
+        pipeline=train_pipeline,
+        backend_args=backend_args))
+test_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='ImageSets/Main/test.txt',
+        data_prefix=dict(sub_data_root=''),
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args))
+test_evaluator = dict(type='VOCMetric', metric='mAP', iou_thrs=0.5,
+                      eval_mode='area')
+test_cfg = dict(type='TestLoop')
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters + 1)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+         end=max_iters // 4),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=max_iters // 4,
+         end=max_iters, eta_min=0.),
+]
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
+    clip_grad=dict(max_norm=35, norm_type=2))
+auto_scale_lr = dict(enable=False, base_batch_size=4)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
+    checkpoint=None)
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0, deterministic=False)
