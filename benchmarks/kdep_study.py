@@ -27,6 +27,12 @@ when the cell finishes; a rerun skips finished cells):
 * ``pretrain/<arm>/<student>/s<seed>``   pre-train + export the backbone
 * ``<task>/<arm>/<student>/s<seed>``     fine-tune / probe the export
 
+The default results dir is ``benchmarks/study_results``: its ``cells/``
+are committed (so the table can be regenerated and a study can grow across
+machines), the exported backbones, runs and splits are not. A finished
+pre-training cell whose export is gone is rerun when a downstream cell
+still needs it (its old JSON is kept as ``*.stale.json``).
+
 A downstream cell of seed s uses the pre-training of seed s and the same
 seed for its own randomness. Failed cells leave ``<cell>.error.txt`` and
 are retried by the next run; the report marks them 'failed', cells never
@@ -827,6 +833,26 @@ def run_cell(cell, ctx):
     return res
 
 
+def retire_stale_pretrain(rdir, cells):
+    """A finished pre-training cell whose exported backbone is gone (cell
+    results are kept in git, exports are not) is rerun when a selected
+    downstream cell still needs it: its JSON is moved to ``*.stale.json``."""
+    for c in cells:
+        if c.kind != 'pretrain':
+            continue
+        res = load_result(rdir, c)
+        exp = res.get('export') if res else None
+        if exp is None or osp.isfile(exp):
+            continue
+        waiting = [d for d in cells if d.kind not in ('pca', 'pretrain')
+                   and (d.arm, d.student, d.seed) == (c.arm, c.student, c.seed)
+                   and load_result(rdir, d) is None]
+        if waiting:
+            os.replace(cell_path(rdir, c), cell_path(rdir, c, '.stale.json'))
+            say(f'cell {c.id}: its export {exp} is gone and '
+                f'{len(waiting)} downstream cell(s) need it: rerunning it')
+
+
 # ================================================================ scheduler
 def work(cells, ctx):
     """Run the given cells in order through claim files; returns
@@ -1359,7 +1385,9 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n\n', 1)[1])
     p.add_argument('--results-dir', default=None,
-                   help='cell results, exports, logs [work_dirs/study, or '
+                   help='cell results, exports, logs '
+                   '[benchmarks/study_results (its cells/ are tracked by '
+                   'git, the rest is ignored), or '
                    'work_dirs/study_smoke with --smoke]')
     p.add_argument('--docs-dir', default=None,
                    help='where results.md and images/ go [docs, or '
@@ -1389,7 +1417,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.results_dir is None:
         args.results_dir = ('work_dirs/study_smoke' if args.smoke
-                            else 'work_dirs/study')
+                            else osp.join(REPO, 'benchmarks', 'study_results'))
     if args.docs_dir is None:
         args.docs_dir = (osp.join(args.results_dir, 'docs') if args.smoke
                          else osp.join(REPO, 'docs'))
@@ -1445,6 +1473,8 @@ def main(argv=None) -> int:
     if not args.report:
         ctx = Ctx(args, study)
         t0 = time.perf_counter()
+        if not args.worker:
+            retire_stale_pretrain(rdir, cells)
         todo = [c for c in cells if load_result(rdir, c) is None]
         say(f'{len(cells)} cells selected, {len(cells) - len(todo)} already '
             f'done, {len(todo)} to run; results in {rdir}; '

@@ -1,12 +1,13 @@
-"""The teacher never changes, for every distillation algorithm (KDEP with
-the SVD aligner, FitNets-style projector, Hinton logit KD, TCS with an
-online teacher, DMAE, the ensemble with both teachers online): trained through mmengine's Runner and its
-OptimWrapper (SGD with momentum and a large weight decay, which would move
-any parameter it reached), the sha256 of every teacher parameter and buffer
-(BatchNorm running statistics and counters included) is identical before
-and after; the teacher is not among the optimizer's parameters, not in the
-model's or the checkpoint's state dict, and not wrapped by DDP (a
-1-process gloo group, further steps through the DDP wrapper)."""
+"""The teacher never changes, for every distillation algorithm (KDEP with the
+SVD aligner, FitNets-style projector, Hinton logit KD, TCS with an online
+teacher, DMAE, the ensemble with both teachers online): trained through
+mmengine's Runner and its OptimWrapper (SGD with momentum and a large weight
+decay, which would move any parameter it reached), the sha256 of every
+teacher parameter and buffer (BatchNorm running statistics and counters
+included) is identical before and after; the teacher is not among the
+optimizer's parameters, not in the model's or the checkpoint's state dict,
+and not wrapped by DDP (a 1-process gloo group, further steps through the
+DDP wrapper)."""
 import copy
 import os.path as osp
 

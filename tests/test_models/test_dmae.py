@@ -389,3 +389,21 @@ def test_dmae_config_builds_vit_l_to_vit_b():
     assert model.neck.decoder_pred.out_features == 16 * 16 * 3
     assert model.head.patch_size == 16 and model.head.norm_pix
     assert not any('teacher' in k for k in model.state_dict())
+
+
+def test_non_finite_loss_stops_naming_term_and_iteration():
+    """A NaN in the teacher's features (a bad teacher checkpoint) stops
+    training at the distillation term, before any optimizer step."""
+    from mmengine.logging import MessageHub
+    from mmengine.optim import OptimWrapper
+    model = build()
+    with torch.no_grad():
+        model.teacher.backbone.pos_embed.fill_(float('nan'))
+    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-2))
+    MessageHub.get_current_instance().update_info('iter', 6)
+    before = copy.deepcopy(model.student.state_dict())
+    with pytest.raises(FloatingPointError,
+                       match=r"'loss_distill'.*at iteration 7"):
+        model.train_step(dict(inputs=torch.randn(2, 3, 32, 32)), optim)
+    after = model.student.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

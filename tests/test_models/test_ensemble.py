@@ -548,3 +548,24 @@ def test_cache_tool_selects_an_ensemble_teacher():
     args = tool.parse_args([
         'x.py', '--store', 'd', '--teacher', 'cnn', '--views-from', 'a'])
     assert args.teacher == 'cnn' and args.views_from == 'a'
+
+
+def test_non_finite_loss_stops_naming_term_and_iteration():
+    """A NaN among a teacher's stored logits stops training at that
+    teacher's term, before any optimizer step."""
+    from mmengine.logging import MessageHub
+    from mmengine.optim import OptimWrapper
+    model = build()
+    samples = stored_samples(4)
+    samples[2].teacher_outputs['res']['logits'][1] = np.nan
+    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-2))
+    MessageHub.get_current_instance().update_info('iter', 11)
+    before = copy.deepcopy(model.state_dict())
+    data = dict(inputs=[torch.randint(0, 256, (3, SIZE, SIZE),
+                                      dtype=torch.uint8) for _ in range(4)],
+                data_samples=samples)
+    with pytest.raises(FloatingPointError,
+                       match=r"'loss_kd_res'.*at iteration 12"):
+        model.train_step(data, optim)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

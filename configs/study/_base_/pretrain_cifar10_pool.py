@@ -1,11 +1,11 @@
 # Shared by every pre-training arm of the KDEP study (configs/study/pretrain):
 # runtime, the CIFAR-10 pool, the teacher and the student, the schedule.
 # benchmarks/kdep_study.py loads an arm config, points ``ann_file`` at the
-# pool list it wrote (work_dirs/study/splits/cifar10_pool_{100,10}.txt),
+# pool list it wrote (benchmarks/study_results/splits/cifar10_pool_{100,10}.txt),
 # swaps in the student variant and the seed, and runs it with an mmengine
 # Runner. To run an arm by hand on the study's lists (absolute paths):
 #   python tools/train.py configs/study/pretrain/f_kdep_10.py --cfg-options \
-#       train_dataloader.dataset.ann_file=$PWD/work_dirs/study/splits/cifar10_pool_10.txt
+#       train_dataloader.dataset.ann_file=$PWD/benchmarks/study_results/splits/cifar10_pool_10.txt
 # (a KDEP arm then fits its SVD basis itself, into its work dir).
 _base_ = ['../../_base_/kdep_runtime.py']
 

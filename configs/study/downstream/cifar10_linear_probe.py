@@ -10,7 +10,7 @@
 # from CIFAR-10 test.
 _base_ = ['../../_base_/kdep_runtime.py']
 
-pretrained = 'work_dirs/study/exports/student.pth'
+pretrained = 'benchmarks/study_results/exports/student.pth'
 data_root = 'data/shared/cifar10_jpeg/'
 probe = dict(train_per_class=100, test_per_class=100, l2=1e-3, max_iter=200)
 

@@ -6,7 +6,7 @@
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
-pretrained = 'work_dirs/study/exports/student.pth'
+pretrained = 'benchmarks/study_results/exports/student.pth'
 data_root = 'data/shared/hymenoptera_data/'
 extensions = ('.jpg', '.jpeg', '.png')
 img_size = 32
