@@ -103,7 +103,9 @@ def _full_teacher_cls():
     return FullTeacherDMAE
 
 
-def build_model(arm, ratio):
+def build_model(arm, ratio, img_size=224):
+    """The model of one arm from the DMAE config of ``ratio``; at another
+    ``img_size`` the ViTs and decoders get the matching patch count."""
     from mmengine.config import Config
 
     import kdep_mm  # noqa: F401
@@ -115,6 +117,14 @@ def build_model(arm, ratio):
     m.pop('teacher_ckpt', None)  # random weights: timing only
     m.pop('data_preprocessor', None)
     m.pop('init_cfg', None)
+    if img_size != 224:
+        teacher = m['teacher']
+        for vit in (m['student'], teacher.get('backbone', teacher)):
+            vit['img_size'] = img_size
+        n = (img_size // m['student'].get('patch_size', 16))**2
+        for neck in (m['neck'], teacher.get('neck')):
+            if neck is not None:
+                neck['num_patches'] = n
     if arm == 'mae':
         mae = dict(type='mmpretrain.MAE', backbone=m['student'],
                    neck=m['neck'], head=m['head'])
@@ -139,7 +149,7 @@ def run_one(args):
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     torch.manual_seed(0)
-    model = build_model(args.arm, args.ratio).to(dev)
+    model = build_model(args.arm, args.ratio, args.img_size).to(dev)
     model.train()
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=1e-4,
@@ -233,10 +243,12 @@ def main():
           f'(forward + backward + AdamW step), random weights.')
     print(f'Memory column: {mem_what}.')
     print()
-    print('| masking (visible/196) | arm | step time (s, median) | '
+    from kdep_mm.models import num_visible_patches
+    n_patches = (args.img_size // 16)**2
+    print(f'| masking (visible/{n_patches}) | arm | step time (s, median) | '
           'step time (s, min) | peak mem (MiB) |')
     print('|---|---|---|---|---|')
-    vis = {75: 49, 95: 9, 98: 3}
+    vis = {r: num_visible_patches(n_patches, r / 100) for r in ratios}
     for r in ratios:
         for a in arms:
             res = results[(a, r)]

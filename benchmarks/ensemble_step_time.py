@@ -31,6 +31,7 @@ Run::
     python benchmarks/ensemble_step_time.py --settings cifar,in1k
 """
 import argparse
+import json
 import os
 import os.path as osp
 import statistics
@@ -68,6 +69,7 @@ def parse_args():
                    'the timed steps of all rounds are pooled')
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--device', default='cpu')
+    p.add_argument('--json', help='also write the results to this file')
     p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
     p.add_argument('--setting', choices=tuple(CONFIGS), help='(internal)')
     return p.parse_args()
@@ -206,6 +208,10 @@ def main():
     print(f'\n(total benchmark wall time {time.time() - t_start:.0f} s; '
           f'1-min load average at start {load0:.2f}, at end '
           f'{os.getloadavg()[0]:.2f})')
+    if args.json:
+        with open(args.json, 'w') as fh:
+            json.dump({f'{s}@{a}': v for (s, a), v in results.items()}, fh,
+                      indent=1)
 
 
 if __name__ == '__main__':
