@@ -63,6 +63,9 @@ def parse_args():
     p.add_argument('--device', default='cpu')
     p.add_argument('--img-size', type=int, default=224)
     p.add_argument('--arms', default=','.join(ARMS))
+    p.add_argument('--rounds', type=int, default=1,
+                   help='repeat the sweep this many times in fresh '
+                   'processes; the timed steps of all rounds are pooled')
     p.add_argument('--ratios', default=','.join(map(str, RATIOS)))
     p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
     p.add_argument('--ratio', type=int, help='(internal) masking ratio, %%')
@@ -184,7 +187,14 @@ def run_one(args):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         mem_mib = (peak - base) / 1024
         abs_mib = peak / 1024
+    # one more, untimed step under torch's FLOP counter: forward + backward
+    # FLOPs (matmuls, attention, convolutions), the optimizer not included
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(args.arm, model, x).backward()
+    opt.zero_grad(set_to_none=True)
     return dict(arm=args.arm, ratio=args.ratio, times=times,
+                flops=counter.get_total_flops(),
                 median_s=statistics.median(times), mem_mib=mem_mib,
                 peak_abs_mib=abs_mib, trainable_and_student_params=n_params,
                 threads=torch.get_num_threads(), torch=torch.__version__)
@@ -204,31 +214,37 @@ def main():
     results = {}
     t_start = time.time()
     load0 = os.getloadavg()[0]
-    # ratio-major order so that any drift in machine load hits the three
-    # arms of one ratio alike
-    for r in ratios:
-        for a in arms:
-            cmd = [sys.executable, osp.abspath(__file__), '--arm', a,
-                   '--ratio', str(r), '--batch-size', str(args.batch_size),
-                   '--steps', str(args.steps), '--warmup', str(args.warmup),
-                   '--device', args.device, '--img-size', str(args.img_size)]
-            if args.threads:
-                cmd += ['--threads', str(args.threads)]
-            t0 = time.time()
-            out = subprocess.run(cmd, capture_output=True, text=True,
-                                 cwd=REPO)
-            line = [ln for ln in out.stdout.splitlines()
-                    if ln.startswith('RESULT ')]
-            if out.returncode or not line:
-                sys.stderr.write(out.stdout + out.stderr)
-                raise SystemExit(f'{a}@{r}% failed (rc={out.returncode})')
-            res = json.loads(line[-1][7:])
-            results[(a, r)] = res
-            print(f'# {a:9s} {r}%: median {res["median_s"]:.3f} s/step '
-                  f'(steps {[round(t, 3) for t in res["times"]]}), '
-                  f'mem +{res["mem_mib"]:.0f} MiB, '
-                  f'subprocess {time.time() - t0:.0f} s', file=sys.stderr,
-                  flush=True)
+    # ratio-major within a round; rounds repeat the whole sweep in fresh
+    # processes, so that drift in machine load hits all arms alike
+    cells = [(r, a) for _ in range(args.rounds) for r in ratios
+             for a in arms]
+    for r, a in cells:
+        cmd = [sys.executable, osp.abspath(__file__), '--arm', a,
+               '--ratio', str(r), '--batch-size', str(args.batch_size),
+               '--steps', str(args.steps), '--warmup', str(args.warmup),
+               '--device', args.device, '--img-size', str(args.img_size)]
+        if args.threads:
+            cmd += ['--threads', str(args.threads)]
+        t0 = time.time()
+        out = subprocess.run(cmd, capture_output=True, text=True,
+                             cwd=REPO)
+        line = [ln for ln in out.stdout.splitlines()
+                if ln.startswith('RESULT ')]
+        if out.returncode or not line:
+            sys.stderr.write(out.stdout + out.stderr)
+            raise SystemExit(f'{a}@{r}% failed (rc={out.returncode})')
+        res = json.loads(line[-1][7:])
+        prev = results.get((a, r))
+        if prev is not None:  # pool the rounds
+            res['times'] = prev['times'] + res['times']
+            res['mem_mib'] = max(prev['mem_mib'], res['mem_mib'])
+            res['median_s'] = statistics.median(res['times'])
+        results[(a, r)] = res
+        print(f'# {a:9s} {r}%: median {res["median_s"]:.3f} s/step '
+              f'(steps {[round(t, 3) for t in res["times"]]}), '
+              f'mem +{res["mem_mib"]:.0f} MiB, '
+              f'subprocess {time.time() - t0:.0f} s', file=sys.stderr,
+              flush=True)
 
     any_res = next(iter(results.values()))
     cuda = args.device.startswith('cuda')
@@ -239,28 +255,31 @@ def main():
     print(f'Machine: {args.device}, {os.cpu_count()} CPU cores visible, '
           f'torch {any_res["torch"]}, {any_res["threads"]} threads, '
           f'batch {args.batch_size}, {args.img_size} px, warm-up '
-          f'{args.warmup}, median of {args.steps} timed steps '
-          f'(forward + backward + AdamW step), random weights.')
+          f'{args.warmup}, median of {args.steps} timed steps x '
+          f'{args.rounds} round(s) (forward + backward + AdamW step), '
+          'random weights. GFLOP: forward + backward of one step counted '
+          'by torch.utils.flop_counter (matmuls, attention; no optimizer).')
     print(f'Memory column: {mem_what}.')
     print()
     from kdep_mm.models import num_visible_patches
     n_patches = (args.img_size // 16)**2
     print(f'| masking (visible/{n_patches}) | arm | step time (s, median) | '
-          'step time (s, min) | peak mem (MiB) |')
-    print('|---|---|---|---|---|')
+          'step time (s, min) | peak mem (MiB) | GFLOP |')
+    print('|---|---|---|---|---|---|')
     vis = {r: num_visible_patches(n_patches, r / 100) for r in ratios}
     for r in ratios:
         for a in arms:
             res = results[(a, r)]
             print(f'| {r}% ({vis.get(r, "?")}) | {ARM_DESC[a]} | '
                   f'{res["median_s"]:.3f} | {min(res["times"]):.3f} | '
-                  f'{res["mem_mib"]:.0f} |')
+                  f'{res["mem_mib"]:.0f} | {res["flops"] / 1e9:.0f} |')
     print()
     if 'truncated' in arms and 'full' in arms:
         print('| masking | truncated / full time (median) | '
               'truncated / full time (min) | truncated / full mem | '
-              'DMAE-truncated / MAE time (median) |')
-        print('|---|---|---|---|---|')
+              'DMAE-truncated / MAE time (median) | truncated / full '
+              'GFLOP |')
+        print('|---|---|---|---|---|---|')
         for r in ratios:
             t = results[('truncated', r)]
             f = results[('full', r)]
@@ -268,7 +287,8 @@ def main():
             print(f'| {r}% | {t["median_s"] / f["median_s"]:.3f} | '
                   f'{min(t["times"]) / min(f["times"]):.3f} | '
                   f'{t["mem_mib"] / max(f["mem_mib"], 1e-9):.3f} | ' +
-                  (f'{t["median_s"] / m["median_s"]:.3f} |' if m else '- |'))
+                  (f'{t["median_s"] / m["median_s"]:.3f} |' if m else '- |')
+                  + f' {t["flops"] / f["flops"]:.3f} |')
         if 75 in ratios:
             ratio75 = (results[('truncated', 75)]['median_s'] /
                        results[('full', 75)]['median_s'])

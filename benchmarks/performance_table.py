@@ -21,7 +21,11 @@ teacher, ResNet-20 / DeiT-Tiny-width students, 32 px), ViT-B from ViT-L at
 224 px for DMAE (no smaller setting tells anything about truncation).
 Weights are random: time does not depend on values.
 
-Run it on an otherwise idle machine (about 12 minutes on 2 CPU cores)::
+DMAE runs with one torch thread: with two, OpenMP stragglers on a 2-core
+machine moved its median ratio between 0.83 and 0.94 from run to run
+(docs/dmae.md).
+
+Run it on an otherwise idle machine (about 20 minutes on 2 CPU cores)::
 
     python benchmarks/performance_table.py
     python benchmarks/performance_table.py --only kdep,ensemble --out /tmp/p.md
@@ -49,7 +53,9 @@ BENCHES = dict(
               ['--batch-size', '32', '--steps', '5', '--warmup', '2',
                '--rounds', '3'],
               1.10, 'ensemble from the store / ViT student'),
-    dmae=('dmae_step_time.py', ['--batch-size', '16', '--ratios', '75'],
+    dmae=('dmae_step_time.py', ['--batch-size', '16', '--ratios', '75',
+                                '--steps', '4', '--rounds', '2',
+                                '--threads', '1'],
           0.85, 'DMAE truncated teacher / full teacher, 75% masking'),
 )
 
