@@ -129,6 +129,35 @@ def test_filters_add_dependencies(ks, study):
     assert all(c.kind == 'pretrain' for c in sel)
 
 
+def test_stale_pretrain_cell_is_rerun_only_when_needed(ks, study,
+                                                     tmp_path):
+    """Cell results are kept in git, exports are not: a finished
+    pre-training cell whose export is gone is set aside (``.stale.json``)
+    when a downstream cell still needs it, and kept when none does."""
+    rdir = str(tmp_path)
+    os.makedirs(osp.join(rdir, 'cells'))
+    pre = ks.Cell('pretrain', 'f', 'r20', 0)
+    probe = ks.Cell('down', 'f', 'r20', 0, 'probe')
+    ks.write_json(ks.cell_path(rdir, pre),
+                  dict(export=osp.join(rdir, 'gone.pth')))
+    ks.write_json(ks.cell_path(rdir, probe), dict(score=1.0))
+    ks.retire_stale_pretrain(rdir, [pre, probe])  # probe done: keep
+    assert ks.load_result(rdir, pre) is not None
+    hym = ks.Cell('down', 'f', 'r20', 0, 'hymenoptera')
+    ks.retire_stale_pretrain(rdir, [pre, probe, hym])  # hym needs it
+    assert ks.load_result(rdir, pre) is None
+    assert osp.isfile(ks.cell_path(rdir, pre, '.stale.json'))
+    # an export that exists, or a cell with no export (random init): kept
+    ks.write_json(ks.cell_path(rdir, pre),
+                  dict(export=ks.cell_path(rdir, probe)))
+    a = ks.Cell('pretrain', 'a', 'r20', 0)
+    ks.write_json(ks.cell_path(rdir, a), dict(export=None))
+    ks.retire_stale_pretrain(
+        rdir, [pre, a, hym, ks.Cell('down', 'a', 'r20', 0, 'probe')])
+    assert ks.load_result(rdir, pre) is not None
+    assert ks.load_result(rdir, a) is not None
+
+
 def test_claim_files(ks, tmp_path):
     rdir = str(tmp_path)
     cell = ks.Cell('pretrain', 'f', 'r20', 0)
