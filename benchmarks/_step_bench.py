@@ -56,6 +56,16 @@ def run_arm(script: str, args, cwd: str) -> dict:
     return json.loads(line[-1][len('RESULT '):])
 
 
+def pool_rounds(prev, res: dict) -> dict:
+    """Merge a later round's result of one arm into the earlier ones: the
+    timed steps are pooled (median over all), memory is the largest."""
+    if prev is not None:
+        res['times'] = prev['times'] + res['times']
+        res['mem_mib'] = max(prev['mem_mib'], res['mem_mib'])
+        res['median_s'] = statistics.median(res['times'])
+    return res
+
+
 def emit(result: dict) -> None:
     print('RESULT ' + json.dumps(result), flush=True)
 

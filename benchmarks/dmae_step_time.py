@@ -38,9 +38,11 @@ import os
 import os.path as osp
 import resource
 import statistics
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import _step_bench as sb  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ARMS = ('mae', 'truncated', 'full')
@@ -219,26 +221,14 @@ def main():
     cells = [(r, a) for _ in range(args.rounds) for r in ratios
              for a in arms]
     for r, a in cells:
-        cmd = [sys.executable, osp.abspath(__file__), '--arm', a,
-               '--ratio', str(r), '--batch-size', str(args.batch_size),
-               '--steps', str(args.steps), '--warmup', str(args.warmup),
-               '--device', args.device, '--img-size', str(args.img_size)]
+        cmd = ['--arm', a, '--ratio', r, '--batch-size', args.batch_size,
+               '--steps', args.steps, '--warmup', args.warmup,
+               '--device', args.device, '--img-size', args.img_size]
         if args.threads:
-            cmd += ['--threads', str(args.threads)]
+            cmd += ['--threads', args.threads]
         t0 = time.time()
-        out = subprocess.run(cmd, capture_output=True, text=True,
-                             cwd=REPO)
-        line = [ln for ln in out.stdout.splitlines()
-                if ln.startswith('RESULT ')]
-        if out.returncode or not line:
-            sys.stderr.write(out.stdout + out.stderr)
-            raise SystemExit(f'{a}@{r}% failed (rc={out.returncode})')
-        res = json.loads(line[-1][7:])
-        prev = results.get((a, r))
-        if prev is not None:  # pool the rounds
-            res['times'] = prev['times'] + res['times']
-            res['mem_mib'] = max(prev['mem_mib'], res['mem_mib'])
-            res['median_s'] = statistics.median(res['times'])
+        res = sb.pool_rounds(results.get((a, r)),
+                             sb.run_arm(__file__, cmd, REPO))
         results[(a, r)] = res
         print(f'# {a:9s} {r}%: median {res["median_s"]:.3f} s/step '
               f'(steps {[round(t, 3) for t in res["times"]]}), '

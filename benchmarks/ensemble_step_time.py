@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import statistics
 import sys
 import time
 
@@ -165,12 +164,8 @@ def main():
                 if args.threads:
                     cmd += ['--threads', args.threads]
                 t0 = time.time()
-                res = sb.run_arm(__file__, cmd, REPO)
-                prev = results.get((setting, arm))
-                if prev is not None:  # pool the rounds
-                    res['times'] = prev['times'] + res['times']
-                    res['mem_mib'] = max(prev['mem_mib'], res['mem_mib'])
-                    res['median_s'] = statistics.median(res['times'])
+                res = sb.pool_rounds(results.get((setting, arm)),
+                                     sb.run_arm(__file__, cmd, REPO))
                 results[(setting, arm)] = res
                 print(f'# {setting} {arm:8s} round {rnd}: steps '
                       f'{[round(t, 3) for t in res["times"]]}, mem '
