@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import resource
 import statistics
 import sys
 import time
@@ -69,6 +68,12 @@ def parse_args():
                    help='repeat the sweep this many times in fresh '
                    'processes; the timed steps of all rounds are pooled')
     p.add_argument('--ratios', default=','.join(map(str, RATIOS)))
+    p.add_argument('--paired', type=int, default=0, metavar='N',
+                   help='also time the arms in one process per ratio, '
+                   'steps interleaved for N cycles; the target is then '
+                   'judged on the median per-cycle truncated/full ratio')
+    p.add_argument('--paired-run', action='store_true',
+                   help='(internal) run the paired timing of --ratio')
     p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
     p.add_argument('--ratio', type=int, help='(internal) masking ratio, %%')
     p.add_argument('--json', help='also write the results to this file')
@@ -148,66 +153,114 @@ def loss_fn(arm, model, x):
     return sum(losses.values())
 
 
-def run_one(args):
+def _setup(args, arm):
+    """The model of ``arm`` at ``args.ratio``, its AdamW, and one training
+    step as a closure; the same seed for every arm."""
     import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     torch.manual_seed(0)
-    model = build_model(args.arm, args.ratio, args.img_size).to(dev)
+    model = build_model(arm, args.ratio, args.img_size).to(dev)
     model.train()
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=1e-4,
         betas=(0.9, 0.95), weight_decay=0.05)
-    n_params = sum(p.numel() for p in model.parameters())
     x = torch.randn(args.batch_size, 3, args.img_size, args.img_size,
                     device=dev)
-    cuda = dev.type == 'cuda'
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
-    times = []
-    for i in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
-        loss = loss_fn(args.arm, model, x)
-        loss.backward()
+
+    def step():
+        loss_fn(arm, model, x).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if cuda:
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        if i >= args.warmup:
-            times.append(dt)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated()
-        mem_mib = (peak - base) / 2**20
-        abs_mib = peak / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        mem_mib = (peak - base) / 1024
-        abs_mib = peak / 1024
+
+    return model, opt, x, step
+
+
+def run_one(args):
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, opt, x, step = _setup(args, args.arm)
+    n_params = sum(p.numel() for p in model.parameters())
+    res = sb.time_steps(step, args.warmup, args.steps, args.device)
     # one more, untimed step under torch's FLOP counter: forward + backward
     # FLOPs (matmuls, attention, convolutions), the optimizer not included
     from torch.utils.flop_counter import FlopCounterMode
     with FlopCounterMode(display=False) as counter:
         loss_fn(args.arm, model, x).backward()
     opt.zero_grad(set_to_none=True)
-    return dict(arm=args.arm, ratio=args.ratio, times=times,
-                flops=counter.get_total_flops(),
-                median_s=statistics.median(times), mem_mib=mem_mib,
-                peak_abs_mib=abs_mib, trainable_and_student_params=n_params,
+    res.update(arm=args.arm, ratio=args.ratio,
+               flops=counter.get_total_flops(),
+               trainable_and_student_params=n_params)
+    return res
+
+
+def run_paired(args):
+    """All arms in one process, their steps interleaved: cycle ``c`` runs
+    one step of each arm, in an order rotated by ``c``. A slow phase of a
+    shared machine then hits the arms of one cycle alike, and the ratio of
+    two arms is judged per cycle (the median of the per-cycle ratios)."""
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    arms = [a for a in args.arms.split(',') if a]
+    steps = {a: _setup(args, a)[3] for a in arms}
+    cuda = args.device.startswith('cuda')
+
+    def timed(a):
+        t0 = time.perf_counter()
+        steps[a]()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    for _ in range(args.warmup):
+        for a in arms:
+            timed(a)
+    times = {a: [] for a in arms}
+    for c in range(args.paired):
+        k = c % len(arms)
+        for a in arms[k:] + arms[:k]:
+            times[a].append(timed(a))
+    return dict(ratio=args.ratio, times=times, cycles=args.paired,
                 threads=torch.get_num_threads(), torch=torch.__version__)
 
 
+def paired_ratio(times: dict, num: str = 'truncated',
+                 den: str = 'full') -> dict:
+    """Per-cycle ratios ``num / den`` of a paired run: their median (the
+    verdict), quartiles, and the ratio of the summed step times."""
+    per = [a / b for a, b in zip(times[num], times[den])]
+    q = statistics.quantiles(per, n=4) if len(per) > 1 else per * 3
+    return dict(median=statistics.median(per), q1=q[0], q3=q[2],
+                of_sums=sum(times[num]) / sum(times[den]), per_cycle=per)
+
+
 # ------------------------------------------------------------ driver
+def print_paired(paired: dict, arms) -> None:
+    print()
+    n = next(iter(paired.values()))['cycles']
+    print(f'Paired timing: one process per ratio holding all arms, {n} '
+          'cycles of one step per arm (order rotated each cycle).')
+    print()
+    print('| masking | ' + ' | '.join(f'{a} (s, median)' for a in arms) +
+          ' | truncated / full per cycle: median | (quartiles) | '
+          'ratio of summed times |')
+    print('|---|' + '---|' * len(arms) + '---|---|---|')
+    for r, res in paired.items():
+        pr = paired_ratio(res['times'])
+        meds = ' | '.join(f'{statistics.median(res["times"][a]):.3f}'
+                          for a in arms)
+        print(f'| {r}% | {meds} | {pr["median"]:.3f} | '
+              f'{pr["q1"]:.3f} - {pr["q3"]:.3f} | {pr["of_sums"]:.3f} |')
+
+
 def main():
     args = parse_args()
+    if args.paired_run:
+        sb.emit(run_paired(args))
+        return
     if args.arm is not None:
-        res = run_one(args)
-        print('RESULT ' + json.dumps(res), flush=True)
+        sb.emit(run_one(args))
         return
 
     import torch
@@ -220,12 +273,12 @@ def main():
     # processes, so that drift in machine load hits all arms alike
     cells = [(r, a) for _ in range(args.rounds) for r in ratios
              for a in arms]
+    common = ['--batch-size', args.batch_size, '--warmup', args.warmup,
+              '--device', args.device, '--img-size', args.img_size]
+    if args.threads:
+        common += ['--threads', args.threads]
     for r, a in cells:
-        cmd = ['--arm', a, '--ratio', r, '--batch-size', args.batch_size,
-               '--steps', args.steps, '--warmup', args.warmup,
-               '--device', args.device, '--img-size', args.img_size]
-        if args.threads:
-            cmd += ['--threads', args.threads]
+        cmd = ['--arm', a, '--ratio', r, '--steps', args.steps, *common]
         t0 = time.time()
         res = sb.pool_rounds(results.get((a, r)),
                              sb.run_arm(__file__, cmd, REPO))
@@ -235,6 +288,15 @@ def main():
               f'mem +{res["mem_mib"]:.0f} MiB, '
               f'subprocess {time.time() - t0:.0f} s', file=sys.stderr,
               flush=True)
+
+    paired = {}
+    for r in ratios if args.paired else ():
+        t0 = time.time()
+        paired[r] = sb.run_arm(
+            __file__, ['--paired-run', '--ratio', r, '--paired',
+                       args.paired, '--arms', ','.join(arms), *common], REPO)
+        print(f'# paired {r}%: {args.paired} cycles, subprocess '
+              f'{time.time() - t0:.0f} s', file=sys.stderr, flush=True)
 
     any_res = next(iter(results.values()))
     cuda = args.device.startswith('cuda')
@@ -279,20 +341,29 @@ def main():
                   f'{t["mem_mib"] / max(f["mem_mib"], 1e-9):.3f} | ' +
                   (f'{t["median_s"] / m["median_s"]:.3f} |' if m else '- |')
                   + f' {t["flops"] / f["flops"]:.3f} |')
+        if paired:
+            print_paired(paired, arms)
         if 75 in ratios:
-            ratio75 = (results[('truncated', 75)]['median_s'] /
-                       results[('full', 75)]['median_s'])
+            if 75 in paired:
+                ratio75 = paired_ratio(paired[75]['times'])['median']
+                how = 'median per-cycle ratio of the paired run'
+            else:
+                ratio75 = (results[('truncated', 75)]['median_s'] /
+                           results[('full', 75)]['median_s'])
+                how = 'ratio of the medians'
             ok = ratio75 <= 0.85
             print()
-            print(f'Target "truncated <= 0.85 x full step time at 75%": '
-                  f'{ratio75:.3f} -> {"MET" if ok else "NOT MET"}')
+            print(f'Target "truncated <= 0.85 x full step time at 75%" '
+                  f'({how}): {ratio75:.3f} -> '
+                  f'{"MET" if ok else "NOT MET"}')
     print(f'\n(total benchmark wall time {time.time() - t_start:.0f} s; '
           f'1-min load average at start {load0:.2f}, at end '
           f'{os.getloadavg()[0]:.2f})')
     if args.json:
         with open(args.json, 'w') as fh:
-            json.dump({f'{a}@{r}': v for (a, r), v in results.items()}, fh,
-                      indent=1)
+            out = {f'{a}@{r}': v for (a, r), v in results.items()}
+            out.update({f'paired@{r}': v for r, v in paired.items()})
+            json.dump(out, fh, indent=1)
     del torch
 
 

@@ -47,6 +47,32 @@ def test_store_ratios_and_dmae_truncated_over_full():
     assert rows[2].endswith('| 2.00 |')
 
 
+def test_dmae_paired_run_gives_step_times_and_the_ratio():
+    # memory from the per-arm processes, times from the paired run; the
+    # verdict is the median of the per-cycle truncated/full ratios
+    dmae = {f'{a}@75': dict(median_s=99.0, mem_mib=m)
+            for a, m in (('mae', 1), ('truncated', 2), ('full', 3))}
+    dmae['paired@75'] = dict(cycles=3, times=dict(
+        mae=[10.0, 12.0, 11.0], truncated=[12.0, 18.0, 13.0],
+        full=[16.0, 20.0, 13.0]))
+    rows, (ratio, _, verdict) = pt.rows_and_verdict(
+        'dmae', dmae, pt.BENCHES['dmae'][1])
+    # per cycle 0.75, 0.9, 1.0 -> median 0.9
+    assert ratio == pytest.approx(0.9) and verdict == 'NOT MET'
+    assert '| 13.000 (wall s) | 1.2 | 2 | 1.18 |' in rows[1]
+    assert rows[0].endswith('| 11.000 (wall s) | 1.5 | 1 | 1.00 |')
+
+
+def test_paired_ratio_median_quartiles_and_sums():
+    import dmae_step_time as ds
+    t = dict(truncated=[8.0, 9.0, 10.0, 30.0], full=[10.0, 10.0, 10.0, 10.0])
+    pr = ds.paired_ratio(t)
+    assert pr['per_cycle'] == pytest.approx([0.8, 0.9, 1.0, 3.0])
+    assert pr['median'] == pytest.approx(0.95)
+    assert pr['of_sums'] == pytest.approx(57 / 40)
+    assert pr['q1'] <= pr['median'] <= pr['q3']
+
+
 def test_unknown_benchmark_refused(capsys):
     with pytest.raises(SystemExit):
         pt.parse_args(['--only', 'kdep,nope'])
