@@ -27,9 +27,18 @@ allocator overhead are included). On CUDA it reports
 ``torch.cuda.max_memory_allocated`` after the steps minus the allocated
 memory after the build (``reset_peak_memory_stats`` in between).
 
+Paired timing (``--paired N``): after the per-arm processes, one more
+process per ratio holds all arms and runs N cycles of one step per arm,
+the order rotated every cycle; the target (truncated <= 0.85 x full at 75 %)
+is then judged on the median of the per-cycle ratios, which a slow phase
+of a shared machine moves far less than arms timed minutes apart.
+
 Run (default, ~8 min on 2 busy CPU cores)::
 
     python benchmarks/dmae_step_time.py
+    # what docs/dmae.md reports (~19 min on 2 idle cores)
+    python benchmarks/dmae_step_time.py --batch-size 16 --ratios 75 \
+        --steps 1 --threads 1 --paired 12
     python benchmarks/dmae_step_time.py --batch-size 8 --steps 5 --device cuda
 """
 import argparse
