@@ -86,7 +86,11 @@ def parse_args():
     p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
     p.add_argument('--ratio', type=int, help='(internal) masking ratio, %%')
     p.add_argument('--json', help='also write the results to this file')
-    return p.parse_args()
+    args = p.parse_args()
+    if args.paired < 0 or (args.paired_run and args.paired < 1):
+        p.error(f'--paired: expected a number of cycles >= 1 (0: no paired '
+                f'run), got {args.paired}')
+    return args
 
 
 # ------------------------------------------------------------ models
