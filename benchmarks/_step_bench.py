@@ -11,6 +11,16 @@ import sys
 import time
 
 
+def timed_call(step, cuda: bool) -> float:
+    """Wall seconds of one ``step()``, the CUDA queue drained after it."""
+    t0 = time.perf_counter()
+    step()
+    if cuda:
+        import torch
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def time_steps(step, warmup: int, steps: int, device: str = 'cpu') -> dict:
     """Call ``step()`` ``warmup + steps`` times; the median and all timed
     step times, and the memory the steps added: on CPU the growth of
@@ -26,11 +36,7 @@ def time_steps(step, warmup: int, steps: int, device: str = 'cpu') -> dict:
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
     times = []
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
+        dt = timed_call(step, cuda)
         if i >= warmup:
             times.append(dt)
     if cuda:

@@ -218,22 +218,14 @@ def run_paired(args):
     arms = [a for a in args.arms.split(',') if a]
     steps = {a: _setup(args, a)[3] for a in arms}
     cuda = args.device.startswith('cuda')
-
-    def timed(a):
-        t0 = time.perf_counter()
-        steps[a]()
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
     for _ in range(args.warmup):
         for a in arms:
-            timed(a)
+            sb.timed_call(steps[a], cuda)
     times = {a: [] for a in arms}
     for c in range(args.paired):
         k = c % len(arms)
         for a in arms[k:] + arms[:k]:
-            times[a].append(timed(a))
+            times[a].append(sb.timed_call(steps[a], cuda))
     return dict(ratio=args.ratio, times=times, cycles=args.paired,
                 threads=torch.get_num_threads(), torch=torch.__version__)
 
@@ -312,11 +304,6 @@ def main():
               f'{time.time() - t0:.0f} s', file=sys.stderr, flush=True)
 
     any_res = next(iter(results.values()))
-    cuda = args.device.startswith('cuda')
-    mem_what = ('torch.cuda.max_memory_allocated - memory_allocated after '
-                'build' if cuda else
-                'peak RSS growth: ru_maxrss after the steps - ru_maxrss '
-                'after model+optimizer build, fresh process per cell')
     print(f'Machine: {args.device}, {os.cpu_count()} CPU cores visible, '
           f'torch {any_res["torch"]}, {any_res["threads"]} threads, '
           f'batch {args.batch_size}, {args.img_size} px, warm-up '
@@ -324,7 +311,7 @@ def main():
           f'{args.rounds} round(s) (forward + backward + AdamW step), '
           'random weights. GFLOP: forward + backward of one step counted '
           'by torch.utils.flop_counter (matmuls, attention; no optimizer).')
-    print(f'Memory column: {mem_what}.')
+    print(f'Memory column: {sb.memory_note(args.device)}.')
     print()
     from kdep_mm.models import num_visible_patches
     n_patches = (args.img_size // 16)**2
