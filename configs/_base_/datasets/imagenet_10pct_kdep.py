@@ -6,6 +6,8 @@ dataset_type = 'ImageNet'
 data_root = 'data/imagenet'
 subset_ann_file = 'meta/train_10pct.txt'
 
+# Images are decoded as BGR; the preprocessor converts them to RGB (to_rgb)
+# and normalises with the RGB ImageNet statistics.
 data_preprocessor = dict(
     type='mmpretrain.ClsDataPreprocessor',
     mean=[123.675, 116.28, 103.53],
@@ -17,15 +19,20 @@ train_pipeline = [
     dict(type='RandomResizedCrop', scale=224),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='ColorJitter', brightness=0.1, contrast=0.1, saturation=0.1),
-    # AlexNet-style PCA lighting noise, ImageNet eigen-decomposition (BGR
-    # images are converted to RGB inside the transform).
+    # AlexNet-style PCA lighting noise on the BGR image as decoded: the
+    # eigenvectors are given in RGB and kdep_mm.ClippedLighting offsets the
+    # channels in the image's order ('bgr'), rounds and clips to 0-255 (no
+    # uint8 wrap-around) and converts nothing; the RGB conversion is the
+    # data preprocessor's to_rgb=True, for teacher and student alike.
+    # (mmpretrain's Lighting(to_rgb=True) returned RGB, which the
+    # preprocessor swapped back to BGR, and wrapped 256.6 to 0.)
     dict(
-        type='Lighting',
+        type='kdep_mm.ClippedLighting',
         eigval=[55.4625, 4.7940, 1.1475],
-        eigvec=[[-0.5836, -0.6948, 0.4203], [-0.5808, -0.0045, -0.8140],
-                [-0.5675, 0.7192, 0.4009]],
+        eigvec=[[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140],
+                [-0.5836, -0.6948, 0.4203]],
         alphastd=0.05,
-        to_rgb=True),
+        channel_order='bgr'),
     dict(type='PackInputs'),
 ]
 
@@ -41,3 +48,25 @@ train_dataloader = dict(
         data_prefix='train',
         pipeline=train_pipeline),
 )
+
+# Held-out data for the validation of configs/kdep/*_in1k.py (the collapse
+# signal, kdep_mm.ExplainedVarianceMetric): the first 10,000 images of
+# ImageNet-1K *val* (meta/val.txt lists them in random class order, so about
+# 10 per class; never trained on), mmpretrain's standard test transform.
+# Only the dataset is defined here: the sibling base
+# ../schedules/kdep_sgd_90e.py sets val_dataloader = None (mmengine refuses a
+# key defined in two bases), so the KDEP configs build their val_dataloader
+# around heldout_val_dataset.
+val_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=256, edge='short'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+heldout_val_dataset = dict(
+    type=dataset_type,
+    data_root=data_root,
+    ann_file='meta/val.txt',
+    data_prefix='val',
+    indices=10000,
+    pipeline=val_pipeline)

@@ -10,3 +10,6 @@ __all__ += ['ApplyStoredView', 'center_view', 'crop_view', 'sample_view']
 from .stored_ensemble_view import ApplyStoredEnsembleView  # noqa: E402
 
 __all__ += ['ApplyStoredEnsembleView']
+from .lighting import ClippedLighting  # noqa: E402
+
+__all__ += ['ClippedLighting']
