@@ -1,59 +1,123 @@
-# The KDEP study (issue 7): which arms, students, downstream tasks and seeds
-# benchmarks/kdep_study.py runs, and the sizes chosen so that the whole
-# study fits in about 2 hours on 2 idle CPU cores (2 processes, 1 torch
-# thread each). Not a Runner config: the study script reads it, and each
-# experiment has its own Runner config (configs/study/pretrain/*.py,
-# configs/study/downstream/*.py).
+# The KDEP study, version 2 (issue 15): arms, students, budgets, downstream
+# tasks, sweeps and seeds. Read by benchmarks/kdep_study.py (the package
+# benchmarks/study/); not a Runner config: each pre-training arm has its own
+# Runner config (configs/study/pretrain/*.py) and so does each fine-tuning
+# task (configs/study/downstream/*.py).
+#
+# Budgets are in samples seen (= SGD steps x batch), not epochs: every arm
+# records samples, steps and CPU seconds, and exports its student at the
+# `milestones` fractions of its schedule, each of which is probed, so the
+# report draws downstream score vs pre-training compute per arm.
 
 # ---------------------------------------------------------------- arms
-# letter -> (config, label). Order = table order.
+# letter -> config, label, budget (samples seen), lr and loss weight
+# (chosen by the sweep below; the values here are the sweep's choice and
+# the report prints the sweep table they come from).
 arms = dict(
     a=dict(config='pretrain/a_random_init.py', label='random init'),
-    b=dict(config='pretrain/b_supervised_100.py', label='supervised 100%'),
-    c=dict(config='pretrain/c_supervised_10.py', label='supervised 10%'),
-    d=dict(config='pretrain/d_logit_kd_10.py', label='logit KD 10%'),
-    e=dict(config='pretrain/e_fitnets_10.py', label='FitNets 10%'),
-    f=dict(config='pretrain/f_kdep_10.py', label='KDEP 10%'),
-    g=dict(config='pretrain/g_kdep_100.py', label='KDEP 100%'),
-    h=dict(config='pretrain/h_tcs_10.py', label='TCS 10%'),
+    b=dict(config='pretrain/b_supervised_100.py', label='supervised 100%',
+           samples=160_000),
+    c=dict(config='pretrain/c_supervised_10.py', label='supervised 10%',
+           samples=40_000),
+    d=dict(config='pretrain/d_logit_kd_10.py', label='logit KD 10%',
+           samples=40_000),
+    e=dict(config='pretrain/e_fitnets_10.py', label='FitNets 10%',
+           samples=40_000),
+    f=dict(config='pretrain/f_kdep_10.py', label='KDEP 10%',
+           samples=40_000),
+    g=dict(config='pretrain/g_kdep_100.py', label='KDEP 100%',
+           samples=80_000),
+    h=dict(config='pretrain/h_tcs_10.py', label='TCS 10%',
+           samples=40_000),
+    i=dict(config='pretrain/i_kdep_no_pts_10.py', label='KDEP 10%, no PTS',
+           samples=40_000),
+    j=dict(config='pretrain/j_kdep_projector_10.py',
+           label='KDEP 10%, projector for SVD', samples=40_000),
 )
+batch_size = 32
+milestones = [0.125, 0.25, 0.5, 1.0]
 
 # ------------------------------------------------------------ students
 # name -> CIFARResNet depth and base width (pooled dim = 4 x width).
+# The primary student is the narrow one (the SVD really reduces 64 -> 32);
+# the 64-d student gets fewer arms and one seed to fit the CPU budget.
 students = dict(
-    r20=dict(depth=20, base_channels=16, label='ResNet-20 (64-d)',
-             arms='abcdefgh'),
     r20w8=dict(depth=20, base_channels=8, label='ResNet-20 w8 (32-d)',
-               arms='abcdefgh'),
+               arms='abcdefghij', seeds=[0, 1, 2]),
+    r20=dict(depth=20, base_channels=16, label='ResNet-20 (64-d)',
+             arms='abdf', seeds=[0]),
 )
 
 # ---------------------------------------------------------- downstream
-tasks = dict(
-    probe=dict(config='downstream/cifar10_linear_probe.py',
-               label='CIFAR-10 linear probe', metric='top-1 (%)'),
-    hymenoptera=dict(config='downstream/hymenoptera_finetune.py',
-                     label='hymenoptera fine-tune', metric='top-1 (%)'),
-    bccd=dict(config='downstream/bccd_retinanet.py',
-              label='BCCD RetinaNet', metric='mAP@0.5 (%)'),
+# Frozen probes: run on every milestone export of every arm (cheap).
+probes = dict(
+    cifar=dict(label='CIFAR-10 linear probe', metric='top-1 (%)',
+               in_domain=True),
+    bccd_crops=dict(label='BCCD cell crops (frozen)',
+                    metric='balanced acc. (%)', in_domain=False),
+    camvid_pixels=dict(label='CamVid per-pixel (frozen)', metric='mIoU (%)',
+                       in_domain=False),
+    hymenoptera=dict(label='hymenoptera 64 px 5-fold (frozen)',
+                     metric='top-1 (%)', in_domain=False),
+)
+# Probe settings: logistic regression (L-BFGS, L2 `l2`, standardised
+# features), class-weighted where the classes are imbalanced.
+probe = dict(
+    l2=1e-3, max_iter=300,
+    cifar_train_per_class=500,     # 5,000 CIFAR-10 train images, disjoint
+    cifar_val_per_class=200,       # from the pool; val: 2,000 more (sweeps)
+    bccd_crop_px=32,
+    camvid_size=(128, 96),          # (w, h); features at stride 4
+    camvid_train_pixels=60_000,
+    hymenoptera_px=64, hymenoptera_folds=5,
+)
+# Full fine-tuning (final exports, the main arms): the Runner configs.
+finetune = dict(
+    bccd=dict(config='downstream/bccd_retinanet.py', label='BCCD RetinaNet',
+              metric='mAP@0.5 (%)', arms='abdf'),
     camvid=dict(config='downstream/camvid_fcn.py', label='CamVid FCN',
-                metric='mIoU (%)'),
+                metric='mIoU (%)', arms='abdf'),
 )
 seeds = [0, 1, 2]
+
+# --------------------------------------------------------------- sweep
+# One seed (`sweep_seed`, not a main seed), judged on the CIFAR-10 probe's
+# validation split (2,000 CIFAR-10 train images disjoint from the pool and
+# from the probe's training images), never on a test set. Each setting
+# runs the arm's full budget on the primary student.
+sweep_seed = 100
+sweep_student = 'r20w8'
+sweeps = dict(
+    f=dict(lr=[0.02, 0.05, 0.1], loss_weight=[1., 5.]),
+    c=dict(lr=[0.02, 0.05, 0.1]),
+    d=dict(lr=[0.02, 0.05, 0.1]),
+    e=dict(lr=[0.02, 0.05, 0.1]),
+    h=dict(lr=[0.02, 0.05, 0.1]),
+    i=dict(lr=[0.02, 0.05, 0.1]),
+    j=dict(lr=[0.02, 0.05, 0.1]),
+)
+# arms without a sweep of their own take the setting of the arm named here
+sweep_from = dict(b='c', g='f')
 
 # --------------------------------------------------------------- sizes
 # The pre-training pool ("100%"): class-balanced from CIFAR-10 train;
 # "10%": a class-balanced tenth of the pool (same seed for every arm).
-pool_per_class = 500       # 5,000 images = 10% of CIFAR-10 train
-pool_fraction = 0.1        # -> 500 images
+pool_per_class = 1000      # 10,000 images
+pool_fraction = 0.1        # -> 1,000 images
 pool_seed = 0
-# Teacher PCA (KDEP's SVD basis, TCS's coordinate system, the spectrum
-# plot): one teacher pass over the 10% pool with the training pipeline.
-# Epochs of every pre-training arm: max_epochs in
-# configs/study/_base_/pretrain_cifar10_pool.py; downstream sizes: each
-# task's config.
+# Teacher PCA (KDEP's SVD basis, TCS's coordinates, the spectrum plot): one
+# teacher pass over the 10% pool with the training pipeline.
+# The collapse / plateau signal of the KDEP arms: the fraction of the
+# aligned target's variance the student explains on `ev_images` held-out
+# probe-validation images, measured `ev_points` times along the schedule.
+ev_images = 256
+ev_points = 16
+# Plateau criterion (stated in the report): the mean training loss of the
+# last 10% of steps is within `plateau_rel` of the mean of the 10% of steps
+# ending at 75% of the schedule.
+plateau_rel = 0.05
 
 # ---------------------------------------------------------------- smoke
-# --smoke: 2 images per training and evaluation set, 1 iteration per run
-# (the PCA fit needs more than k = 64 teacher features: 80 images).
-smoke = dict(train_images=2, eval_images=2, pca_images=80, epochs=1,
-             iters=1)
+# --smoke: a handful of images per set, 2 SGD steps per run.
+smoke = dict(train_images=4, eval_images=20, pca_images=80, steps=8,
+             finetune_iters=1)

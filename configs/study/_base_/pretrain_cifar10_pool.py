@@ -73,7 +73,7 @@ student_channels = 64
 # ------------------------------------------------------------- schedule
 # Same budget in epochs for every arm: SGD, momentum 0.9, wd 5e-4, one
 # warm-up epoch (linear from 0.1x) then cosine to 0. Each arm sets its lr.
-max_epochs = 10
+max_epochs = 10  # unused by the study (it sets an iteration schedule)
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [

@@ -1,33 +1,57 @@
 """Parametric alignment baselines: FitNets-style projector and identity."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from kdep_mm.registry import MODELS
 from .base_aligner import BaseAligner
+from .svd_aligner import power_temperature_scaling
 
 
 @MODELS.register_module()
 class ProjectorAligner(BaseAligner):
     """Learned student-side projection (FitNets, Romero et al., ICLR 2015).
 
-        student_aligned = W f_s + b   (W: C_t x C_s),   target = f_t.
+        student_aligned = W f_s + b   (W: C_t x C_s),   target = f_t,
+
+    or, with ``power`` set (KDEP's ablation "a learned projector in place of
+    the SVD", PTS kept), target = PTS(f_t) = sign(f_t) |f_t / T|^(1/n).
 
     On pooled features this is the 1x1-conv regressor of FitNets. It is
     trained with the student and thrown away at export: the baseline KDEP's
     non-parametric alignment replaces.
+
+    Args:
+        student_channels (int): C_s.
+        teacher_channels (int): C_t.
+        bias (bool): a bias in the projection. Defaults to True.
+        temperature (float): T of PTS on the target. Defaults to 0.1.
+        power (float, optional): n of PTS on the target; None (default)
+            leaves the target raw (FitNets).
     """
 
     def __init__(self, student_channels: int, teacher_channels: int,
-                 bias: bool = True, init_cfg=None):
+                 bias: bool = True, temperature: float = 0.1,
+                 power: Optional[float] = None, init_cfg=None):
         super().__init__(student_channels, teacher_channels, init_cfg)
+        if temperature <= 0:
+            raise ValueError(f'aligner.temperature must be > 0, got '
+                             f'{temperature}')
+        if power is not None and power <= 0:
+            raise ValueError(f'aligner.power must be > 0, got {power}')
+        self.temperature = float(temperature)
+        self.power = None if power is None else float(power)
         self.proj = nn.Linear(student_channels, teacher_channels, bias=bias)
 
     def forward(self, student: torch.Tensor,
                 teacher: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         self.check_shapes(student, teacher)
-        return self.proj(student), teacher.detach()
+        target = teacher.detach()
+        if self.power is not None:
+            target = power_temperature_scaling(target, self.temperature,
+                                               self.power)
+        return self.proj(student), target
 
 
 @MODELS.register_module()

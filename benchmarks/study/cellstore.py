@@ -1,0 +1,87 @@
+"""Cell results (one JSON per cell, written atomically) and claim files
+(one O_EXCL file per running cell, taken over when its process is dead)."""
+import json
+import os
+import os.path as osp
+
+
+def cell_path(rdir, cell, suffix='.json'):
+    return osp.join(rdir, 'cells', cell.fname + suffix)
+
+
+def load_result(rdir, cell):
+    path = cell_path(rdir, cell)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_result_id(rdir, cell_id):
+    path = osp.join(rdir, 'cells', cell_id.replace('/', '__') + '.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path, obj):
+    from kdep_mm.utils.checkpoint import atomic_write_bytes
+    atomic_write_bytes((json.dumps(obj, indent=1) + '\n').encode(), path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim_file(rdir, cell_id):
+    return osp.join(rdir, 'claims', cell_id.replace('/', '__'))
+
+
+def try_claim(rdir, cell) -> bool:
+    """Claim a cell for this process; a claim of a dead process is taken
+    over. Returns False when a live process holds it."""
+    os.makedirs(osp.join(rdir, 'claims'), exist_ok=True)
+    path = _claim_file(rdir, cell.id)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _pid_alive(pid):
+                return False
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, 'w') as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(rdir, cell):
+    try:
+        os.remove(_claim_file(rdir, cell.id))
+    except FileNotFoundError:
+        pass
+
+
+def claimed_by_other(rdir, cell_id) -> bool:
+    try:
+        with open(_claim_file(rdir, cell_id)) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid() and _pid_alive(pid)

@@ -1,0 +1,121 @@
+"""The worker loop: take the next runnable cell through a claim file, run
+it, write its JSON (or ``<cell>.error.txt``), repeat. Several processes
+(``--jobs``) share the work; a killed study resumes where it stopped."""
+import gc
+import os
+import os.path as osp
+import time
+import traceback
+
+from .cellstore import (cell_path, claimed_by_other, load_result,
+                        load_result_id, release, try_claim, write_json)
+from .spec import say
+
+
+def run_cell(cell, ctx):
+    """Run one cell; its result dict with timings and load added."""
+    import torch
+
+    from . import finetune, pretrain, probes
+    load0 = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    if cell.kind == 'pca':
+        res = pretrain.run_pca(cell, ctx)
+    elif cell.kind in ('pretrain', 'sweep'):
+        res = pretrain.run_pretrain(cell, ctx)
+    elif cell.kind == 'probe':
+        res = probes.run_probe_cell(cell, ctx)
+    else:
+        res = finetune.run_finetune(cell, ctx)
+    res.update(cell=cell.id, kind=cell.kind, arm=cell.arm,
+               student=cell.student, seed=cell.seed, task=cell.task,
+               milestone=cell.milestone, setting=cell.setting,
+               total_s=round(time.perf_counter() - t0, 2),
+               cpu_s=round(time.process_time() - c0, 2),
+               load_start=round(load0, 2),
+               load_end=round(os.getloadavg()[0], 2),
+               threads=torch.get_num_threads(), smoke=ctx.smoke,
+               finished=time.strftime('%Y-%m-%d %H:%M:%S'))
+    return res
+
+
+def retire_stale(rdir, cells):
+    """A finished pre-training cell whose exports are gone (cells are kept
+    in git, exports are not) is rerun when a cell that needs them has not
+    run: its JSON moves to ``*.stale.json``."""
+    for c in cells:
+        if c.kind != 'pretrain':
+            continue
+        res = load_result(rdir, c)
+        if res is None:
+            continue
+        exports = [m['export'] for m in res.get('milestones', [])
+                   if m.get('export')]
+        if all(osp.isfile(p) for p in exports):
+            continue
+        waiting = [d for d in cells if c.id in d.dep_ids
+                   and load_result(rdir, d) is None]
+        if waiting:
+            os.replace(cell_path(rdir, c), cell_path(rdir, c, '.stale.json'))
+            say(f'cell {c.id}: its exports are gone and {len(waiting)} '
+                'cell(s) need them: rerunning it')
+
+
+def work(cells, ctx):
+    """Run the cells in plan order; returns (done, failed) of this process."""
+    rdir = ctx.rdir
+    failed_here = set()
+    n_done = n_failed = 0
+    while True:
+        pending = [c for c in cells
+                   if load_result(rdir, c) is None and c.id not in failed_here]
+        if not pending:
+            break
+        picked, waiting = None, False
+        for c in pending:
+            if any(d in failed_here for d in c.dep_ids):
+                failed_here.add(c.id)
+                continue
+            if any(load_result_id(rdir, d) is None for d in c.dep_ids):
+                if any(claimed_by_other(rdir, d) for d in c.dep_ids):
+                    waiting = True
+                continue
+            if claimed_by_other(rdir, c.id):
+                waiting = True
+                continue
+            if try_claim(rdir, c):
+                if load_result(rdir, c) is not None:  # finished meanwhile
+                    release(rdir, c)
+                    continue
+                picked = c
+                break
+        if picked is None:
+            if waiting:
+                time.sleep(3)
+                continue
+            break
+        say(f'cell {picked.id}: start (load {os.getloadavg()[0]:.1f})')
+        err = cell_path(rdir, picked, '.error.txt')
+        try:
+            res = run_cell(picked, ctx)
+        except Exception:  # noqa: BLE001 - a failed cell must not stop us
+            from kdep_mm.utils.checkpoint import atomic_write_bytes
+            tb = traceback.format_exc()
+            atomic_write_bytes(tb.encode(), err)
+            say(f'cell {picked.id}: FAILED, see {err}\n{tb[-2000:]}')
+            failed_here.add(picked.id)
+            n_failed += 1
+        else:
+            write_json(cell_path(rdir, picked), res)
+            if osp.isfile(err):
+                os.remove(err)
+            score = res.get('score')
+            say(f'cell {picked.id}: done in {res["total_s"]:.1f}s'
+                + (f', score {score}' if score is not None else '')
+                + (f', pre-training {res["pretrain_cpu_s"]:.1f} CPU s'
+                   if 'pretrain_cpu_s' in res else ''))
+            n_done += 1
+        finally:
+            release(rdir, picked)
+            gc.collect()
+    return n_done, n_failed
