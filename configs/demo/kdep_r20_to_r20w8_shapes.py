@@ -64,6 +64,25 @@ test_dataloader = None
 test_evaluator = None
 test_cfg = None
 
+# Validation every 5 epochs on the held-out val split (never distilled on):
+# the distillation loss and the collapse signal, the fraction of the aligned
+# target's variance the student explains (1 - MSE(student, target) /
+# MSE(mean target, target)); a WARNING is logged when it stays below 0.1
+# for 2 validations in a row. tools/kdep_demo.py reports the last value.
+val_interval = 5
+val_dataloader = dict(
+    _delete_=True,  # the data base sets None
+    batch_size=200,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset={{_base_.test_dataloader.dataset}})
+val_cfg = dict(_delete_=True)
+val_evaluator = [
+    dict(type='kdep_mm.DistillLossMetric'),
+    dict(type='kdep_mm.ExplainedVarianceMetric', warn_below=0.1, patience=2),
+]
+
 max_epochs = 20
 optim_wrapper = dict(
     optimizer=dict(
@@ -74,7 +93,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=max_epochs,
          eta_min=1e-3, convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=val_interval)
 auto_scale_lr = dict(base_batch_size=32, enable=False)
 
 default_hooks = dict(

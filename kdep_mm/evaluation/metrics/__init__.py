@@ -1,3 +1,4 @@
 from .distill_loss_metric import DistillLossMetric
+from .explained_variance import ExplainedVarianceMetric
 
-__all__ = ['DistillLossMetric']
+__all__ = ['DistillLossMetric', 'ExplainedVarianceMetric']

@@ -60,13 +60,19 @@ class KDEPDistiller(BaseDistiller):
 
         Returns the data samples, each with ``distill_loss`` (a scalar
         tensor, the loss of that sample alone), read by
-        :class:`DistillLossMetric`.
+        :class:`DistillLossMetric`, and ``aligned_student`` /
+        ``aligned_target`` (the aligner's two (C,) outputs), read by
+        :class:`ExplainedVarianceMetric`.
         """
         teacher = self.teacher_features(inputs)
         with torch.no_grad():
             student, target = self.aligner(self.student_features(inputs),
                                            teacher)
-        return self._attach_per_sample_loss(student, target, data_samples)
+        samples = self._attach_per_sample_loss(student, target, data_samples)
+        for sample, s, t in zip(samples, student.cpu(), target.cpu()):
+            sample.set_field(s, 'aligned_student')
+            sample.set_field(t, 'aligned_target')
+        return samples
 
 
 @MODELS.register_module()
