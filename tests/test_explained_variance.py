@@ -293,3 +293,33 @@ def test_on_by_default_in_the_kdep_configs(rel):
     # the evaluators build
     for e in evaluators:
         ROOT_METRICS.build(copy.deepcopy(e))
+
+
+def test_imagenet_heldout_val_builds_and_is_capped(tmp_path):
+    """The ImageNet configs' val split: ImageNet-1K val through meta/val.txt,
+    capped at its first 10,000 images (here: all 3 of a fake val set)."""
+    from mmengine.registry import DATASETS, init_default_scope
+    from kdep_mm.testing.synthetic import make_image_folder
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'kdep',
+                                   'r50_to_r18_in1k.py'))
+    ds_cfg = copy.deepcopy(cfg.val_dataloader.dataset)
+    assert ds_cfg.indices == 10000
+    assert (ds_cfg.ann_file, ds_cfg.data_prefix) == ('meta/val.txt', 'val')
+    assert cfg.train_dataloader.dataset.data_prefix == 'train'
+    make_image_folder(str(tmp_path / 'img'), num_classes=1, per_class=3,
+                      size=40)
+    (tmp_path / 'val').mkdir()
+    (tmp_path / 'meta').mkdir()
+    lines = []
+    for i, name in enumerate(sorted((tmp_path / 'img' / 'class_0').iterdir())):
+        dst = f'ILSVRC2012_val_{i + 1:08d}.png'
+        name.rename(tmp_path / 'val' / dst)
+        lines.append(f'{dst} {7 * i}')
+    (tmp_path / 'meta' / 'val.txt').write_text('\n'.join(lines) + '\n')
+    ds_cfg.data_root = str(tmp_path)
+    init_default_scope('mmpretrain')
+    ds = DATASETS.build(ds_cfg)
+    assert len(ds) == 3
+    item = ds[2]
+    assert tuple(item['inputs'].shape) == (3, 224, 224)
+    assert int(item['data_samples'].gt_label) == 14
