@@ -7,11 +7,13 @@ and ``load_from`` fail with ``Unsupported global``. Instead of turning
 ``weights_only`` off for arbitrary files, :func:`allow_mmengine_checkpoint_types`
 adds exactly those types to torch's allow-list.
 """
+import hashlib
 import io
 import os
 import os.path as osp
 import tempfile
-from typing import Any
+from typing import Any, Optional
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -42,11 +44,32 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
         '(only HistoryBuffer statistics methods are)')
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """A ``bytes`` that only builds ``b''``.
+
+    Pickle protocol 2 stores an empty ``bytes`` object as the call
+    ``bytes()`` (non-empty ones go through ``_codecs.encode``, which torch
+    allows), and an empty numpy array (the history of a ``HistoryBuffer``
+    created but never updated) pickles its data as ``b''``. Allowing the
+    real ``bytes`` would let a pickle call ``bytes(n)`` (allocate ``n``
+    bytes) or convert arbitrary iterables; this stand-in is registered under
+    ``builtins.bytes`` instead and refuses any argument.
+    """
+    if args:
+        import pickle
+        raise pickle.UnpicklingError(
+            f'bytes{args!r} is not allowed under weights_only=True (only '
+            "bytes() = b'', of an empty array, is)")
+    return b''
+
+
 def _mmengine_checkpoint_types() -> list:
     from mmengine.logging.history_buffer import HistoryBuffer
     types = [HistoryBuffer, np.ndarray, np.dtype]
     # HistoryBuffer.min/max/current/mean, pickled through getattr
     types.append((_history_buffer_getattr, 'builtins.getattr'))
+    # b'' (the data of an empty array, e.g. a never updated HistoryBuffer)
+    types.append((_empty_bytes, 'builtins.bytes'))
     # numpy scalars are pickled through multiarray.scalar, arrays through
     # multiarray._reconstruct; the module moved to numpy._core in numpy 2.
     try:
@@ -129,3 +152,58 @@ def atomic_save(obj: Any, path: str) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(buffer.getvalue(), path)
+
+
+# ------------------------------------------------------------ file identity
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_url(path: str) -> bool:
+    return urlparse(str(path)).scheme in ('http', 'https')
+
+
+def local_checkpoint_file(path: str, download: bool = True) -> str:
+    """The local file of a checkpoint path or http(s) URL.
+
+    A URL maps to the file mmengine's ``CheckpointLoader`` caches it in
+    (``torch.hub.get_dir()/checkpoints/<file name>``, as
+    ``torch.hub.load_state_dict_from_url``), downloaded there if absent and
+    ``download``. Raises ``FileNotFoundError`` for a missing local file.
+    """
+    path = str(path)
+    if _is_url(path):
+        import torch.hub
+        cache_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
+        local = osp.join(cache_dir, osp.basename(urlparse(path).path))
+        if not osp.isfile(local):
+            if not download:
+                raise FileNotFoundError(f'{path} is not downloaded ({local})')
+            os.makedirs(cache_dir, exist_ok=True)
+            torch.hub.download_url_to_file(path, local, progress=False)
+        return local
+    if '://' in path:
+        raise ValueError(f'cannot locate the file of checkpoint {path!r} '
+                         '(only local paths and http(s) URLs)')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    return path
+
+
+def checkpoint_sha256(path: Optional[str], download: bool = True
+                      ) -> Optional[str]:
+    """sha256 of a teacher checkpoint's file (path or URL, see
+    :func:`local_checkpoint_file`): the teacher identity a teacher store
+    records at caching time and a store-mode training run checks without
+    building the teacher. None for None."""
+    if path is None:
+        return None
+    return file_sha256(local_checkpoint_file(path, download))
