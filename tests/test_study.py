@@ -1,312 +1,389 @@
-"""The KDEP study's plumbing (benchmarks/kdep_study.py).
+"""The KDEP study v2's plumbing (benchmarks/study, benchmarks/kdep_study.py).
 
-Fast tests: the plan, the filters and their dependencies, the claim files,
-the verdicts, and a report from hand-written cells (missing cells read
-'not run', failed ones 'failed', no number is made up).
-Slow test (``--smoke``, 2 images, 1 iteration per Runner): every pre-training
-arm and every downstream task of one student and one seed runs through real
-mmengine Runners on the shared data; the table and both plots are written;
-a rerun skips every finished cell; a report with a cell removed says
-'not run' where it was.
+Fast tests: the spec and its configs, the plan and its dependencies, the
+filters, claim files, the statistics against hand computations, the
+recorder's milestones and plateau rule, EV, the probes' estimators, the
+sweep's choice, that a probe's backbone really holds the export (and is
+refused when it does not), and a report from hand-written cells.
+Slow test (``--smoke``): every cell kind runs through real Runners on the
+shared data for one student and seed, with a one-setting sweep; the report
+and its plots are written; a rerun skips finished cells.
 """
-import importlib.util
 import json
+import math
 import os
 import os.path as osp
-import re
 import subprocess
 import sys
-import time
 
+import numpy as np
 import pytest
+import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SCRIPT = osp.join(REPO, 'benchmarks', 'kdep_study.py')
+sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+
+from study import plan as P  # noqa: E402
+from study import stats as S  # noqa: E402
+from study.spec import STUDY_DIR, load_study, setting_id  # noqa: E402
 
 
 @pytest.fixture(scope='module')
-def ks():
-    spec = importlib.util.spec_from_file_location('kdep_study', SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def study():
+    import kdep_mm  # noqa: F401
+    from kdep_mm.utils.setup_env import register_all_modules
+    register_all_modules(init_default_scope=False)
+    return load_study()
 
 
 @pytest.fixture(scope='module')
-def study(ks):
-    return ks.load_study()
+def plan(study):
+    return P.full_plan(study)
 
 
-def _args(ks, *argv):
-    return ks.parse_args(list(argv))
-
-
-def test_every_arm_and_task_has_a_config(ks, study):
+def test_every_arm_has_a_config_and_a_budget(study):
     from mmengine.config import Config
-    assert list(study.arms) == list('abcdefgh')
-    assert set(study.tasks) == {'probe', 'hymenoptera', 'bccd', 'camvid'}
-    for arm in study.arms.values():
-        cfg = Config.fromfile(osp.join(ks.STUDY_DIR, arm.config))
+    assert list(study.arms) == list('abcdefghij')
+    for letter, arm in study.arms.items():
+        cfg = Config.fromfile(osp.join(STUDY_DIR, arm.config))
         assert cfg.study_arm.kind in ('random', 'supervised', 'logit_kd',
                                       'fitnets', 'kdep', 'tcs')
-    for task in study.tasks.values():
-        assert osp.isfile(osp.join(ks.STUDY_DIR, task.config))
+        if cfg.study_arm.kind != 'random':
+            steps = arm.samples // study.batch_size
+            marks = {max(1, round(f * steps)) for f in study.milestones}
+            assert len(marks) == len(study.milestones), letter
+    for ft in study.finetune.values():
+        assert osp.isfile(osp.join(STUDY_DIR, ft.config))
+    # the ablations differ from (f) in exactly what they ablate
+    i = Config.fromfile(osp.join(STUDY_DIR, study.arms.i.config))
+    j = Config.fromfile(osp.join(STUDY_DIR, study.arms.j.config))
+    assert i.model.aligner.type.endswith('SVDAligner')
+    assert i.model.aligner.power is None
+    assert j.model.aligner.type.endswith('ProjectorAligner')
+    assert j.model.aligner.power == 3
 
 
 @pytest.mark.parametrize('student', ['r20', 'r20w8'])
-def test_student_variants_build(ks, study, student):
-    """Every pre-training model and every downstream model builds for both
-    students, with the student's width everywhere (the smoke test runs
-    ResNet-20 only)."""
-    import torch
+def test_student_variants_build(study, student):
+    """Every pre-training model builds for both students with the student's
+    width everywhere it is stated."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     from kdep_mm.registry import MODELS
-    from kdep_mm.testing.shared_data import unpack_shared
-    st = study.students[student]
-    dim = 4 * st.base_channels
-    x = torch.rand(2, 3, 32, 32)
+    from study.runners import set_student
     init_default_scope('mmpretrain')
-    for arm in 'bdefgh':
-        cfg = Config.fromfile(osp.join(ks.STUDY_DIR, study.arms[arm].config))
-        ks.set_student(cfg.model, st.depth, st.base_channels)
-        if 'teacher_ckpt' in cfg.model:
-            cfg.model.teacher_ckpt = osp.join(
-                unpack_shared('cifar10_resnets'), ks.TEACHER_FILE)
+    st = study.students[student]
+    for letter, arm in study.arms.items():
+        cfg = Config.fromfile(osp.join(STUDY_DIR, arm.config))
+        if cfg.study_arm.kind == 'random':
+            continue
+        set_student(cfg.model, st.depth, st.base_channels)
         model = MODELS.build(cfg.model.to_dict())
-        bb = model.backbone if arm in 'bc' else model.student
-        assert bb(x)[-1].shape[1] == dim, arm
-    for task, scope in (('probe', 'mmpretrain'),
-                        ('hymenoptera', 'mmpretrain'), ('bccd', 'mmdet'),
-                        ('camvid', 'mmseg')):
-        cfg = Config.fromfile(osp.join(ks.STUDY_DIR,
-                                       study.tasks[task].config))
-        ks.set_downstream_backbone(cfg, task, st.depth, st.base_channels,
-                                   None)
-        assert 'init_cfg' not in cfg.model.backbone
-        init_default_scope(scope)
-        from mmengine.registry import MODELS as ROOT
-        model = ROOT.build(cfg.model.to_dict())
-        model.init_weights()
-        feats = model.extract_feat(torch.rand(2, 3, 64, 64))
-        assert feats[-1].shape[1] in (dim, 64), task  # bccd: FPN 64
+        sub = getattr(model, 'student', None) or model.backbone
+        out = sub(torch.zeros(2, 3, 32, 32))
+        assert out[-1].shape[1] == 4 * st.base_channels, letter
 
 
-def test_plan_order_and_size(ks, study):
-    plan = ks.full_plan(study)
+def test_plan_order_and_dependencies(study, plan):
     ids = [c.id for c in plan]
-    assert len(ids) == len(set(ids))
-    n_arms, n_tasks = len(study.arms), len(study.tasks)
-    n_runs = len(study.students) * len(study.seeds)
-    assert len(plan) == 1 + n_runs * n_arms * (1 + n_tasks)
     assert ids[0] == 'pca'
-    # KDEP 10% of ResNet-20 seed 0 first, with its probe and hymenoptera
-    assert ids[1:4] == ['pretrain/f/r20/s0', 'probe/f/r20/s0',
-                        'hymenoptera/f/r20/s0']
-    # detection / segmentation after the probe + hymenoptera of all arms
-    first_bccd = ids.index('bccd/f/r20/s0')
-    assert ids.index('hymenoptera/a/r20/s0') < first_bccd
-    # seeds 1, 2 before the narrow student, TCS (h) last
-    assert ids.index('camvid/a/r20/s2') < ids.index('pretrain/f/r20w8/s0')
-    assert all(c.arm == 'h' for c in plan[-n_runs * (1 + n_tasks):])
-    for c in plan:  # every dependency comes earlier
-        for d in c.deps():
-            assert ids.index(d.id) < ids.index(c.id)
+    assert len(ids) == len(set(ids))
+    first_main = ids.index('pretrain/f/r20w8/s0')
+    assert all(c.kind == 'sweep' for c in plan[1:first_main])
+    n_sweep = sum(len(P.sweep_settings(study, a)) for a in study.sweeps)
+    assert first_main - 1 == n_sweep
+    by = {c.id: c for c in plan}
+    f = by['pretrain/f/r20w8/s0']
+    assert 'pca' in f.dep_ids
+    assert {d for d in f.dep_ids if d.startswith('sweep/')} == {
+        f'sweep/f/r20w8/{setting_id(s)}'
+        for s in P.sweep_settings(study, 'f')}
+    # b takes c's sweep, g takes f's (sweep_from)
+    assert {d for d in by['pretrain/b/r20w8/s1'].dep_ids} == {
+        f'sweep/c/r20w8/{setting_id(s)}' for s in P.sweep_settings(study, 'c')}
+    assert by['pretrain/a/r20w8/s0'].dep_ids == []
+    # random init is probed once, every other arm at each milestone
+    assert [c.milestone for c in plan if c.kind == 'probe'
+            and c.arm == 'a' and c.seed == 0 and c.student == 'r20w8'] == [3]
+    assert [c.milestone for c in plan if c.kind == 'probe'
+            and c.arm == 'f' and c.seed == 0 and c.student == 'r20w8'] == \
+        [0, 1, 2, 3]
+    assert by['ft_bccd/f/r20w8/s2'].dep_ids == ['pretrain/f/r20w8/s2']
+    # every dependency comes earlier in the plan
+    pos = {c.id: i for i, c in enumerate(plan)}
+    assert all(pos[d] < pos[c.id] for c in plan for d in c.dep_ids)
+    # the second student has only its arms and seeds
+    assert {c.arm for c in plan if c.student == 'r20' and c.kind != 'sweep'} \
+        == set(study.students.r20.arms)
+    assert {c.seed for c in plan if c.student == 'r20'} == {0}
 
 
-def test_filters_add_dependencies(ks, study):
-    plan = ks.full_plan(study)
-    sel = ks.select(plan, _args(ks, '--arms', 'f', '--tasks', 'probe',
-                                '--seeds', '1', '--students', 'r20'))
-    assert [c.id for c in sel] == ['pca', 'pretrain/f/r20/s1',
-                                   'probe/f/r20/s1']
-    sel = ks.select(plan, _args(ks, '--only', 'camvid/b/r20w8/s2'))
-    assert [c.id for c in sel] == ['pretrain/b/r20w8/s2',
-                                   'camvid/b/r20w8/s2']
-    sel = ks.select(plan, _args(ks, '--only', 'pretrain/a/*'))
-    assert {c.student for c in sel} == set(study.students)
-    assert all(c.kind == 'pretrain' for c in sel)
+def test_select_adds_dependencies(plan):
+    got = P.select(plan, only=['probe/f/r20w8/s1/m2'])
+    ids = [c.id for c in got]
+    assert 'probe/f/r20w8/s1/m2' in ids and 'pretrain/f/r20w8/s1' in ids
+    assert 'pca' in ids and any(i.startswith('sweep/f/') for i in ids)
+    assert not any(i.startswith('sweep/c/') for i in ids)
+    got = P.select(plan, kinds=['ft_camvid'], seeds=[0], students=['r20w8'])
+    assert {c.kind for c in got} >= {'ft', 'pretrain', 'sweep'}
+    assert not any(c.kind == 'ft' and c.task == 'bccd' for c in got)
 
 
-def test_stale_pretrain_cell_is_rerun_only_when_needed(ks, study,
-                                                     tmp_path):
-    """Cell results are kept in git, exports are not: a finished
-    pre-training cell whose export is gone is set aside (``.stale.json``)
-    when a downstream cell still needs it, and kept when none does."""
-    rdir = str(tmp_path)
-    os.makedirs(osp.join(rdir, 'cells'))
-    pre = ks.Cell('pretrain', 'f', 'r20', 0)
-    probe = ks.Cell('down', 'f', 'r20', 0, 'probe')
-    ks.write_json(ks.cell_path(rdir, pre),
-                  dict(export=osp.join(rdir, 'gone.pth')))
-    ks.write_json(ks.cell_path(rdir, probe), dict(score=1.0))
-    ks.retire_stale_pretrain(rdir, [pre, probe])  # probe done: keep
-    assert ks.load_result(rdir, pre) is not None
-    hym = ks.Cell('down', 'f', 'r20', 0, 'hymenoptera')
-    ks.retire_stale_pretrain(rdir, [pre, probe, hym])  # hym needs it
-    assert ks.load_result(rdir, pre) is None
-    assert osp.isfile(ks.cell_path(rdir, pre, '.stale.json'))
-    # an export that exists, or a cell with no export (random init): kept
-    ks.write_json(ks.cell_path(rdir, pre),
-                  dict(export=ks.cell_path(rdir, probe)))
-    a = ks.Cell('pretrain', 'a', 'r20', 0)
-    ks.write_json(ks.cell_path(rdir, a), dict(export=None))
-    ks.retire_stale_pretrain(
-        rdir, [pre, a, hym, ks.Cell('down', 'a', 'r20', 0, 'probe')])
-    assert ks.load_result(rdir, pre) is not None
-    assert ks.load_result(rdir, a) is not None
+def test_claim_files(tmp_path):
+    from study.cellstore import claimed_by_other, release, try_claim
+    c = P.Cell('pca')
+    assert try_claim(str(tmp_path), c)
+    assert not claimed_by_other(str(tmp_path), 'pca')  # our own claim
+    release(str(tmp_path), c)
+    # a claim left by a dead process is taken over
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                          capture_output=True, text=True).stdout.strip()
+    os.makedirs(tmp_path / 'claims', exist_ok=True)
+    (tmp_path / 'claims' / 'pca').write_text(dead)
+    assert try_claim(str(tmp_path), c)
+    # a live one is not
+    (tmp_path / 'claims' / 'pca').write_text(str(os.getppid()))
+    assert not try_claim(str(tmp_path), c)
+    assert claimed_by_other(str(tmp_path), 'pca')
 
 
-def test_claim_files(ks, tmp_path):
-    rdir = str(tmp_path)
-    cell = ks.Cell('pretrain', 'f', 'r20', 0)
-    assert ks.try_claim(rdir, cell)
-    assert not ks.claimed_by_other(rdir, cell)  # our own claim
-    # a claim of a live other process is respected
-    path = osp.join(rdir, 'claims', cell.fname)
-    with open(path, 'w') as f:
-        f.write(str(os.getppid()))
-    assert ks.claimed_by_other(rdir, cell)
-    assert not ks.try_claim(rdir, cell)
-    # a claim of a dead process is taken over
-    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
-    proc.wait()
-    with open(path, 'w') as f:
-        f.write(str(proc.pid))
-    assert not ks.claimed_by_other(rdir, cell)
-    assert ks.try_claim(rdir, cell)
-    ks.release(rdir, cell)
-    assert not osp.exists(path)
+def test_paired_interval_by_hand():
+    a, b = {0: 10., 1: 12., 2: 14.}, {0: 9., 1: 10., 2: 11.}
+    ci = S.paired(a, b)  # d = 1, 2, 3: mean 2, sd 1
+    half = 4.303 / math.sqrt(3)
+    assert ci['mean'] == pytest.approx(2.)
+    assert ci['lo'] == pytest.approx(2 - half)
+    assert ci['hi'] == pytest.approx(2 + half)
+    assert S.verdict(ci) == 'inconclusive'
+    ci = S.paired({0: 10., 1: 11., 2: 12.}, {0: 5., 1: 6.2, 2: 6.8})
+    assert S.verdict(ci) == 'holds'
+    assert S.verdict(S.paired({0: 5., 1: 6.2, 2: 6.8},
+                              {0: 10., 1: 11., 2: 12.})) == 'reversed'
+    assert S.paired({0: 1.}, {0: 2.}) is None
+    assert S.verdict(None) == 'not enough seeds'
+    assert S.t975(2) == 4.303 and S.t975(12) == 2.228
 
 
-def _fake_results(study, scores, times, seeds=(0, 1, 2)):
-    """{cell id: result} for student r20 from {arm: {task: score}}."""
-    res = {}
-    for arm, per_task in scores.items():
-        for s in seeds:
-            res[f'pretrain/{arm}/r20/s{s}'] = dict(
-                pretrain_s=times[arm], total_s=times[arm], kind='pretrain',
-                arm=arm, epochs=10)
-            for task, v in per_task.items():
-                res[f'{task}/{arm}/r20/s{s}'] = dict(
-                    score=v + 0.1 * s, total_s=10., kind='down')
-    return res
+def test_sensitivity_and_reading_a_curve_by_hand():
+    rand, sup = {0: 20., 1: 22., 2: 24.}, {0: 30., 1: 31., 2: 32.}
+    s = S.sensitivity(rand, sup)  # var 4 and 1 -> pooled sd sqrt(2.5)
+    assert s['gap'] == pytest.approx(9.)
+    assert s['pooled_sd'] == pytest.approx(math.sqrt(2.5))
+    assert s['sensitive']  # 9 > 3 * 1.58
+    s = S.sensitivity({0: 20., 1: 26., 2: 32.}, sup)
+    assert not s['sensitive']
+    curve = [(10, 30.), (20, 40.), (40, 50.)]
+    assert S.compute_to_reach(curve, 45.) == pytest.approx(30.)
+    assert S.compute_to_reach(curve, 25.) == 10
+    assert S.compute_to_reach(curve, 51.) is None
 
 
-def test_verdicts(ks, study):
-    tasks = list(study.tasks)
-    plan = ks.full_plan(study)
-    good = {a: {t: v for t in tasks} for a, v in
-            dict(a=10., b=50., d=30., e=31., f=49.5).items()}
-    times = dict(a=0., b=400., d=80., e=80., f=90.)
-    t = ks.Table(study, plan, _fake_results(study, good, times), set())
-    verdicts = [v for _, v, _ in ks.claims(t, 'r20')]
-    assert verdicts == ['holds', 'holds', 'holds']
-    # KDEP worse than logit KD on one task, far behind supervised, equal to
-    # scratch on one task
-    bad = {a: dict(v) for a, v in good.items()}
-    bad['d']['camvid'] = 60.
-    bad['f']['probe'] = 10.
-    bad['a']['probe'] = 10.
-    t = ks.Table(study, plan, _fake_results(study, bad, times), set())
-    verdicts = [v for _, v, _ in ks.claims(t, 'r20')]
-    assert verdicts[0].startswith('partly holds (5 of 8')
-    assert verdicts[1].startswith('partly holds (3 of 4')
-    assert verdicts[2].startswith('partly holds (3 of 4')
-    # nothing measured for the narrow student
-    assert [v for _, v, _ in ks.claims(t, 'r20w8')] == ['not yet measured'] * 3
-    # a missing arm makes a claim 'not yet measured', naming the cells
-    part = {a: v for a, v in good.items() if a != 'e'}
-    t = ks.Table(study, plan, _fake_results(study, part, times), set())
-    name, verdict, detail = ks.claims(t, 'r20')[0]
-    assert verdict == 'not yet measured' and '(e) probe' in detail
+def test_explained_variance_and_plateau_by_hand():
+    from study.pretrain import explained_variance, plateau
+
+    class M(torch.nn.Module):
+        def __init__(self, student):
+            super().__init__()
+            self.s = student
+
+        def teacher_features(self, x):
+            return x
+
+        def student_features(self, x):
+            return self.s(x)
+
+        def aligner(self, s, t):
+            return s, t
+
+    x = torch.randn(64, 8)
+    assert explained_variance(M(lambda v: v), x) == pytest.approx(1.)
+    mean = x.mean(0, keepdim=True)
+    assert explained_variance(M(lambda v: mean.expand_as(v)), x) == \
+        pytest.approx(0., abs=1e-6)
+    half = explained_variance(M(lambda v: mean + 0.5 * (v - mean)), x)
+    assert half == pytest.approx(0.75, abs=1e-6)  # 1 - 0.5^2
+    # per coordinate: the first coordinate right, the others at the mean
+    ev, dims = explained_variance(
+        M(lambda v: torch.cat([v[:, :1], mean[:, 1:].expand(len(v), 7)], 1)),
+        x, per_dim=True)
+    assert dims[0] == pytest.approx(1.) and max(map(abs, dims[1:])) < 1e-6
+    var = (x - mean).pow(2).sum(0)
+    assert ev == pytest.approx(float(var[0] / var.sum()), abs=1e-6)
+    curve = [dict(step=s, loss=1.0) for s in range(1, 101)]
+    assert plateau(curve, 0.05)['plateau']
+    curve = [dict(step=s, loss=2.0 - s / 100) for s in range(1, 101)]
+    p = plateau(curve, 0.05)  # mid mean (66..75) 1.295, late (91..100) 1.045
+    assert p['mid'] == pytest.approx(1.295)
+    assert p['late'] == pytest.approx(1.045)
+    assert not p['plateau']
 
 
-def test_table_text_marks_missing_and_failed(ks, study):
-    plan = ks.full_plan(study)
-    res = _fake_results(study, {'f': {'probe': 40.}}, {'f': 90.}, seeds=(0,))
-    t = ks.Table(study, plan, res, {'probe/b/r20/s0'})
-    assert t.text('r20', 'f', 'probe') == '40.0 (n=1)'
-    assert t.text('r20', 'b', 'probe') == 'failed'
-    assert t.text('r20', 'c', 'probe') == 'not run'
-    res = _fake_results(study, {'f': {'probe': 40.}}, {'f': 90.})
-    t = ks.Table(study, plan, res, set())
-    assert t.text('r20', 'f', 'probe') == '40.1 ± 0.1'
+def test_recorder_refuses_milestones_on_one_step():
+    from study.pretrain import StudyRecorderHook
+    with pytest.raises(ValueError, match='too few'):
+        StudyRecorderHook(4, [0.125, 0.25, 0.5, 1.0], export_fn=None)
+    rec = StudyRecorderHook(16, [0.125, 0.25, 0.5, 1.0], export_fn=None)
+    assert [m for m, _ in rec.marks] == [2, 4, 8, 16]
 
 
-def test_report_from_partial_cells(ks, study, tmp_path, monkeypatch):
-    """--report with a few hand-written cells: the rest says 'not run'."""
-    rdir = tmp_path / 'res'
-    (rdir / 'cells').mkdir(parents=True)
-    res = _fake_results(study, {'f': {'probe': 40.}}, {'f': 90.}, seeds=(0,))
-    for cid, r in res.items():
-        r.update(cpu_s=5., load_start=1.)
-        with open(rdir / 'cells' / (cid.replace('/', '__') + '.json'),
-                  'w') as f:
-            json.dump(r, f)
-    docs = tmp_path / 'docs'
-    monkeypatch.chdir(REPO)  # main() works from the repository root
-    rc = ks.main(['--report', '--results-dir', str(rdir), '--docs-dir',
-                  str(docs)])
-    assert rc == 0
-    md = (docs / 'results.md').read_text()
-    assert '| (f) KDEP 10% |' in md
-    row_b = next(ln for ln in md.splitlines()
-                 if ln.startswith('| (b) supervised 100%'))
-    assert row_b.count('not run') == 1 + len(study.tasks)
-    assert 'not yet measured' in md
-    assert (docs / 'images' / 'study_score_vs_time.png').stat().st_size > 0
-    assert (docs / 'images' / 'teacher_pca_spectrum.png').stat().st_size > 0
+def test_probe_estimators_by_hand():
+    from study.data import majority_cells, stratified_folds
+    from study.probes import balanced_accuracy, fit_logistic, miou
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(50, 3, generator=g) + 4,
+                   torch.randn(50, 3, generator=g) - 4])
+    y = torch.tensor([0] * 50 + [1] * 50)
+    assert (fit_logistic(x, y, 2, 1e-3, 50)(x) == y).all()
+    pred, yy = torch.tensor([0, 0, 1, 1, 1, 2]), torch.tensor([0, 1, 1, 1, 2, 2])
+    # recalls: class 0 1/1, class 1 2/3, class 2 1/2
+    assert balanced_accuracy(pred, yy, 3) == pytest.approx(
+        100 * (1 + 2 / 3 + 0.5) / 3)
+    # IoU: c0 1/2, c1 2/4, c2 1/2
+    assert miou(pred, yy, 3) == pytest.approx(50.)
+    lab = np.array([[0, 0, 1, 11], [0, 1, 11, 11], [11, 11, 2, 2],
+                    [11, 11, 2, 3]])
+    assert majority_cells(lab, 2, 11, 11).tolist() == [[0, 1], [255, 2]]
+    folds = stratified_folds(np.array([0] * 10 + [1] * 5), 5)
+    for f in range(5):
+        assert (folds[:10] == f).sum() == 2 and (folds[10:] == f).sum() == 1
+
+
+def test_chosen_setting_is_the_best_validation_score(tmp_path, study):
+    from study.cellstore import write_json
+    from study.pretrain import chosen_setting
+
+    class Ctx:
+        pass
+    ctx = Ctx()
+    ctx.study, ctx.rdir = study, str(tmp_path)
+    with pytest.raises(RuntimeError, match='has not run'):
+        chosen_setting(ctx, 'f')
+    scores = {}
+    for k, s in enumerate(P.sweep_settings(study, 'c')):
+        scores[setting_id(s)] = [40., 45., 45.][k]
+        write_json(tmp_path / 'cells' / f'sweep__c__r20w8__{setting_id(s)}'
+                   '.json', dict(val_score=scores[setting_id(s)]))
+    best, src = chosen_setting(ctx, 'b')  # b takes c's sweep
+    assert src == 'c' and best == P.sweep_settings(study, 'c')[1]  # tie: first
+    assert chosen_setting(ctx, 'a') == (None, None)
+
+
+def test_probe_backbone_holds_the_export(tmp_path, study):
+    """The probe builds the backbone through init_cfg and checks the weights
+    it holds are the export's; an export the init_cfg loads only partly is
+    refused instead of probed from partly random weights."""
+    from kdep_mm.registry import MODELS
+    from study.probes import build_backbone
+
+    class Ctx:
+        device = 'cpu'
+    ctx = Ctx()
+    ctx.study = study
+    src = MODELS.build(dict(type='kdep_mm.CIFARResNet', depth=20,
+                            base_channels=8))
+    for p in src.parameters():
+        torch.nn.init.normal_(p)
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v
+                               for k, v in src.state_dict().items()}}, good)
+    bb, check = build_backbone(ctx, 'r20w8', str(good))
+    assert check['loaded'] and check['tensors'] == len(src.state_dict())
+    assert torch.equal(bb.conv1.weight, src.conv1.weight)
+    # an export missing a tensor loads without error (mmengine's Pretrained
+    # init is not strict) and would leave that tensor random
+    bad = tmp_path / 'bad.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v
+                               for k, v in src.state_dict().items()
+                               if k != 'conv1.weight'}}, bad)
+    with pytest.raises(RuntimeError, match='does not hold its weights'):
+        build_backbone(ctx, 'r20w8', str(bad))
+
+
+def _fake_cells(rdir, study, scores):
+    """Hand-written cells: scores[arm] = per-seed final CIFAR probe score."""
+    from study.cellstore import write_json
+    cells = osp.join(rdir, 'cells')
+    os.makedirs(cells, exist_ok=True)
+    for arm, per_seed in scores.items():
+        for seed, sc in enumerate(per_seed):
+            write_json(osp.join(cells, f'probe__{arm}__r20w8__s{seed}__m3'
+                                '.json'),
+                       dict(scores=dict(cifar=sc, bccd_crops=sc / 2,
+                                        camvid_pixels=10., hymenoptera=60.),
+                            pretrain_cpu_s=100. * (arm != 'a'), cpu_s=1.,
+                            total_s=1.))
+
+
+def test_report_from_hand_written_cells(tmp_path, study, plan):
+    from study.report import Results, claims, sensitivity_rows
+    _fake_cells(str(tmp_path), study, dict(
+        a=[20., 21., 22.], b=[50., 51., 52.], f=[40., 42., 44.],
+        d=[30., 31., 35.], e=[41., 43., 45.]))
+    R = Results(study, plan, str(tmp_path))
+    rows, sens = sensitivity_rows(R, 'r20w8')
+    assert sens['cifar'] and sens['bccd_crops']
+    assert not sens['camvid_pixels']  # sd 0 in both arms, gap 0
+    assert not sens['bccd']  # fine-tuning cells not run
+    out = {t: (v, p) for t, v, p in claims(R, 'r20w8', sens)}
+    (v1, p1), = [out[t] for t in out if t.startswith('(1)')]
+    # BCCD crops (the only sensitive OOD task, score/2): f - d = 5, 5.5, 4.5
+    # -> holds; f - e = -0.5 each seed -> reversed
+    assert 'holds in 1, reversed in 1' in v1
+    assert any('(f) - (d) = +5.0' in p for p in p1)
+    (v3, _), = [out[t] for t in out if t.startswith('(3)')]
+    assert 'holds' in v3  # g has no cells: only f vs a is compared
+    R2 = Results(study, plan, str(tmp_path / 'none'))
+    assert 'not run' in '\n'.join(sensitivity_rows(R2, 'r20w8')[0])
 
 
 @pytest.mark.slow
 def test_smoke_study_end_to_end(tmp_path):
-    rdir = tmp_path / 'study'
-    cmd = [sys.executable, SCRIPT, '--smoke', '--results-dir', str(rdir),
-           '--students', 'r20', '--seeds', '0']
-    t0 = time.time()
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
-                         timeout=900)
-    assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
-    first = time.time() - t0
-    cells = sorted(os.listdir(rdir / 'cells'))
-    assert not [c for c in cells if c.endswith('.error.txt')], cells
-    # pca + 8 pre-training cells + 8 arms x 4 tasks
-    assert len(cells) == 1 + 8 + 8 * 4, cells
-    for name in cells:
-        r = json.loads((rdir / 'cells' / name).read_text())
-        assert r['smoke'] is True
-        assert r['total_s'] >= 0 and 'cpu_s' in r
-        if r['kind'] == 'down':
-            assert isinstance(r['score'], float), r
-        if r['kind'] == 'pretrain' and r['arm'] != 'a':
-            assert r['iters'] == 1 and osp.isfile(r['export']), r
-    md = (rdir / 'docs' / 'results.md').read_text()
-    assert 'SMOKE RUN' in md
-    row_f = next(ln for ln in md.splitlines()
-                 if ln.startswith('| (f) KDEP 10%'))
-    assert 'not run' not in row_f
-    assert re.search(r'\| \(h\) TCS 10% \|.*\(n=1\)', md)
-    assert 'not run' in md  # the narrow student and seeds 1, 2
-    for png in ('study_score_vs_time.png', 'teacher_pca_spectrum.png'):
-        assert (rdir / 'docs' / 'images' / png).stat().st_size > 1000
-    # the rerun skips every finished cell
-    stamps = {c: (rdir / 'cells' / c).stat().st_mtime_ns for c in cells}
-    out = subprocess.run(cmd + ['--no-report'], capture_output=True,
-                         text=True, cwd=REPO, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert '0 to run' in out.stdout, out.stdout[-2000:]
-    assert 'cell ' not in out.stdout.split('to run;', 1)[1], out.stdout
-    assert {c: (rdir / 'cells' / c).stat().st_mtime_ns
-            for c in cells} == stamps
-    # a missing cell reads 'not run' in the report
-    os.remove(rdir / 'cells' / 'camvid__f__r20__s0.json')
-    out = subprocess.run(cmd + ['--report'], capture_output=True, text=True,
-                         cwd=REPO, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    md = (rdir / 'docs' / 'results.md').read_text()
-    row_f = next(ln for ln in md.splitlines()
-                 if ln.startswith('| (f) KDEP 10%'))
-    assert row_f.rstrip(' |').endswith('not run'), row_f
-    print(f'smoke study: {first:.0f}s for {len(cells)} cells')
+    """Every cell kind through real Runners on the shared data (a few
+    images, 8 steps), a one-setting sweep per arm; the report and its plots
+    are written; probes and fine-tuning start from the exported weights; a
+    rerun skips every finished cell."""
+    spec = tmp_path / 'study.py'
+    base = osp.join(STUDY_DIR, 'study.py')
+    spec.write_text(
+        f"_base_ = [{base!r}]\n"
+        "sweeps = dict(_delete_=True, f=dict(lr=[0.02]), c=dict(lr=[0.05]),"
+        " d=dict(lr=[0.05]), e=dict(lr=[0.05]), h=dict(lr=[0.05]),"
+        " i=dict(lr=[0.02]), j=dict(lr=[0.02]))\n")
+    rdir = tmp_path / 'res'
+    cmd = [sys.executable, SCRIPT, '--smoke', '--study', str(spec),
+           '--results-dir', str(rdir), '--students', 'r20w8', '--seeds', '0',
+           '--jobs', '2']
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                       timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    cells = rdir / 'cells'
+    f = json.loads((cells / 'pretrain__f__r20w8__s0.json').read_text())
+    assert [m['fraction'] for m in f['milestones']] == [0.125, 0.25, 0.5, 1.0]
+    assert [m['steps'] for m in f['milestones']] == [1, 2, 4, 8]
+    assert f['chosen'] == dict(lr=0.02) and f['lr'] == 0.02
+    assert len(f['ev']) >= 2 and f['plateau'] is not None
+    cpu = [m['train_cpu_s'] for m in f['milestones']]
+    assert cpu == sorted(cpu) and cpu[0] > 0
+    for k in range(4):
+        p = json.loads((cells / f'probe__f__r20w8__s0__m{k}.json').read_text())
+        assert set(p['scores']) == {'cifar', 'bccd_crops', 'camvid_pixels',
+                                    'hymenoptera'}
+        assert p['export'] == f['milestones'][k]['export']
+        assert all(d['check']['loaded'] for d in p['details'].values())
+    a = json.loads((cells / 'probe__a__r20w8__s0__m3.json').read_text())
+    assert a['export'] is None
+    for task in ('bccd', 'camvid'):
+        ft = json.loads((cells / f'ft_{task}__f__r20w8__s0.json').read_text())
+        assert ft['loaded_export'] is True
+    docs = rdir / 'docs'
+    text = (docs / 'results.md').read_text()
+    assert '## Sweep' in text and '### Sensitivity check' in text
+    assert (docs / 'images' / 'study_v2_score_vs_compute_r20w8.png').is_file()
+    assert (docs / 'images' / 'study_v2_curves_r20w8.png').is_file()
+    r = subprocess.run(cmd + ['--no-report'], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0
+    assert ' 0 to run' in r.stdout

@@ -113,18 +113,23 @@ class PrefitTCSHook(Hook):
 
 
 # ------------------------------------------------------------ recorder
-def explained_variance(model, x):
+def explained_variance(model, x, per_dim=False):
     """EV of the aligned target on a batch (model in eval mode, no grad):
-    1 - sum||s - t||^2 / sum||t - mean(t)||^2."""
+    1 - sum||s - t||^2 / sum||t - mean(t)||^2; with ``per_dim`` also the
+    list of each target coordinate's own EV (SVD coordinates come sorted by
+    teacher variance)."""
     was = model.training
     model.eval()
     with torch.no_grad():
         t = model.teacher_features(x)
         s, tgt = model.aligner(model.student_features(x), t)
-        err = (s - tgt).pow(2).sum()
-        var = (tgt - tgt.mean(0, keepdim=True)).pow(2).sum()
+        err = (s - tgt).pow(2).sum(0)
+        var = (tgt - tgt.mean(0, keepdim=True)).pow(2).sum(0)
     model.train(was)
-    return float(1. - err / var.clamp_min(1e-12))
+    ev = float(1. - err.sum() / var.sum().clamp_min(1e-12))
+    if not per_dim:
+        return ev
+    return ev, (1. - err / var.clamp_min(1e-12)).tolist()
 
 
 class StudyRecorderHook(Hook):
@@ -146,6 +151,7 @@ class StudyRecorderHook(Hook):
                       for i in range(n)} if n else set()
         self.window = window or max(1, steps // 50)
         self.losses, self.curve, self.ev, self.milestones = [], [], [], []
+        self.ev_dims = None
         self.excluded = 0.
 
     def before_train(self, runner):
@@ -161,8 +167,9 @@ class StudyRecorderHook(Hook):
         model = runner.model
         x = model.data_preprocessor(dict(inputs=self.ev_inputs),
                                     False)['inputs']
-        self.ev.append(dict(step=step, ev=round(explained_variance(model, x),
-                                                 5)))
+        ev, dims = explained_variance(model, x, per_dim=True)
+        self.ev.append(dict(step=step, ev=round(ev, 5)))
+        self.ev_dims = [round(d, 4) for d in dims]  # the latest point's
         self.excluded += time.process_time() - c
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
@@ -319,6 +326,7 @@ def run_pretrain(cell, ctx):
     for m in rec.milestones:
         m['pretrain_cpu_s'] = round(m['train_cpu_s'] + fit_cpu_s, 2)
     res = dict(milestones=rec.milestones, loss_curve=rec.curve, ev=rec.ev,
+               ev_dims=rec.ev_dims,
                plateau=plateau(rec.curve, study.plateau_rel),
                pretrain_cpu_s=rec.milestones[-1]['pretrain_cpu_s'],
                fit_cpu_s=fit_cpu_s, build_s=round(build_s, 2),

@@ -77,5 +77,6 @@ def iter_schedule(cfg, steps, warmup_frac=0.05):
     ]
     cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
     cfg.default_hooks.checkpoint = None
+    cfg.log_processor = dict(by_epoch=False)
     cfg.default_hooks.logger = dict(type='LoggerHook',
                                     interval=max(1, steps // 20))

@@ -1,0 +1,421 @@
+"""docs/results.md from the committed cells: setup, the sensitivity check,
+the final-score tables, the curves, the plateau and sweep tables, the
+claims with paired 95% intervals, and the runtime table. Cells that have
+not run say so; no number is filled in."""
+import datetime
+import os
+import os.path as osp
+
+from . import stats as S
+from .cellstore import load_result
+from .plan import arm_kinds
+from .spec import say, setting_id, sweep_settings
+
+
+class Results:
+    """Lookups over the finished cells of a plan."""
+
+    def __init__(self, study, plan, rdir):
+        self.study, self.plan, self.rdir = study, plan, rdir
+        self.res = {}
+        self.failed = set()
+        for c in plan:
+            r = load_result(rdir, c)
+            if r is not None:
+                self.res[c.id] = r
+            elif osp.isfile(osp.join(rdir, 'cells', c.fname + '.error.txt')):
+                self.failed.add(c.id)
+        self.last = len(study.milestones) - 1
+
+    def seeds(self, student):
+        return list(self.study.students[student].seeds)
+
+    def task_scores(self, arm, student, task, milestone=None):
+        """{seed: score} of a task's final (or milestone) result."""
+        out = {}
+        for s in self.seeds(student):
+            if task in self.study.probes:
+                k = self.last if milestone is None else milestone
+                r = self.res.get(f'probe/{arm}/{student}/s{s}/m{k}')
+                if r is not None:
+                    out[s] = r['scores'][task]
+            else:
+                r = self.res.get(f'ft_{task}/{arm}/{student}/s{s}')
+                if r is not None:
+                    out[s] = r['score']
+        return out
+
+    def curve(self, arm, student, task):
+        """Mean over seeds of (pre-training CPU s, score) per milestone."""
+        pts = []
+        ms = [self.last] if arm == 'a' else range(self.last + 1)
+        for k in ms:
+            xs, ys = [], []
+            for s in self.seeds(student):
+                r = self.res.get(f'probe/{arm}/{student}/s{s}/m{k}')
+                if r is not None:
+                    xs.append(r['pretrain_cpu_s'])
+                    ys.append(r['scores'][task])
+            if ys:
+                pts.append((sum(xs) / len(xs), sum(ys) / len(ys), len(ys)))
+        return pts
+
+    def pretrain(self, arm, student):
+        return [self.res.get(f'pretrain/{arm}/{student}/s{s}')
+                for s in self.seeds(student)]
+
+    def tasks(self):
+        return list(self.study.probes) + list(self.study.finetune)
+
+    def task_label(self, t):
+        d = self.study.probes.get(t) or self.study.finetune[t]
+        return d.label, d.metric
+
+    def arms_for(self, student, task):
+        arms = self.study.students[student].arms
+        if task in self.study.finetune:
+            arms = [a for a in arms if a in self.study.finetune[task].arms]
+        return list(arms)
+
+
+def _fmt(st, nd=1, want=3):
+    if st is None:
+        return 'not run'
+    txt = f'{st["mean"]:.{nd}f}' if st['n'] == 1 else \
+        f'{st["mean"]:.{nd}f} ± {st["sd"]:.{nd}f}'
+    return txt + (f' (n={st["n"]})' if st['n'] < want else '')
+
+
+def _ci(ci):
+    if ci is None:
+        return 'n/a'
+    return f'{ci["mean"]:+.1f} [{ci["lo"]:+.1f}, {ci["hi"]:+.1f}]'
+
+
+def sensitivity_rows(R, student):
+    rows, sens = [], {}
+    for t in R.tasks():
+        a = R.task_scores('a', student, t)
+        b = R.task_scores('b', student, t)
+        s = S.sensitivity(a, b)
+        sens[t] = bool(s and s['sensitive'])
+        label, metric = R.task_label(t)
+        rows.append(f'| {label} ({metric}) | {_fmt(S.summary(a.values()))} | '
+                    f'{_fmt(S.summary(b.values()))} | '
+                    + ('not enough seeds | | |' if s is None else
+                       f'{s["gap"]:+.1f} | {s["pooled_sd"]:.2f} | '
+                       f'{"**yes**" if s["sensitive"] else "no: left out"} |'))
+    return rows, sens
+
+
+def main_table(R, student, kinds):
+    study = R.study
+    tasks = R.tasks()
+    head = ['arm', 'data', 'labels', 'samples seen', 'SGD steps',
+            'pre-training CPU s'] + [
+        f'{R.task_label(t)[0]}: {R.task_label(t)[1]}' for t in tasks]
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|' + '---|' * 3 + '---:|' * (len(head) - 3)]
+    for arm in study.students[student].arms:
+        info = study.arms[arm]
+        pre = [p for p in R.pretrain(arm, student) if p]
+        cpu = S.summary([p['pretrain_cpu_s'] for p in pre])
+        data = '-' if kinds[arm] == 'random' else (
+            pre[0]['data'] if pre else '')
+        labels = 'yes' if pre and pre[0].get('labels') else (
+            '-' if kinds[arm] == 'random' else 'no')
+        samples = info.get('samples', 0) if kinds[arm] != 'random' else 0
+        bs = study.batch_size
+        cells = [f'({arm}) {info.label}', data, labels, f'{samples:,}',
+                 f'{samples // bs:,}', _fmt(cpu, 0, len(R.seeds(student)))]
+        for t in tasks:
+            if arm not in R.arms_for(student, t):
+                cells.append('-')
+            else:
+                cells.append(_fmt(S.summary(R.task_scores(arm, student,
+                                                          t).values()),
+                                  1, len(R.seeds(student))))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def plateau_rows(R, student):
+    rows = []
+    for arm in R.study.students[student].arms:
+        pre = [p for p in R.pretrain(arm, student) if p and p.get('plateau')]
+        if not pre:
+            continue
+        ch = [p['plateau']['rel_change'] for p in pre]
+        ok = sum(p['plateau']['plateau'] for p in pre)
+        ev = [p['ev'][-1]['ev'] for p in pre if p.get('ev')]
+        rows.append(f'| ({arm}) {R.study.arms[arm].label} | '
+                    f'{", ".join(f"{100 * c:.1f}%" for c in ch)} | '
+                    f'{ok} of {len(pre)} | '
+                    + (', '.join(f'{e:.3f}' for e in ev) if ev else '-')
+                    + ' |')
+    return rows
+
+
+def sweep_rows(R):
+    study = R.study
+    rows = []
+    for arm in study.sweeps:
+        users = [arm] + [a for a, src in study.get('sweep_from', {}).items()
+                         if src == arm]
+        best = None
+        got = []
+        for s in sweep_settings(study, arm):
+            cid = f'sweep/{arm}/{study.sweep_student}/{setting_id(s)}'
+            r = R.res.get(cid)
+            got.append((s, r))
+            if r is not None and (best is None or r['val_score'] > best[1]):
+                best = (setting_id(s), r['val_score'])
+        for s, r in got:
+            sid = setting_id(s)
+            mark = ' **chosen**' if best and sid == best[0] and \
+                all(x[1] is not None for x in got) else ''
+            score = 'not run' if r is None else f'{r["val_score"]:.1f}'
+            grid = ', '.join(f'{k}={v:g}' for k, v in sorted(s.items()))
+            rows.append(f'| ({arm}) {study.arms[arm].label} | {grid} | '
+                        f'{score}{mark} | {", ".join(users)} |')
+    return rows
+
+
+def claims(R, student, sens):
+    """The four claims, each per sensitive task, from paired intervals."""
+    ood = [t for t in R.tasks() if t not in R.study.probes
+           or not R.study.probes[t].in_domain]
+    out = []
+
+    def diff(a, b, t):
+        return S.paired(R.task_scores(a, student, t),
+                        R.task_scores(b, student, t))
+
+    def lines_for(pairs, tasks):
+        parts, verdicts = [], []
+        for t in tasks:
+            if not sens.get(t):
+                continue
+            for a, b in pairs:
+                if a not in R.arms_for(student, t) or \
+                        b not in R.arms_for(student, t):
+                    continue
+                ci = diff(a, b, t)
+                v = S.verdict(ci)
+                verdicts.append(v)
+                parts.append(f'{R.task_label(t)[0]}: ({a}) - ({b}) = '
+                             f'{_ci(ci)} -> {v}')
+        return parts, verdicts
+
+    def summarise(verdicts):
+        if not verdicts:
+            return 'untested (no sensitive task with results)'
+        n = len(verdicts)
+        h = verdicts.count('holds')
+        r = verdicts.count('reversed')
+        if h == n:
+            return f'**holds** ({n} of {n} comparisons)'
+        if r == n:
+            return f'**reversed** ({n} of {n} comparisons)'
+        return (f'**does not hold as stated**: holds in {h}, reversed in {r}, '
+                f'inconclusive in {n - h - r} of {n} comparisons')
+
+    p, v = lines_for([('f', 'd'), ('f', 'e')], ood)
+    out.append(('(1) KDEP 10% (f) > logit KD 10% (d) and > FitNets 10% (e) '
+                'on the out-of-domain tasks', summarise(v), p))
+    parts, verdicts = [], []
+    for t in R.tasks():
+        if not sens.get(t) or t not in R.study.probes:
+            continue
+        cf, cb = R.curve('f', student, t), R.curve('b', student, t)
+        if not cf or not cb:
+            continue
+        target, c_b = cb[-1][1], cb[-1][0]
+        reach = S.compute_to_reach([(c, s) for c, s, _ in cf], target)
+        ci = diff('f', 'b', t)
+        if reach is None:
+            v = 'does not hold'
+            parts.append(f'{R.task_label(t)[0]}: (f) never reaches (b)\'s '
+                         f'{target:.1f} within its budget (its best '
+                         f'{max(s for _, s, _ in cf):.1f}; final (f) - (b) = '
+                         f'{_ci(ci)})')
+        else:
+            ratio = reach / c_b
+            v = 'holds' if ratio <= 0.2 else 'does not hold'
+            parts.append(f'{R.task_label(t)[0]}: (f) reaches (b)\'s '
+                         f'{target:.1f} at {reach:.0f} CPU s = {ratio:.2f} x '
+                         f'(b)\'s {c_b:.0f} CPU s (final (f) - (b) = '
+                         f'{_ci(ci)}) -> {v}')
+        verdicts.append('holds' if v == 'holds' else 'reversed')
+    out.append(('(2) KDEP 10% (f) reaches supervised 100% (b)\'s score at '
+                'no more than 1/5 of its compute (mean curves, linear '
+                'interpolation between milestones)', summarise(verdicts),
+                parts))
+    p, v = lines_for([('f', 'a'), ('g', 'a')], R.tasks())
+    out.append(('(3) KDEP (f, 10%; g, 100%) > random init (a) on every '
+                'sensitive task', summarise(v), p))
+    p, v = lines_for([('f', 'i'), ('f', 'j')], R.tasks())
+    out.append(('(4) PTS matters (f > i, KDEP without PTS) and the SVD '
+                'alignment matters (f > j, a learned projector instead)',
+                summarise(v), p))
+    return out
+
+
+def runtime_rows(R):
+    groups = {}
+    for c in R.plan:
+        key = (c.kind if c.kind not in ('pretrain', 'sweep', 'ft') else
+               f'{c.kind} ({c.arm})' if c.kind != 'ft' else f'ft {c.task}',
+               c.student or '-')
+        g = groups.setdefault(key, dict(planned=0, cpu=[], wall=[]))
+        g['planned'] += 1
+        r = R.res.get(c.id)
+        if r is not None:
+            g['cpu'].append(r['cpu_s'])
+            g['wall'].append(r['total_s'])
+    rows, total_cpu, est = [], 0., 0.
+    for (kind, st), g in sorted(groups.items()):
+        n = len(g['cpu'])
+        mean = sum(g['cpu']) / n if n else None
+        total_cpu += sum(g['cpu'])
+        if mean is not None:
+            est += mean * g['planned']
+        rows.append(f'| {kind} | {st} | '
+                    + (f'{sum(g["wall"]) / n:.0f} | {mean:.0f}' if n else
+                       '- | -') + f' | {n} | {g["planned"]} |')
+    return rows, total_cpu, est, all(len(g['cpu']) for g in groups.values())
+
+
+def write_report(args, study, plan, rdir):
+    from .plots import make_plots
+    R = Results(study, plan, rdir)
+    kinds = arm_kinds(study)
+    docs = osp.abspath(args.docs_dir)
+    images = osp.join(docs, 'images')
+    os.makedirs(images, exist_ok=True)
+    pngs = make_plots(R, images)
+    n_done = len(R.res)
+    now = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
+    pca = R.res.get('pca')
+    L = ['# KDEP study v2: score vs pre-training compute on tasks that can '
+         'tell', '',
+         f'Generated by `python benchmarks/kdep_study.py --report` from the '
+         f'cell results in `benchmarks/study_results/cells` ({n_done} of '
+         f'{len(plan)} planned cells finished, {len(R.failed)} failed; '
+         f'written {now}). Cells that have not run say "not run"; no '
+         'number here is filled in or copied. Design, sizes and the reasons '
+         'for them: [docs/kdep.md](kdep.md#the-study-version-2-issue-15).',
+         '', '## Setup', '',
+         f'- Teacher: the real CIFAR-10 ResNet-56 (akamaster checkpoint, '
+         f'64-d pooled pre-ReLU feature). Students: '
+         + '; '.join(f'{st.label}: arms {", ".join(st.arms)}, seeds '
+                     f'{list(st.seeds)}' for st in study.students.values())
+         + '.',
+         f'- Pre-training pool ("100%"): {study.pool_per_class * 10:,} '
+         f'CIFAR-10 train images (class-balanced, seed {study.pool_seed}); '
+         f'"10%": {int(study.pool_per_class * 10 * study.pool_fraction):,} '
+         'of them. Budgets in samples seen at batch '
+         f'{study.batch_size} (SGD, momentum 0.9, wd 5e-4, 5% linear '
+         'warm-up then cosine); exports at '
+         + ', '.join(f'{100 * m:g}%' for m in study.milestones)
+         + ' of each schedule, every one probed.',
+         '- Frozen probes (logistic regression on standardised features, '
+         f'L2 {study.probe.l2:g}): CIFAR-10 (5,000 train images disjoint '
+         'from the pool -> the full 10,000-image test set); BCCD cell crops '
+         f'({study.probe.bccd_crop_px} px, 3 classes, class-weighted, '
+         'balanced accuracy on the test images); CamVid per-pixel (stages '
+         'pooled to stride 4, majority label per 4x4 cell, class-weighted, '
+         'mIoU on the 233 test images); hymenoptera '
+         f'({study.probe.hymenoptera_px} px, {study.probe.hymenoptera_folds}'
+         '-fold stratified CV over train + val). Full fine-tuning (final '
+         'exports): BCCD RetinaNet, CamVid FCN, arms '
+         + ', '.join(f'{t}: {ft.arms}' for t, ft in study.finetune.items())
+         + '.',
+         '- Hyper-parameters: lr (and loss weight for KDEP) by a one-seed '
+         f'sweep (seed {study.sweep_seed}) at the full budget, judged on a '
+         'validation split of 2,000 CIFAR-10 train images (disjoint from '
+         'the pool and the probe\'s training images), never on a test set.',
+         '- Statistics: mean ± sd over seeds; each claim from the paired '
+         'difference over seeds with its 95% t-interval: "holds" when the '
+         'interval lies above 0, "reversed" when below, else '
+         '"inconclusive".', '']
+    if pca:
+        kept = ', '.join(f'{n}: k = {v["k"]} keeps '
+                         f'{100 * v["variance_kept"]:.1f}%'
+                         for n, v in pca['kept'].items())
+        L += [f'Teacher PCA on {pca["n_features"]} features: {kept} of the '
+              'variance.', '']
+    for student, st in study.students.items():
+        L += [f'## {st.label}', '']
+        rows, sens = sensitivity_rows(R, student)
+        L += ['### Sensitivity check', '',
+              'A task can rank pre-training only if supervised 100% (b) and '
+              'random init (a) differ by more than 3 x their pooled sd; '
+              'otherwise it is left out of the verdicts.', '',
+              '| task | (a) random init | (b) supervised 100% | gap (b - a) '
+              '| pooled sd | sensitive |', '|---|---:|---:|---:|---:|---|']
+        L += rows + ['', '### Final scores', '']
+        L += main_table(R, student, kinds)
+        L += ['', 'Pre-training CPU s: CPU seconds of the training process '
+              'with 1 torch thread (about the wall clock of an idle core), '
+              'plus the teacher PCA fit for KDEP and TCS.', '']
+        if student in pngs:
+            L += [f'![score vs compute, {st.label}](images/'
+                  f'{osp.basename(pngs[student])})', '']
+        L += ['### Claims', '']
+        for title, verdict_txt, parts in claims(R, student, sens):
+            L.append(f'- **{title}**: {verdict_txt}.')
+            L += [f'  - {p}' for p in parts]
+        L += ['']
+        prow = plateau_rows(R, student)
+        if prow:
+            L += ['### Did the arms plateau?', '',
+                  f'Criterion: the mean training loss of the last 10% of '
+                  f'steps is within {100 * study.plateau_rel:g}% of the mean '
+                  'of the 10% of steps ending at 75% of the schedule. EV = '
+                  'the fraction of the aligned target\'s variance the student'
+                  f' explains on {study.ev_images} held-out images at the end '
+                  '(0 = the constant predictor).', '',
+                  '| arm | loss change, last quarter (per seed) | plateaued '
+                  '| final EV (per seed) |', '|---|---|---|---|']
+            L += prow + ['']
+            if f'{student}_curves' in pngs:
+                L += [f'![loss and EV curves, {st.label}](images/'
+                      f'{osp.basename(pngs[student + "_curves"])})', '']
+    L += ['## Sweep', '',
+          f'Student {study.sweep_student}, seed {study.sweep_seed}, the '
+          'arm\'s full budget; score = CIFAR-10 probe top-1 (%) on the '
+          'validation split. The chosen setting is used by every main seed '
+          'of the arms in the last column.', '',
+          '| arm | setting | val top-1 (%) | used by |', '|---|---|---:|---|']
+    L += sweep_rows(R) + ['']
+    rows, total_cpu, est, complete = runtime_rows(R)
+    L += ['## Runtime', '',
+          'Per cell (1 process, 1 torch thread): wall clock on this shared '
+          'machine and CPU seconds of the process.', '',
+          '| cell type | student | wall s / cell | CPU s / cell | measured '
+          '| planned |', '|---|---|---:|---:|---:|---:|']
+    L += rows
+    L += ['', f'Measured so far: {total_cpu / 3600:.2f} CPU hours. '
+          + (f'Whole study, from the measured mean per cell type: '
+             f'{est / 3600:.2f} CPU hours.' if complete else
+             f'Cell types measured so far extrapolate to {est / 3600:.2f} '
+             'CPU hours for them (types not yet measured are not '
+             'counted).'), '']
+    gpu = osp.join(osp.dirname(rdir), 'study_results_gpu', 'table.md')
+    L += ['## GPU study', '']
+    if osp.isfile(gpu):
+        L += [open(gpu).read().strip(), '']
+    else:
+        L += ['Not run yet: no GPU has been lent to a session since the GPU '
+              'script (`benchmarks/study_gpu.sh`) was prepared.', '']
+    L += ['## Reproduce', '', '```bash',
+          'python benchmarks/kdep_study.py --jobs 2   # resumable; reruns '
+          'skip finished cells',
+          'python benchmarks/kdep_study.py --report    # this page and the '
+          'plots', '```', '']
+    path = osp.join(docs, 'results.md')
+    from kdep_mm.utils.checkpoint import atomic_write_bytes
+    atomic_write_bytes('\n'.join(L).encode(), path)
+    say(f'report written: {path}')
+    return path
