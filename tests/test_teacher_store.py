@@ -78,9 +78,13 @@ def _expected(**over):
 
 
 def _files(root):
+    """The written files, byte for byte (not the readers' verified markers:
+    a per-machine cache of file states)."""
     out = {}
     for dirpath, _, names in os.walk(root):
         for name in names:
+            if name.endswith('.verified.json'):
+                continue
             path = osp.join(dirpath, name)
             with open(path, 'rb') as f:
                 out[osp.relpath(path, root)] = f.read()
@@ -129,7 +133,7 @@ def test_round_trip_exact_and_memmapped(store_root):
 def test_manifest_content(store_root):
     with open(osp.join(store_root, 'manifest.json')) as f:
         m = json.load(f)
-    assert m['format_version'] == 1 and m['num_views'] == V
+    assert m['format_version'] == 2 and m['num_views'] == V
     assert m['num_samples'] == N and m['shard_size'] == SHARD
     assert m['num_shards'] == 3
     assert m['fields'] == {'logits': {'shape': [5], 'dtype': 'float16'},
@@ -510,9 +514,19 @@ def test_dataset_identity():
     a = dataset_identity(Toy(['/data/toy/b.png', '/data/toy/a.png']))
     b = dataset_identity(Toy(['/data/toy/a.png', '/data/toy/b.png']))
     c = dataset_identity(Toy(['/data/toy/a.png', '/data/toy/c.png']))
-    assert a == b and a['paths_sha256'] != c['paths_sha256']
+    # the store is keyed by sample index: the same images in another order
+    # are another dataset (this test asserted a == b before issue 16); the
+    # sorted paths still agree, to tell a reordering from other images
+    assert a != b and a['paths_sha256'] != b['paths_sha256']
+    assert a['paths_sorted_sha256'] == b['paths_sorted_sha256']
+    assert a['paths_sha256'] != c['paths_sha256']
+    assert a['paths_sorted_sha256'] != c['paths_sorted_sha256']
     assert a['class'] == 'Toy' and a['length'] == 2
     assert a['ann_file'] == 'train.txt'
+    # ann_file relative to data_root, as the paths
+    Toy.ann_file = '/data/toy/meta/train.txt'
+    assert dataset_identity(Toy(['/data/toy/a.png']))['ann_file'] == \
+        osp.join('meta', 'train.txt')
 
 
 def test_pack_inputs_carries_teacher_outputs(tmp_path):
@@ -540,3 +554,216 @@ def test_pack_inputs_carries_teacher_outputs(tmp_path):
                                   crops[0, v])
     np.testing.assert_allclose(np.asarray(sample.teacher_mean),
                                crops[0, v].reshape(-1, 3).mean(0), rtol=1e-6)
+
+
+# ------------------------------------------------------ issue 16 refusals
+def _flip_byte(path, offset=-3):
+    """A same-size corruption of ``path`` (one byte flipped)."""
+    with open(path, 'r+b') as f:
+        f.seek(offset, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(offset, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_verification_cached_and_redone_on_change(tmp_path, monkeypatch):
+    """Issue 16, item 2: every shard is hashed once; its verified marker
+    (size, mtime, ctime, sha256) lets later opens skip the hashing; a file
+    changed since (same size) is re-hashed and refused; 'full' re-hashes
+    all. Before issue 16 every verified open re-hashed the whole store."""
+    from kdep_mm.datasets import teacher_store as ts
+    root = str(tmp_path)
+    _write(root)
+    hashed = []
+    real = ts._sha256_file
+    monkeypatch.setattr(ts, '_sha256_file',
+                        lambda p: hashed.append(osp.basename(p)) or real(p))
+    TeacherStore(root, _expected())
+    assert len(hashed) == 3 * 4  # 3 shards x (2 fields + boxes + flips)
+    for shard in range(3):
+        marker = osp.join(root, 'shards', f'{shard:05d}.verified.json')
+        with open(marker) as f:
+            info = json.load(f)
+        assert set(info['files']) == {'logits', 'feat', 'boxes', 'flips'}
+        assert {'bytes', 'mtime_ns', 'ctime_ns', 'sha256'} <= set(
+            info['files']['feat'])
+    hashed.clear()
+    TeacherStore(root, _expected())  # later opens: nothing hashed
+    assert hashed == []
+    # a same-size corruption of shard 1 changes the file's mtime/ctime: the
+    # next open re-hashes that shard (only) and refuses it
+    path = osp.join(root, 'shards', '00001.feat.npy')
+    _flip_byte(path)
+    with pytest.raises(ValueError, match='corrupted') as e:
+        TeacherStore(root, _expected())
+    assert path in str(e.value)
+    assert hashed and all(h.startswith('00001.') for h in hashed)
+    # even a corruption that restored the old mtime (ctime cannot be set
+    # back) is re-hashed; verify='full' re-hashes every shard
+    _flip_byte(path)  # repaired
+    hashed.clear()
+    TeacherStore(root, _expected())
+    hashed.clear()
+    TeacherStore(root, _expected(), verify='full')
+    assert len(hashed) == 12
+    with pytest.raises(ValueError, match='verify must be'):
+        TeacherStore(root, verify='sometimes')
+
+
+def test_shipped_readers_verify(tmp_path):
+    """Issue 16, item 2: no caller in kdep_mm opens a store unverified
+    (configs: tests/test_tcs_configs.py)."""
+    import kdep_mm
+    src = osp.dirname(kdep_mm.__file__)
+    offenders = []
+    for dirpath, _, names in os.walk(src):
+        for name in names:
+            if name.endswith('.py'):
+                with open(osp.join(dirpath, name)) as f:
+                    if 'verify=False' in f.read().replace(' ', ''):
+                        offenders.append(name)
+    assert offenders == []
+
+
+def test_crop_size_must_match_the_store(tmp_path):
+    """Issue 16, item 5: a store cached at out_size 24 is refused by an
+    ApplyStoredView of another scale (before issue 16 only the ensemble
+    view compared it)."""
+    root = str(tmp_path)
+    m = build_manifest(teacher_fingerprint=FP, dataset=dict(length=N),
+                       out_size=[24, 24])
+    w = TeacherStoreWriter(root, m, N, V, FIELDS, shard_size=SHARD)
+    w.write_all(_compute(_data()))
+    ApplyStoredView(dict(root=root), scale=24)
+    ApplyStoredView(dict(root=root), scale=(24, 24))
+    for scale in (16, (24, 32)):
+        with pytest.raises(ValueError) as e:
+            ApplyStoredView(dict(root=root), scale=scale)
+        assert 'ApplyStoredView.scale' in str(e.value)
+        assert 'out_size (24, 24)' in str(e.value)
+
+
+def test_manifest_checksummed(tmp_path):
+    """Issue 16, item 6: an edited manifest (a valid JSON) is refused at
+    load and by a resumed writer; so is a store of the old format."""
+    root = str(tmp_path)
+    _write(root)
+    path = osp.join(root, 'manifest.json')
+    with open(path) as f:
+        m = json.load(f)
+    assert m['manifest_sha256'] == \
+        __import__('kdep_mm.datasets.teacher_store',
+                   fromlist=['x']).manifest_checksum(m)
+    for key, value in (('num_views', 2), ('teacher_fingerprint', 'b' * 64)):
+        edited = dict(m, **{key: value})
+        with open(path, 'w') as f:
+            json.dump(edited, f)
+        with pytest.raises(ValueError, match='manifest_sha256') as e:
+            TeacherStore(root)
+        assert 're-cache' in str(e.value)
+        with pytest.raises(ValueError, match='manifest_sha256'):
+            TeacherStoreWriter(root, _manifest(), N, V, FIELDS,
+                               shard_size=SHARD)
+    # a store written by kdep_mm before issue 16 (format 1): re-cache
+    with open(path, 'w') as f:
+        json.dump(dict(m, format_version=1), f)
+    with pytest.raises(ValueError, match=r"'format_version' differs.*"
+                       r'has 1, expected 2.*re-cache'):
+        TeacherStore(root)
+    with open(path, 'w') as f:
+        f.write('{"trunc')
+    with pytest.raises(ValueError, match='not valid JSON'):
+        TeacherStore(root)
+
+
+def test_second_different_manifest_refused(tmp_path, monkeypatch):
+    """Issue 16, item 6: two writers that both found no manifest (the
+    window between "no manifest" and writing it, forced here): the second,
+    with another manifest, is refused instead of replacing the first's
+    (before issue 16 the last rename won); with the same manifest it joins.
+    """
+    from kdep_mm.datasets import teacher_store as ts
+    root = str(tmp_path)
+    real_isfile = osp.isfile
+    monkeypatch.setattr(ts.osp, 'isfile', lambda p: False if p.endswith(
+        'manifest.json') else real_isfile(p))
+    TeacherStoreWriter(root, _manifest(), N, V, FIELDS, shard_size=SHARD)
+    with open(osp.join(root, 'manifest.json'), 'rb') as f:
+        first = f.read()
+    with pytest.raises(ValueError, match='teacher_fingerprint'):
+        TeacherStoreWriter(root, _manifest(fp='c' * 64), N, V, FIELDS,
+                           shard_size=SHARD)
+    with open(osp.join(root, 'manifest.json'), 'rb') as f:
+        assert f.read() == first
+    TeacherStoreWriter(root, _manifest(), N, V, FIELDS, shard_size=SHARD,
+                       rank=1, world_size=2)
+    monkeypatch.undo()
+    # a shard written under another manifest is refused too (done-markers
+    # are bound to the manifest's checksum)
+    _write(root)
+    marker = osp.join(root, 'shards', '00001.done.json')
+    with open(marker) as f:
+        info = json.load(f)
+    info['manifest_sha256'] = '0' * 64
+    with open(marker, 'w') as f:
+        json.dump(info, f)
+    with pytest.raises(ValueError, match='belongs to another manifest'):
+        TeacherStore(root)
+
+
+FD_SCRIPT = r'''
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from kdep_mm.datasets.teacher_store import TeacherStore
+
+store = TeacherStore(sys.argv[1])
+assert store.num_shards >= 2000, store.num_shards
+
+
+class Reads(Dataset):
+    def __len__(self):
+        return len(store)
+
+    def __getitem__(self, i):
+        return i, store.get(i, 0)['x']
+
+
+order = np.random.default_rng(0).permutation(len(store))
+loader = DataLoader(torch.utils.data.Subset(Reads(), order.tolist()),
+                    batch_size=64, num_workers=2)
+seen = 0
+for idx, x in loader:
+    assert torch.equal(x[:, 0], idx.float()), 'wrong values'
+    seen += len(idx)
+assert seen == len(store)
+print('read', seen, 'samples of', store.num_shards, 'shards')
+'''
+
+
+def test_open_files_capped_many_shards_two_workers(tmp_path, monkeypatch):
+    """Issue 16, item 8: a store of 2,000 one-sample shards read in random
+    order by a DataLoader with 2 workers under ``ulimit -n 256``: at most
+    ``max_open_files`` (128) maps stay open per process (before issue 16
+    every shard touched kept 3 descriptors open: 'Too many open files')."""
+    from kdep_mm.datasets import teacher_store as ts
+    monkeypatch.setattr(ts.os, 'fsync', lambda fd: None)  # speed only
+    root = str(tmp_path)
+    n = 2000
+    w = TeacherStoreWriter(root, _manifest(n=n), n, 1,
+                           {'x': ((1, ), 'float32')}, shard_size=1)
+    box = np.float32([[[0, 0, 1, 1]]])
+    w.write_all(lambda s, e: (
+        {'x': np.full((1, 1, 1), s, np.float32)}, box, np.zeros((1, 1))))
+    monkeypatch.undo()
+    store = TeacherStore(root)  # verified here, once
+    assert store.num_shards == n and store.max_open_shards == 128 // 3
+    for i in range(100):
+        store.get(i, 0)
+    assert len(store._maps) == store.max_open_shards
+    proc = subprocess.run([sys.executable, '-c', FD_SCRIPT, root],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert f'read {n} samples of {n} shards' in proc.stdout

@@ -189,6 +189,10 @@ def main(argv=None):
     out_size = args.out_size[0] if len(args.out_size) == 1 else tuple(
         args.out_size[:2])
     teacher_cfg = cfg.model.teacher
+    ckpt = cfg.model.get('teacher_ckpt')
+    # the teacher identity store-mode runs check without building it
+    from kdep_mm.utils.checkpoint import checkpoint_sha256
+    ckpt_sha256 = checkpoint_sha256(ckpt) if ckpt is not None else None
     result = cache_teacher_outputs(
         teacher, dataset, args.store,
         num_views=args.views, view_mode=args.view_mode, out_size=out_size,
@@ -199,7 +203,7 @@ def main(argv=None):
         progress=not args.no_progress and rank == 0,
         teacher_config=teacher_cfg.to_dict() if hasattr(
             teacher_cfg, 'to_dict') else teacher_cfg,
-        teacher_checkpoint=cfg.model.get('teacher_ckpt'),
+        teacher_checkpoint=ckpt, teacher_checkpoint_sha256=ckpt_sha256,
         max_shards=args.max_shards, views_from=args.views_from)
     print(f'rank {rank}: wrote shards {result["written"]}, skipped '
           f'{result["skipped"]}', flush=True)
@@ -213,6 +217,8 @@ def main(argv=None):
     if rank == 0:
         if args.max_shards is None:
             from kdep_mm.datasets.teacher_store import TeacherStore
+            # hashes every shard once and records it as verified, so that
+            # training runs open the store without re-hashing it
             store = TeacherStore(args.store, dict(
                 teacher_fingerprint=result['fingerprint']))
             state = (f'complete and verified: {store.num_samples} images, '
@@ -225,7 +231,8 @@ def main(argv=None):
               f'images x {args.views} views in {t:.2f} s ({rate:.1f} '
               f'images/s) on {world_size} process(es); fields '
               f'{sorted(result["fields"])}; teacher fingerprint '
-              f'{result["fingerprint"]}', flush=True)
+              f'{result["fingerprint"]}; teacher checkpoint sha256 '
+              f'{ckpt_sha256}', flush=True)
     if world_size > 1:
         import torch.distributed as dist
         dist.destroy_process_group()

@@ -25,7 +25,8 @@ from mmengine.logging import print_log
 
 from kdep_mm.datasets.teacher_store import (TeacherStoreWriter,
                                             build_manifest, dataset_identity,
-                                            encode_topk, topk_fields)
+                                            encode_topk, pipeline_decoder,
+                                            topk_fields)
 from kdep_mm.datasets.transforms.stored_view import (center_view, crop_view,
                                                      sample_view)
 from kdep_mm.models.utils import FeatureRecorder, default_feature_layer
@@ -174,7 +175,9 @@ def cache_teacher_outputs(teacher: nn.Module,
                           teacher_checkpoint: Optional[str] = None,
                           manifest_extra: Optional[dict] = None,
                           max_shards: Optional[int] = None,
-                          views_from=None) -> dict:
+                          views_from=None,
+                          teacher_checkpoint_sha256: Optional[str] = None
+                          ) -> dict:
     """Cache the teacher's outputs on ``V`` views of every dataset image.
 
     Args:
@@ -185,7 +188,9 @@ def cache_teacher_outputs(teacher: nn.Module,
             decoded original image (HWC uint8, e.g. mmpretrain's
             ``CustomDataset`` with ``pipeline=[dict(type=
             'LoadImageFromFile')]``); the training side's
-            ``ApplyStoredView`` must receive the same image.
+            ``ApplyStoredView`` must receive the same image. The settings
+            of its pipeline's ``LoadImageFromFile`` (decoding backend, color
+            type, float32) are recorded in the manifest's ``decoder``.
         root (str): the store directory.
         num_views (int): V, views per image.
         view_mode (str): ``'random'`` (``sample_view``, RandomResizedCrop
@@ -219,6 +224,13 @@ def cache_teacher_outputs(teacher: nn.Module,
             ``center_view`` (``scale``, ``ratio``, ``flip_prob`` /
             ``crop_frac``); recorded in the manifest.
         teacher_config, teacher_checkpoint: recorded in the manifest.
+        teacher_checkpoint_sha256 (str, optional): sha256 of the teacher
+            checkpoint's file, recorded in the manifest (the identity that
+            ``FitTCSCoordinatesHook.teacher_checkpoint`` and
+            ``CheckTeacherStoresHook.teacher_checkpoints`` check). None:
+            computed from ``teacher_checkpoint`` when that is a local file
+            or a downloaded URL (:func:`kdep_mm.utils.checkpoint.
+            checkpoint_sha256`), else not recorded.
         manifest_extra (dict, optional): more manifest keys.
         max_shards (int, optional): stop after writing this many shards
             (tests of resuming; a rerun completes the store).
@@ -290,11 +302,24 @@ def cache_teacher_outputs(teacher: nn.Module,
             dict(type='data_preprocessor',
                  cfg=_describe(data_preprocessor)),
         ]
+        if teacher_checkpoint_sha256 is None and teacher_checkpoint:
+            from kdep_mm.utils.checkpoint import checkpoint_sha256
+            try:
+                teacher_checkpoint_sha256 = checkpoint_sha256(
+                    teacher_checkpoint, download=False)
+            except (OSError, ValueError):
+                print_log(
+                    f'teacher checkpoint {teacher_checkpoint} is not a local '
+                    'file: its sha256 is not recorded, and store-mode runs '
+                    'that check the teacher checkpoint will refuse this '
+                    'store', logger=logger, level=logging.WARNING)
         manifest = build_manifest(
             teacher_fingerprint=fingerprint,
             dataset=dataset_identity(dataset),
             teacher_config=teacher_config,
             teacher_checkpoint=teacher_checkpoint,
+            teacher_checkpoint_sha256=teacher_checkpoint_sha256,
+            decoder=pipeline_decoder(dataset),
             pipeline=pipeline,
             view_mode=view_mode,
             out_size=list(out_hw),
@@ -385,14 +410,20 @@ def _views_source(views_from, dataset, num_views: int):
     and what the new manifest records about it."""
     from kdep_mm.datasets.teacher_store import TeacherStore
     src = views_from if isinstance(views_from, TeacherStore) else \
-        TeacherStore(str(views_from), verify=False)
+        TeacherStore(str(views_from))
     if src.num_views != num_views:
         raise ValueError(f'views_from: {src.root} holds {src.num_views} '
                          f'views per image, num_views is {num_views}')
     ident = dataset_identity(dataset)
     if src.manifest.get('dataset') != json.loads(json.dumps(ident)):
         raise ValueError(f'views_from: {src.root} was cached from another '
-                         f'dataset: {src.manifest.get("dataset")} vs {ident}')
+                         'dataset (or the same images in another order): '
+                         f'{src.manifest.get("dataset")} vs {ident}')
+    decoder = pipeline_decoder(dataset)
+    if src.manifest.get('decoder') != decoder:
+        raise ValueError(f'views_from: {src.root} was cached from images '
+                         f'decoded with {src.manifest.get("decoder")}, this '
+                         f'dataset decodes with {decoder}')
     crop = next((p for p in src.manifest.get('pipeline') or []
                  if isinstance(p, dict) and p.get('type') == 'crop_view'),
                 {})

@@ -11,16 +11,31 @@ crop_view` on both the caching and the training side.
 
 Layout under ``root``::
 
-    manifest.json                      format, teacher, dataset, V, fields
+    manifest.json                      format, teacher, dataset, decoder, V,
+                                       fields, and its own sha256
     shards/00000.<field>.npy           (n, V, *shape), n <= shard_size
     shards/00000.boxes.npy             float32 (n, V, 4) normalised boxes
     shards/00000.flips.npy             uint8 (n, V), 1 = horizontal flip
-    shards/00000.done.json             sha256 and size of each file above
+    shards/00000.done.json             sha256 and size of each file above,
+                                       and the manifest's sha256
+    shards/00000.verified.json         written by a reader once the files'
+                                       sha256 passed: their size, mtime and
+                                       ctime at that moment
 
 Every file is written under a temporary name, fsync'ed and renamed; the
 done-marker is written last (atomically), so a shard without a marker is
-unfinished and is rewritten by a resumed writer. ``.npy`` files are opened
-with ``np.load(mmap_mode='r')``: reading a sample touches only its pages.
+unfinished and is rewritten by a resumed writer. The manifest is created
+exclusively (a hard link of a complete temporary file, which fails if a
+manifest exists), so of two writers that both found no manifest one creates
+it and the other compares its own with it (and is refused if they differ).
+
+Verification (:class:`TeacherStore`, ``verify=True``, the default) hashes a
+shard's files once and records a ``verified`` marker bound to each file's
+size, mtime, ctime and sha256; a later open stats the files and re-hashes
+only a shard whose files (or done-marker) changed. ``.npy`` files are opened
+with ``np.load(mmap_mode='r')``: reading a sample touches only its pages; at
+most ``max_open_files`` maps (one file descriptor each) are kept open per
+process, least recently used first out.
 
 Top-k mode (see :func:`topk_fields`, :func:`encode_topk`,
 :func:`decode_topk`): instead of the full logits, the ``k`` largest softmax
@@ -29,23 +44,37 @@ probabilities are stored in float16 with their exact integer class indices.
 import hashlib
 import io
 import json
+import logging
 import os
 import os.path as osp
 import re
 import tempfile
+from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-FORMAT_VERSION = 1
+# 2: dataset identity in index order (paths_sha256) with the sorted paths
+#    beside it, manifest checksum, decoder settings, teacher checkpoint
+#    sha256, done-markers bound to the manifest
+FORMAT_VERSION = 2
 MANIFEST = 'manifest.json'
 SHARD_DIR = 'shards'
 VIEW_FILES = ('boxes', 'flips')
 # keys the writer owns in the manifest (a user manifest must not set them)
 RESERVED_KEYS = ('format', 'format_version', 'num_samples', 'num_views',
-                 'fields', 'shard_size', 'num_shards', 'view_format')
+                 'fields', 'shard_size', 'num_shards', 'view_format',
+                 'manifest_sha256')
 _FIELD_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
 _CHUNK = 1 << 20
+# memory maps (= open file descriptors) a TeacherStore keeps per process
+DEFAULT_MAX_OPEN_FILES = 128
+VERIFY_MODES = {True: 'cached', 'cached': 'cached', 'full': 'full',
+                False: 'sizes'}
+# the LoadImageFromFile settings that change the decoded pixels
+DECODER_KEYS = ('imdecode_backend', 'color_type', 'to_float32')
+RECACHE = ('re-cache it with tools/cache_teacher.py (stores written by '
+           'older kdep_mm versions are not compatible)')
 
 
 # ----------------------------------------------------------------- helpers
@@ -89,6 +118,96 @@ def _atomic_write(data: bytes, path: str) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _create_exclusive(data: bytes, path: str) -> bool:
+    """Create ``path`` with ``data`` unless it exists; True if created.
+
+    The bytes go to a fsync'ed temporary file that is then hard-linked to
+    ``path`` (atomic, and refused by the file system if ``path`` exists), so
+    a reader never sees a partial file and of two concurrent creators
+    exactly one wins. File systems without hard links fall back to
+    ``O_CREAT | O_EXCL``.
+    """
+    dirname = osp.dirname(osp.abspath(path))
+    os.makedirs(dirname, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
+                               suffix='.tmp', dir=dirname)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
+            try:
+                out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                              0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(out, 'wb') as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        _fsync_dir(dirname)
+        return True
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def _file_state(path: str) -> dict:
+    """What a verified marker binds a file to: size, mtime and ctime (ns).
+    Rewriting a file changes its mtime and ctime; ctime cannot be set back
+    from user space."""
+    st = os.stat(path)
+    return dict(bytes=int(st.st_size), mtime_ns=int(st.st_mtime_ns),
+                ctime_ns=int(st.st_ctime_ns))
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without ``manifest_sha256``.
+    """
+    body = {k: v for k, v in manifest.items() if k != 'manifest_sha256'}
+    return hashlib.sha256(_json_bytes(body)).hexdigest()
+
+
+def read_manifest(root: str) -> dict:
+    """The manifest of the store under ``root``, checked: readable JSON,
+    ``format_version`` this code's, and ``manifest_sha256`` equal to the
+    checksum of the rest (``ValueError`` otherwise)."""
+    root = osp.abspath(root)
+    path = osp.join(root, MANIFEST)
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise ValueError(f'teacher store {root}: no {MANIFEST}') from None
+    try:
+        manifest = json.loads(raw.decode())
+    except ValueError as e:
+        raise ValueError(f'teacher store {root}: {MANIFEST} is not valid '
+                         f'JSON ({e}); it is corrupted: {RECACHE}') from e
+    if not isinstance(manifest, dict):
+        raise ValueError(f'teacher store {root}: {MANIFEST} is not a JSON '
+                         f'object: {RECACHE}')
+    version = manifest.get('format_version')
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f'teacher store {root}: manifest key \'format_version\' '
+            f'differs: the store has {version!r}, expected '
+            f'{FORMAT_VERSION!r}; {RECACHE}')
+    stored = manifest.get('manifest_sha256')
+    if stored != manifest_checksum(manifest):
+        raise ValueError(
+            f'teacher store {root}: manifest key \'manifest_sha256\' '
+            f'differs from the checksum of {MANIFEST} ({stored!r}): the '
+            f'manifest was edited or corrupted after it was written; '
+            f'{RECACHE}')
+    return manifest
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -146,19 +265,31 @@ def _compare(stored: Any, expected: Any, key: str, root: str) -> None:
             f'has {stored!r}, expected {expected!r}')
 
 
+def _relative(path: str, data_root: str) -> str:
+    if data_root and path.startswith(data_root):
+        return osp.relpath(path, data_root)
+    return path
+
+
 def dataset_identity(dataset) -> dict:
     """What identifies a dataset in the manifest.
 
-    ``class``, ``data_root``, ``ann_file``, ``length`` and, when the samples
-    have an ``img_path``, ``paths_sha256``: sha256 of the sorted paths
-    (relative to ``data_root`` when under it, so a moved dataset matches),
-    joined by newlines.
+    ``class``, ``data_root``, ``ann_file`` (relative to ``data_root`` when
+    under it), ``length`` and, when the samples have an ``img_path``:
+
+    * ``paths_sha256``: sha256 of the paths **in index order** (relative to
+      ``data_root`` when under it, so a moved dataset matches), joined by
+      newlines. The store is keyed by sample index, so the same images in
+      another order are another dataset;
+    * ``paths_sorted_sha256``: the same of the sorted paths (to tell "the
+      same images reordered" from "other images" in a refusal).
     """
-    data_root = getattr(dataset, 'data_root', None) or ''
+    data_root = str(getattr(dataset, 'data_root', None) or '')
     ident = dict(
         **{'class': type(dataset).__name__},
-        data_root=str(data_root),
-        ann_file=str(getattr(dataset, 'ann_file', '') or ''),
+        data_root=data_root,
+        ann_file=_relative(str(getattr(dataset, 'ann_file', '') or ''),
+                           data_root),
         length=len(dataset))
     get_info = getattr(dataset, 'get_data_info', None)
     if get_info is not None:
@@ -168,14 +299,126 @@ def dataset_identity(dataset) -> dict:
             if path is None:
                 paths = None
                 break
-            path = str(path)
-            if data_root and path.startswith(str(data_root)):
-                path = osp.relpath(path, str(data_root))
-            paths.append(path)
+            paths.append(_relative(str(path), data_root))
         if paths is not None:
             ident['paths_sha256'] = hashlib.sha256(
+                '\n'.join(paths).encode()).hexdigest()
+            ident['paths_sorted_sha256'] = hashlib.sha256(
                 '\n'.join(sorted(paths)).encode()).hexdigest()
     return ident
+
+
+def check_store_dataset(store: 'TeacherStore', dataset, key: str,
+                        ident: Optional[dict] = None,
+                        dataset_key: str = 'train_dataloader.dataset'
+                        ) -> dict:
+    """Refuse a store that was not cached from ``dataset`` (``ValueError``
+    naming ``key``, the store's config key, and ``dataset_key``).
+
+    Checked: the length; ``ann_file`` (relative to ``data_root``); the image
+    paths in index order (``dataset.paths_sha256``), with a message of its
+    own when the same images are in another order. Returns the dataset's
+    :func:`dataset_identity` (computed once if ``ident`` is None).
+    """
+    stored = store.manifest.get('dataset') or {}
+    if store.num_samples != len(dataset):
+        raise ValueError(
+            f'{key}: teacher store {store.root} holds {store.num_samples} '
+            f'samples but {dataset_key} has {len(dataset)} (ann_file='
+            f'{getattr(dataset, "ann_file", None)!r}): the store must be '
+            'cached from exactly the training dataset, whose index keys it '
+            f'(tools/cache_teacher.py with the same {dataset_key})')
+    if ident is None:
+        ident = dataset_identity(dataset)
+    if 'ann_file' in stored and stored['ann_file'] != ident['ann_file']:
+        raise ValueError(
+            f'{key}: teacher store {store.root} was cached from '
+            f'{dataset_key}.ann_file={stored["ann_file"]!r} (relative to '
+            f'data_root), the training dataset has ann_file='
+            f'{ident["ann_file"]!r}: the store is keyed by the index of the '
+            f'caching dataset; cache the store from this {dataset_key}')
+    want, have = stored.get('paths_sha256'), ident.get('paths_sha256')
+    if want is not None and have is not None and want != have:
+        if stored.get('paths_sorted_sha256') == \
+                ident.get('paths_sorted_sha256'):
+            raise ValueError(
+                f'{key}: teacher store {store.root} holds the same images as '
+                f'{dataset_key} in ANOTHER ORDER (manifest key '
+                "'dataset.paths_sha256' differs, the sorted paths agree; "
+                'e.g. a reordered ann_file): the store is keyed by sample '
+                "index, so every image would get another image's teacher "
+                f'outputs; cache the store from this {dataset_key} (same '
+                'ann_file, same order)')
+        raise ValueError(
+            f'{key}: teacher store {store.root} was cached from other images '
+            f'than {dataset_key} (same length, different image paths: '
+            "manifest key 'dataset.paths_sha256' differs); cache the store "
+            'from this dataset')
+    return ident
+
+
+def decoder_settings(transform) -> Optional[dict]:
+    """The decoding settings of an image-loading transform (mmcv's
+    ``LoadImageFromFile`` or a subclass such as ``kdep_mm.LoadImageOrSkip``)
+    that change the decoded pixels (:data:`DECODER_KEYS`), as recorded in a
+    manifest's ``decoder``; None for any other transform."""
+    from mmcv.transforms import LoadImageFromFile
+    if not isinstance(transform, LoadImageFromFile):
+        return None
+    return _jsonable(dict(type='LoadImageFromFile',
+                          **{k: getattr(transform, k) for k in DECODER_KEYS}))
+
+
+def pipeline_decoder(dataset) -> Optional[dict]:
+    """:func:`decoder_settings` of the first image-loading transform of
+    ``dataset.pipeline`` (None if it has none)."""
+    transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms',
+                         None) or []
+    for t in transforms:
+        settings = decoder_settings(t)
+        if settings is not None:
+            return settings
+    return None
+
+
+def check_store_decoder(store: 'TeacherStore', transforms: list,
+                        index: int, key: str) -> None:
+    """Refuse a training pipeline whose image decoding is not the caching
+    side's. ``transforms[index]`` is the transform applying ``store``'s
+    views; ``key`` names the pipeline (e.g.
+    ``train_dataloader.dataset.pipeline``).
+
+    The transform right before it must be an image-loading transform
+    (``LoadImageFromFile`` or a subclass; anything in between would change
+    the pixels the stored crop boxes apply to) whose
+    :data:`DECODER_KEYS` equal the manifest's ``decoder``.
+    """
+    prev = transforms[index - 1] if index > 0 else None
+    got = decoder_settings(prev) if prev is not None else None
+    if got is None:
+        raise ValueError(
+            f'{key}[{index}] ({type(transforms[index]).__name__}) must come '
+            f'right after the image loading (LoadImageFromFile): the store '
+            f'{store.root} holds the teacher outputs of crops of the decoded '
+            'original image, but ' + (
+                f'{key}[{index - 1}] is {type(prev).__name__}'
+                if prev is not None else 'it is the first transform'))
+    want = store.manifest.get('decoder')
+    if not isinstance(want, dict):
+        raise ValueError(
+            f'teacher store {store.root}: the manifest records no decoder '
+            "(manifest key 'decoder'), so the training pipeline's decoding "
+            f'({key}[{index - 1}]) cannot be checked; {RECACHE} from a '
+            'dataset whose pipeline decodes with LoadImageFromFile')
+    for k in DECODER_KEYS:
+        if want.get(k) != got.get(k):
+            raise ValueError(
+                f'{key}[{index - 1}].{k} is {got.get(k)!r} but teacher store '
+                f'{store.root} was cached from images decoded with {k}='
+                f'{want.get(k)!r} (manifest key \'decoder.{k}\'): another '
+                'decoder gives other pixels, and the stored teacher outputs '
+                'would not be those of the image the student sees; decode '
+                'as the caching side did or re-cache with this decoder')
 
 
 def build_manifest(teacher_fingerprint: str,
@@ -183,8 +426,11 @@ def build_manifest(teacher_fingerprint: str,
                    teacher_config: Any = None,
                    teacher_checkpoint: Optional[str] = None,
                    pipeline: Any = None,
+                   teacher_checkpoint_sha256: Optional[str] = None,
+                   decoder: Optional[dict] = None,
                    **extra) -> dict:
-    """The user part of a manifest (the writer adds format, V, fields...).
+    """The user part of a manifest (the writer adds format, V, fields,
+    checksum...).
 
     Args:
         teacher_fingerprint (str): ``BaseDistiller.teacher_fingerprint()``.
@@ -193,11 +439,18 @@ def build_manifest(teacher_fingerprint: str,
             ``cfg.model.teacher.to_dict()``).
         teacher_checkpoint (str, optional): path of the teacher weights.
         pipeline: description of the caching pipeline (JSON-able).
+        teacher_checkpoint_sha256 (str, optional): sha256 of the checkpoint
+            file (:func:`kdep_mm.utils.checkpoint.checkpoint_sha256`), the
+            teacher identity a training run checks without building the
+            teacher.
+        decoder (dict, optional): :func:`decoder_settings` of the image
+            loading the teacher's crops were cut from.
     """
     return _jsonable(dict(teacher_fingerprint=teacher_fingerprint,
                           dataset=dataset, teacher_config=teacher_config,
                           teacher_checkpoint=teacher_checkpoint,
-                          pipeline=pipeline, **extra))
+                          teacher_checkpoint_sha256=teacher_checkpoint_sha256,
+                          decoder=decoder, pipeline=pipeline, **extra))
 
 
 # ------------------------------------------------------------------ writer
@@ -216,9 +469,12 @@ class TeacherStoreWriter:
         rank (int), world_size (int): this writer writes the shards ``i``
             with ``i % world_size == rank``. Defaults to 0 and 1.
 
-    A store already under ``root`` must have the same manifest (else a
-    ``ValueError`` names the key). Shards with a done-marker whose files
-    pass their checksums are skipped; a marked shard that fails is
+    The manifest (with its ``manifest_sha256``) is created exclusively; a
+    store already under ``root`` (or a manifest another rank created first)
+    must have the same manifest, else a ``ValueError`` names the first key
+    that differs. Shards with a done-marker whose files pass their checksums
+    (checked as :class:`TeacherStore` does, re-hashing only files changed
+    since their last verification) are skipped; a marked shard that fails is
     rewritten.
     """
 
@@ -265,23 +521,25 @@ class TeacherStoreWriter:
             view_format=dict(boxes='float32 (n, V, 4) x0, y0, x1, y1 in '
                              '[0, 1] of the original image',
                              flips='uint8 (n, V), 1 = horizontal flip')))
+        self.manifest['manifest_sha256'] = manifest_checksum(self.manifest)
         self._write_manifest()
 
     # ------------------------------------------------------------ manifest
     def _write_manifest(self) -> None:
         path = osp.join(self.root, MANIFEST)
-        if osp.isfile(path):
-            with open(path) as f:
-                existing = json.load(f)
-            # a resumed (or another rank's) writer must write the same store
-            _compare(existing, self.manifest, '', self.root)
-            if existing != self.manifest:
-                extra = sorted(set(existing) - set(self.manifest))
-                raise ValueError(
-                    f'teacher store {self.root}: the existing manifest has '
-                    f'keys the new one lacks: {extra or "(nested)"}')
+        if _create_exclusive(_json_bytes(self.manifest), path):
             return
-        _atomic_write(_json_bytes(self.manifest), path)
+        # a resumed writer (or another rank, which created it first) must
+        # write the same store
+        existing = read_manifest(self.root)
+        body = {k: v for k, v in self.manifest.items()
+                if k != 'manifest_sha256'}
+        _compare(existing, body, '', self.root)
+        if existing != self.manifest:
+            extra = sorted(set(existing) - set(self.manifest))
+            raise ValueError(
+                f'teacher store {self.root}: the existing manifest has '
+                f'keys the new one lacks: {extra or "(nested)"}')
 
     # -------------------------------------------------------------- shards
     def shard_range(self, shard: int) -> Tuple[int, int]:
@@ -300,14 +558,17 @@ class TeacherStoreWriter:
         return self._path(shard, 'done.json')
 
     def is_done(self, shard: int) -> bool:
-        """The shard has a done-marker and its files pass the checksums."""
+        """The shard has a done-marker (of this manifest) and its files pass
+        the checksums."""
         marker = self.done_path(shard)
         if not osp.isfile(marker):
             return False
         try:
-            verify_shard(self.root, shard)
+            check_shard(self.root, shard, self.fields,
+                        self.manifest['manifest_sha256'], 'cached')
         except (ValueError, OSError):
             os.remove(marker)  # rewrite it
+            _remove_verified(self.root, shard)
             return False
         return True
 
@@ -365,6 +626,7 @@ class TeacherStoreWriter:
         marker = self.done_path(shard)
         if osp.exists(marker):
             os.remove(marker)
+        _remove_verified(self.root, shard)
         self._clear_tmp(shard)
         files = {}
         for name in sorted(arrays):
@@ -374,8 +636,9 @@ class TeacherStoreWriter:
             files[name] = dict(file=osp.basename(path), bytes=len(data),
                                sha256=hashlib.sha256(data).hexdigest())
         _atomic_write(
-            _json_bytes(dict(shard=shard, start=start, stop=stop,
-                             files=files)), marker)
+            _json_bytes(dict(
+                shard=shard, start=start, stop=stop, files=files,
+                manifest_sha256=self.manifest['manifest_sha256'])), marker)
 
     def write_all(self, compute: Callable[[int, int], Tuple[
             Dict[str, np.ndarray], np.ndarray, np.ndarray]]) -> List[int]:
@@ -391,41 +654,156 @@ class TeacherStoreWriter:
 
 
 # ------------------------------------------------------------------ reader
-def verify_shard(root: str, shard: int, fields: Iterable[str] = None) -> dict:
-    """Check ``shard``'s done-marker and files (existence, size, sha256).
+_log = logging.getLogger(__name__)
+_unwritable_warned = set()
 
-    Returns the marker; raises ``ValueError`` naming the file otherwise.
+
+def _shard_file(root: str, shard: int, name: str) -> str:
+    return osp.join(root, SHARD_DIR, f'{shard:05d}.{name}')
+
+
+def _remove_verified(root: str, shard: int) -> None:
+    path = _shard_file(root, shard, 'verified.json')
+    if osp.exists(path):
+        os.remove(path)
+
+
+def _read_verified(path: str) -> Optional[dict]:
+    """A verified marker, or None if absent or unreadable (it is a cache:
+    a bad one only costs a re-verification)."""
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _write_verified(root: str, shard: int, info: dict) -> None:
+    """Write a verified marker atomically (temporary file + rename; not
+    fsync'ed: a marker lost in a crash costs one re-verification). A store
+    the process cannot write is verified at every open (warned once)."""
+    path = _shard_file(root, shard, 'verified.json')
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{shard:05d}.verified.json.',
+                                   suffix='.tmp', dir=osp.dirname(path))
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                f.write(_json_bytes(info))
+            os.replace(tmp, path)
+        finally:
+            if osp.exists(tmp):
+                os.remove(tmp)
+    except OSError as e:
+        if root not in _unwritable_warned:
+            _unwritable_warned.add(root)
+            _log.warning(
+                'teacher store %s: cannot record verified shards (%s); '
+                'every open re-hashes the whole store', root, e)
+
+
+def check_shard(root: str, shard: int, fields: Iterable[str] = None,
+                manifest_sha256: Optional[str] = None,
+                mode: str = 'cached') -> dict:
+    """Check one shard; returns its done-marker, raises ``ValueError``
+    naming the file otherwise.
+
+    Always: the done-marker exists, lists a file for the views and every
+    field in ``fields``, belongs to the manifest ``manifest_sha256`` (if
+    given), and every file it lists exists with the marker's size. Then, by
+    ``mode``:
+
+    * ``'sizes'``: nothing more;
+    * ``'full'``: the sha256 of every file equals the marker's, and a
+      verified marker is written (``NNNNN.verified.json``: each file's
+      sha256, size, mtime and ctime, the done-marker's sha256);
+    * ``'cached'``: as ``'full'``, unless the verified marker matches the
+      done-marker and every file's current size, mtime, ctime and sha256;
+      then nothing is hashed.
     """
-    marker = osp.join(root, SHARD_DIR, f'{shard:05d}.done.json')
+    root = osp.abspath(root)
+    marker = _shard_file(root, shard, 'done.json')
     if not osp.isfile(marker):
         raise ValueError(
             f'teacher store {root}: shard {shard} is missing or unfinished '
             f'(no done-marker {marker}); rerun the writer to complete it')
-    with open(marker) as f:
-        info = json.load(f)
+    with open(marker, 'rb') as f:
+        raw = f.read()
+    try:
+        info = json.loads(raw.decode())
+    except ValueError as e:
+        raise ValueError(f'teacher store {root}: shard marker {marker} is '
+                         f'not valid JSON ({e})') from e
     files = info.get('files', {})
-    names = list(VIEW_FILES) + list(fields or [])
-    for name in names:
+    for name in list(VIEW_FILES) + list(fields or []):
         if name not in files:
             raise ValueError(f'teacher store {root}: shard marker {marker} '
                              f'lists no file for {name!r}')
+    if manifest_sha256 is not None and \
+            info.get('manifest_sha256') != manifest_sha256:
+        raise ValueError(
+            f'teacher store {root}: shard marker {marker} belongs to another '
+            f'manifest (manifest_sha256 {info.get("manifest_sha256")!r}, the '
+            f'store\'s is {manifest_sha256!r}): the shard was written for '
+            f'another store; rerun the writer to rewrite it')
+    states = {}
     for name, meta in files.items():
         path = osp.join(root, SHARD_DIR, meta['file'])
         if not osp.isfile(path):
             raise ValueError(f'teacher store {root}: shard file {path} is '
                              'missing')
-        size = osp.getsize(path)
-        if size != meta['bytes']:
-            raise ValueError(f'teacher store {root}: shard file {path} has '
-                             f'{size} bytes, its marker says {meta["bytes"]}')
+        states[name] = _file_state(path)
+        if states[name]['bytes'] != meta['bytes']:
+            raise ValueError(
+                f'teacher store {root}: shard file {path} has '
+                f'{states[name]["bytes"]} bytes, its marker says '
+                f'{meta["bytes"]}')
+    if mode == 'sizes':
+        return info
+    if mode not in ('cached', 'full'):
+        raise ValueError(f"mode must be 'sizes', 'cached' or 'full', got "
+                         f'{mode!r}')
+    done_sha = hashlib.sha256(raw).hexdigest()
+    record = dict(shard=shard, done_sha256=done_sha,
+                  files={name: dict(states[name], sha256=meta['sha256'])
+                         for name, meta in files.items()})
+    if mode == 'cached':
+        cached = _read_verified(_shard_file(root, shard, 'verified.json'))
+        if cached == record:
+            return info
+    for name, meta in files.items():
+        path = osp.join(root, SHARD_DIR, meta['file'])
         if _sha256_file(path) != meta['sha256']:
             raise ValueError(f'teacher store {root}: shard file {path} is '
                              'corrupted (sha256 differs from its marker)')
+    _write_verified(root, shard, record)
     return info
+
+
+def verify_shard(root: str, shard: int, fields: Iterable[str] = None,
+                 manifest_sha256: Optional[str] = None) -> dict:
+    """Check ``shard``'s done-marker and files (existence, size, sha256 of
+    every file, re-hashed now); :func:`check_shard` with ``mode='full'``.
+
+    Returns the marker; raises ``ValueError`` naming the file otherwise.
+    """
+    return check_shard(root, shard, fields, manifest_sha256, 'full')
 
 
 class TeacherStore:
     """Reads a teacher store written by :class:`TeacherStoreWriter`.
+
+    Checked at open (``ValueError`` naming the file or the manifest key):
+
+    * the manifest: valid JSON, ``format_version`` this code's (stores of
+      older versions: re-cache), ``manifest_sha256`` its checksum;
+    * ``expected``: manifest values compared key by key;
+    * every shard (:func:`check_shard`): done-marker present and of this
+      manifest, every file present with the marker's size and, with
+      ``verify`` (the default), its sha256. A shard is hashed once; its
+      ``verified`` marker (size, mtime, ctime and sha256 of each file) lets
+      later opens skip the hashing, and any change of a file or of its
+      done-marker makes the next open hash that shard again.
 
     Args:
         root (str): the store directory.
@@ -435,9 +813,15 @@ class TeacherStore:
             num_views=8, fields={'logits': ((1000,), 'float16')})``. A
             difference raises ``ValueError`` naming the key and both values.
             ``fields`` may be given as ``{name: (shape, dtype)}``.
-        verify (bool): check every shard's sha256 at open (reads the whole
-            store once, in 1 MiB chunks). With False only the markers and
-            file sizes are checked. Defaults to True.
+        verify (bool | str): ``True`` (default, ``'cached'``): sha256 of
+            every shard not verified since its files last changed;
+            ``'full'``: re-hash every shard (e.g. to catch bit rot below the
+            file system, which changes no mtime); ``False``: done-markers
+            and file sizes only (no shipped config or hook uses it).
+        max_open_files (int): memory maps (one open file descriptor each)
+            kept per process; a shard holds one per field plus 2 (views),
+            and the least recently used shards are unmapped beyond the
+            limit. Defaults to 128.
 
     ``get(index, view)`` opens the shard files with ``np.load(mmap_mode='r')``
     on first use (lazily, so a store built in the main process and copied to
@@ -446,19 +830,12 @@ class TeacherStore:
     """
 
     def __init__(self, root: str, expected: Optional[dict] = None,
-                 verify: bool = True):
+                 verify=True, max_open_files: int = DEFAULT_MAX_OPEN_FILES):
         self.root = osp.abspath(root)
-        path = osp.join(self.root, MANIFEST)
-        if not osp.isfile(path):
-            raise ValueError(f'teacher store {self.root}: no {MANIFEST}')
-        with open(path) as f:
-            self.manifest = json.load(f)
-        if self.manifest.get('format_version') != FORMAT_VERSION:
-            raise ValueError(
-                f'teacher store {self.root}: manifest key \'format_version\' '
-                f'differs: the store has '
-                f'{self.manifest.get("format_version")!r}, expected '
-                f'{FORMAT_VERSION!r}')
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be True, 'full' or False, got "
+                             f'{verify!r}')
+        self.manifest = read_manifest(self.root)
         expected = dict(expected or {})
         if 'fields' in expected:
             expected['fields'] = normalize_fields(expected['fields'])
@@ -468,51 +845,51 @@ class TeacherStore:
         self.shard_size = self.manifest['shard_size']
         self.num_shards = self.manifest['num_shards']
         self.fields = self.manifest['fields']
+        self.verify = VERIFY_MODES[verify]
         for shard in range(self.num_shards):
-            if verify:
-                verify_shard(self.root, shard, self.fields)
-            else:
-                self._check_sizes(shard)
-        self._maps: Dict[int, Dict[str, np.ndarray]] = {}
-
-    def _check_sizes(self, shard: int) -> None:
-        marker = osp.join(self.root, SHARD_DIR, f'{shard:05d}.done.json')
-        if not osp.isfile(marker):
-            verify_shard(self.root, shard)  # raises the missing-shard error
-        with open(marker) as f:
-            files = json.load(f)['files']
-        for meta in files.values():
-            p = osp.join(self.root, SHARD_DIR, meta['file'])
-            if not osp.isfile(p) or osp.getsize(p) != meta['bytes']:
-                raise ValueError(f'teacher store {self.root}: shard file {p} '
-                                 'is missing or has the wrong size')
+            check_shard(self.root, shard, self.fields,
+                        self.manifest['manifest_sha256'], self.verify)
+        if int(max_open_files) < 1:
+            raise ValueError(f'max_open_files must be >= 1, got '
+                             f'{max_open_files}')
+        self.max_open_files = int(max_open_files)
+        per_shard = len(self.fields) + len(VIEW_FILES)
+        self.max_open_shards = max(1, self.max_open_files // per_shard)
+        self._maps: 'OrderedDict[int, Dict[str, np.ndarray]]' = OrderedDict()
 
     def __len__(self) -> int:
         return self.num_samples
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state['_maps'] = {}  # each process maps the files itself
+        state['_maps'] = OrderedDict()  # each process maps the files itself
         return state
 
     def shard_arrays(self, shard: int) -> Dict[str, np.ndarray]:
-        """The memory maps (``np.memmap``) of ``shard``'s files."""
+        """The memory maps (``np.memmap``) of ``shard``'s files.
+
+        At most ``max_open_shards`` shards stay mapped; mapping another one
+        drops the least recently used (its file descriptors close once no
+        caller holds its arrays)."""
         maps = self._maps.get(shard)
-        if maps is None:
-            maps = {}
-            for name in list(self.fields) + list(VIEW_FILES):
-                path = osp.join(self.root, SHARD_DIR,
-                                f'{shard:05d}.{name}.npy')
-                arr = np.load(path, mmap_mode='r', allow_pickle=False)
-                n = min(self.shard_size,
-                        self.num_samples - shard * self.shard_size)
-                if arr.shape[:2] != (n, self.num_views):
-                    raise ValueError(
-                        f'teacher store {self.root}: shard file {path} has '
-                        f'shape {arr.shape}, expected ({n}, '
-                        f'{self.num_views}, ...)')
-                maps[name] = arr
-            self._maps[shard] = maps
+        if maps is not None:
+            self._maps.move_to_end(shard)
+            return maps
+        maps = {}
+        for name in list(self.fields) + list(VIEW_FILES):
+            path = _shard_file(self.root, shard, name + '.npy')
+            arr = np.load(path, mmap_mode='r', allow_pickle=False)
+            n = min(self.shard_size,
+                    self.num_samples - shard * self.shard_size)
+            if arr.shape[:2] != (n, self.num_views):
+                raise ValueError(
+                    f'teacher store {self.root}: shard file {path} has '
+                    f'shape {arr.shape}, expected ({n}, '
+                    f'{self.num_views}, ...)')
+            maps[name] = arr
+        while len(self._maps) >= self.max_open_shards:
+            self._maps.popitem(last=False)
+        self._maps[shard] = maps
         return maps
 
     def _locate(self, index: int) -> Tuple[Dict[str, np.ndarray], int]:

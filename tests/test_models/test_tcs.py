@@ -442,11 +442,13 @@ class _FakeRunner:
 
 @pytest.fixture(scope='module')
 def stores(tmp_path_factory):
-    """Image folders and teacher stores of a (random) tiny teacher:
-    ``ok`` (12 images, 2 views, checkpoint name t0.pth), ``views3``,
-    ``other_ckpt`` (same teacher, recorded as t1.pth), ``other_teacher``
-    (other weights), ``short`` (10 images), ``other_imgs`` (12 other
-    images)."""
+    """Image folders and teacher stores of (random) tiny teachers, whose
+    checkpoints are real files ``a/t0.pth`` (teacher 0) and ``b/t0.pth``
+    (teacher 1, the same file name): ``ok`` (12 images, 2 views, teacher 0
+    from a/t0.pth), ``views3``, ``other_ckpt`` (teacher 1 from b/t0.pth:
+    another "epoch_100.pth"), ``other_teacher`` (teacher 1's outputs
+    recorded with a/t0.pth: only the weights fingerprint tells), ``short``
+    (10 images), ``other_imgs`` (12 other images)."""
     from mmengine.registry import DefaultScope
 
     from kdep_mm.apis import cache_teacher_outputs
@@ -468,13 +470,20 @@ def stores(tmp_path_factory):
             t.init_weights()
             teachers.append(t.eval())
         out['teacher_state'] = teachers[0].state_dict()
+        ckpts = []
+        for sub, t in (('a', teachers[0]), ('b', teachers[1])):
+            path = root / sub / 't0.pth'
+            path.parent.mkdir()
+            torch.save(dict(state_dict=t.state_dict()), str(path))
+            ckpts.append(str(path))
+        out['ckpts'] = ckpts
+        a, b = ckpts
         for name, folder, views, t, ckpt in (
-                ('ok', data, 2, 0, 't0.pth'), ('views3', data, 3, 0,
-                                               't0.pth'),
-                ('other_ckpt', data, 2, 0, 't1.pth'),
-                ('other_teacher', data, 2, 1, 't0.pth'),
-                ('short', short, 2, 0, 't0.pth'),
-                ('other_imgs', other, 2, 0, 't0.pth')):
+                ('ok', data, 2, 0, a), ('views3', data, 3, 0, a),
+                ('other_ckpt', data, 2, 1, b),
+                ('other_teacher', data, 2, 1, a),
+                ('short', short, 2, 0, a),
+                ('other_imgs', other, 2, 0, a)):
             ds = DATASETS.build(dict(type='CustomDataset', data_root=folder,
                                      pipeline=[dict(type='LoadImageFromFile')]
                                      ))
@@ -514,7 +523,8 @@ def test_fit_hook_refuses_stores_that_do_not_belong(stores):
         hook.before_train(_FakeRunner(model, dataset))
         return model
 
-    model = run(ok, num_views=2, teacher_checkpoint='ckpts/t0.pth')
+    a, b = stores['ckpts']
+    model = run(ok, num_views=2, teacher_checkpoint=a)
     assert model.is_fitted and int(model.coords.num_fit_samples) == 24
     # a resumed (fitted) model is still checked, then not refitted
     basis = model.coords.basis.clone()
@@ -532,7 +542,11 @@ def test_fit_hook_refuses_stores_that_do_not_belong(stores):
          'train_dataloader.dataset'),
         (stores['views3'], None, dict(num_views=2),
          r'FitTCSCoordinatesHook.num_views is 2.*has 3 views'),
-        (stores['other_ckpt'], None, dict(teacher_checkpoint='t0.pth'),
+        # another checkpoint with the same file name (b/t0.pth vs a/t0.pth;
+        # the check compared file names before issue 16 and let it pass)
+        (stores['other_ckpt'], None, dict(teacher_checkpoint=a),
+         r'FitTCSCoordinatesHook.teacher_checkpoint.*another teacher'),
+        (stores['other_ckpt'], None, dict(teacher_checkpoint_sha256='0' * 64),
          r'FitTCSCoordinatesHook.teacher_checkpoint.*another teacher'),
         (stores['other_teacher'], None,
          dict(teacher_fingerprint=TeacherStoreFP(ok)),
@@ -576,3 +590,236 @@ def test_online_fit_sample_not_above_num_coords_refused(stores):
     FitTCSCoordinatesHook(num_samples=9).before_train(
         _FakeRunner(model, dataset))
     assert int(model.coords.num_fit_samples) == 9
+
+
+# ------------------------------------------------------ issue 16 refusals
+def _hook_run(hook, model, dataset):
+    hook.before_train(_FakeRunner(model, dataset))
+    return model
+
+
+def test_teacher_checkpoint_checked_by_file_sha256(stores, tmp_path):
+    """Issue 16, item 3: the teacher is identified by the sha256 of its
+    checkpoint file (recorded at caching time), not by its file name: a
+    store of another ``t0.pth`` is refused, the same bytes elsewhere pass,
+    and an unreadable checkpoint is refused naming the key."""
+    import shutil
+
+    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    from kdep_mm.utils.checkpoint import checkpoint_sha256
+    a, b = stores['ckpts']
+    assert osp_basename(a) == osp_basename(b)
+    man = TeacherStore(stores['ok']).manifest
+    assert man['teacher_checkpoint_sha256'] == checkpoint_sha256(a)
+    assert man['teacher_checkpoint'] == a
+    dataset = _train_dataset(stores['data'], stores['other_ckpt'])
+    with pytest.raises(ValueError) as err:
+        _hook_run(FitTCSCoordinatesHook(store=stores['other_ckpt'],
+                                        teacher_checkpoint=a),
+                  build(fit=False, num_coords=8), dataset)
+    msg = str(err.value)
+    assert 'FitTCSCoordinatesHook.teacher_checkpoint' in msg
+    assert checkpoint_sha256(a) in msg and checkpoint_sha256(b) in msg
+    # the same file copied under another name is the same teacher
+    copy_path = str(tmp_path / 'renamed.pth')
+    shutil.copy(b, copy_path)
+    _hook_run(FitTCSCoordinatesHook(store=stores['other_ckpt'],
+                                    teacher_checkpoint=copy_path),
+              build(fit=False, num_coords=8), dataset)
+    # or its sha256 given directly (no file on the training machine)
+    _hook_run(FitTCSCoordinatesHook(
+        store=stores['other_ckpt'],
+        teacher_checkpoint_sha256=checkpoint_sha256(b)),
+        build(fit=False, num_coords=8), dataset)
+    with pytest.raises(FileNotFoundError,
+                       match='FitTCSCoordinatesHook.teacher_checkpoint is'):
+        _hook_run(FitTCSCoordinatesHook(
+            store=stores['other_ckpt'],
+            teacher_checkpoint=str(tmp_path / 'missing.pth')),
+            build(fit=False, num_coords=8), dataset)
+
+
+def osp_basename(path):
+    import os.path as osp
+    return osp.basename(path)
+
+
+def test_reordered_dataset_refused(tmp_path):
+    """Issue 16, item 1: a store cached from an annotation file, then the
+    same images listed in another order under the same ann_file: refused
+    naming train_dataloader.dataset (before issue 16 the sorted paths
+    matched and every image got another image's features); another
+    ann_file is refused too."""
+    import os
+
+    from mmengine.registry import DefaultScope
+
+    from kdep_mm.apis import cache_teacher_outputs
+    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    from kdep_mm.registry import DATASETS
+    from kdep_mm.testing.synthetic import make_image_folder
+    data = str(tmp_path / 'data')
+    make_image_folder(data, num_classes=2, per_class=6, size=16)
+    names = sorted(
+        os.path.relpath(os.path.join(d, f), data)
+        for d, _, fs in os.walk(data) for f in fs if f.endswith('.png'))
+    assert len(names) == 12
+    ann = tmp_path / 'data' / 'train.txt'
+    ann.write_text(''.join(f'{n} {int(n.split(os.sep)[0][-1]) % 2}\n'
+                           for n in names))
+
+    def dataset(ann_file, with_store=None):
+        pipeline = [dict(type='LoadImageFromFile')]
+        if with_store is not None:
+            pipeline += [dict(type='kdep_mm.ApplyStoredView',
+                              store=dict(root=with_store), scale=16),
+                         dict(type='PackInputs',
+                              algorithm_keys=('teacher_feat', ))]
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            return DATASETS.build(dict(type='CustomDataset', data_root=data,
+                                       ann_file=ann_file, pipeline=pipeline))
+
+    store = str(tmp_path / 'store')
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        torch.manual_seed(0)
+        teacher = MODELS.build(copy.deepcopy(TEACHER)).eval()
+        cache_teacher_outputs(teacher, dataset('train.txt'), store,
+                              num_views=2, out_size=16, fields=('feat', ),
+                              batch_size=32, progress=False)
+    _hook_run(FitTCSCoordinatesHook(store=store, num_views=2),
+              build(fit=False, num_coords=8), dataset('train.txt', store))
+    # the same images, the same ann_file name, another order
+    ann.write_text(''.join(reversed(ann.read_text().splitlines(True))))
+    model = build(fit=False, num_coords=8)
+    with pytest.raises(ValueError) as err:
+        _hook_run(FitTCSCoordinatesHook(store=store, num_views=2), model,
+                  dataset('train.txt', store))
+    msg = str(err.value)
+    assert 'train_dataloader.dataset' in msg and 'ANOTHER ORDER' in msg
+    assert 'paths_sha256' in msg and not model.is_fitted
+    # another annotation file (same images, same order as cached)
+    ann.write_text(''.join(reversed(ann.read_text().splitlines(True))))
+    (tmp_path / 'data' / 'other.txt').write_text(ann.read_text())
+    with pytest.raises(ValueError, match=r'train_dataloader\.dataset\.'
+                       r"ann_file='train.txt'.*ann_file='other.txt'"):
+        _hook_run(FitTCSCoordinatesHook(store=store, num_views=2),
+                  build(fit=False, num_coords=8),
+                  dataset('other.txt', store))
+
+
+def test_unverified_corruption_never_read(stores, tmp_path):
+    """Issue 16, item 2: a same-size corruption of a shard written after
+    the store was verified is refused by the fit hook and by
+    fit_coordinates_from_store (which opened stores with verify=False
+    before issue 16 and read the corrupted features silently)."""
+    import os
+    import shutil
+
+    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    root = str(tmp_path / 'store')
+    shutil.copytree(stores['ok'], root)
+    TeacherStore(root)  # verified once (markers written)
+    path = os.path.join(root, 'shards', '00000.feat.npy')
+    size = os.path.getsize(path)
+    with open(path, 'r+b') as f:
+        f.seek(-5, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-5, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 0x40]))
+    assert os.path.getsize(path) == size
+    model = build(fit=False, num_coords=8)
+    with pytest.raises(ValueError, match='corrupted') as err:
+        fit_coordinates_from_store(model, root)
+    assert path in str(err.value) and not model.is_fitted
+    from mmengine.registry import DefaultScope
+
+    from kdep_mm.registry import DATASETS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        plain = DATASETS.build(dict(
+            type='CustomDataset', data_root=stores['data'],
+            pipeline=[dict(type='LoadImageFromFile'),
+                      dict(type='PackInputs')]))
+    with pytest.raises(ValueError, match='corrupted'):
+        _hook_run(FitTCSCoordinatesHook(store=root), model, plain)
+    assert not model.is_fitted
+
+
+def test_decoder_of_the_training_pipeline_checked(stores):
+    """Issue 16, item 7: the manifest records the caching side's decoder;
+    a training pipeline decoding otherwise (another backend, float32) or
+    with a transform between the loading and ApplyStoredView is refused
+    naming the pipeline entry."""
+    from mmengine.registry import DefaultScope
+
+    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    from kdep_mm.registry import DATASETS
+    ok = stores['ok']
+    assert TeacherStore(ok).manifest['decoder'] == dict(
+        type='LoadImageFromFile', imdecode_backend='cv2', color_type='color',
+        to_float32=False)
+
+    def dataset(*head):
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            return DATASETS.build(dict(
+                type='CustomDataset', data_root=stores['data'],
+                pipeline=list(head) + [
+                    dict(type='kdep_mm.ApplyStoredView',
+                         store=dict(root=ok), scale=16),
+                    dict(type='PackInputs',
+                         algorithm_keys=('teacher_feat', ))]))
+
+    # kdep_mm.LoadImageOrSkip decodes as LoadImageFromFile: accepted
+    _hook_run(FitTCSCoordinatesHook(store=ok),
+              build(fit=False, num_coords=8),
+              dataset(dict(type='kdep_mm.LoadImageOrSkip')))
+    cases = [
+        ((dict(type='LoadImageFromFile', imdecode_backend='pillow'), ),
+         r"pipeline\[0\]\.imdecode_backend is 'pillow'.*'cv2'"),
+        ((dict(type='LoadImageFromFile', to_float32=True), ),
+         r'pipeline\[0\]\.to_float32 is True'),
+        ((dict(type='LoadImageFromFile', color_type='grayscale'), ),
+         r"pipeline\[0\]\.color_type is 'grayscale'"),
+        ((dict(type='LoadImageFromFile'), dict(type='RandomFlip', prob=0.5)),
+         r'pipeline\[2\] \(ApplyStoredView\) must come right after the '
+         r'image loading.*pipeline\[1\] is RandomFlip'),
+    ]
+    for head, match in cases:
+        model = build(fit=False, num_coords=8)
+        with pytest.raises(ValueError, match=match):
+            _hook_run(FitTCSCoordinatesHook(store=ok), model, dataset(*head))
+        assert not model.is_fitted
+
+
+def test_fit_refused_before_any_work_when_too_small(stores):
+    """Issue 16, fail before the work: the TCS fit is refused at once when
+    the dataset (online) or the store (samples x views) cannot give more
+    than model.num_coords features; the teacher never runs."""
+    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    model = build(fit=False, num_coords=16, teacher=copy.deepcopy(TEACHER))
+    model.teacher.load_state_dict(stores['teacher_state'])
+    calls = []
+    model.teacher.register_forward_hook(lambda *a: calls.append(1))
+    dataset = _train_dataset(stores['data'], stores['ok'])  # 12 images
+    with pytest.raises(ValueError) as err:
+        FitTCSCoordinatesHook().before_train(_FakeRunner(model, dataset))
+    msg = str(err.value)
+    assert 'FitTCSCoordinatesHook.num_samples' in msg
+    assert 'train_dataloader.dataset has 12 images' in msg
+    assert 'model.num_coords = 16' in msg
+    assert 'model.student_channels = 16' in msg
+    assert calls == [] and not model.is_fitted
+    # store mode: 12 samples x 1 view = 12 features, not more than k = 16:
+    # refused before any shard is read
+    from kdep_mm.datasets.teacher_store import TeacherStore
+    st = TeacherStore(stores['ok'])
+    st.num_views = 1  # as a 1-view store of the same 12 samples
+    read = []
+    st.shard_arrays = lambda shard: read.append(shard)
+    small = build(fit=False, num_coords=16)
+    with pytest.raises(ValueError, match=r'12 samples x 1 views.*'
+                       r'model.num_coords = 16'):
+        fit_coordinates_from_store(small, st)
+    assert read == [] and not small.is_fitted

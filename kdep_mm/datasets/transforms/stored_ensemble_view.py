@@ -89,6 +89,13 @@ class ApplyStoredEnsembleView(BaseTransform):
       to ``scale``, and the same views (boxes and flips);
     * no two stores hold the same teacher (equal fingerprints).
 
+    Each store is opened with verification (every shard's sha256, once;
+    see ``TeacherStore``). The checks that need the training dataset, the
+    pipeline and the configured teachers (dataset identity and order,
+    decoder, each teacher's checkpoint sha256) are done before training,
+    on start and on resume, by ``kdep_mm.CheckTeacherStoresHook``
+    (``custom_hooks``, in every store-mode ensemble config).
+
     Args:
         stores (dict): teacher name -> a store root, the kwargs of a
             :class:`~kdep_mm.datasets.teacher_store.TeacherStore` (``root``,

@@ -154,6 +154,11 @@ class ApplyStoredView(BaseTransform):
     teacher outputs into the data samples, list them in mmpretrain's
     ``PackInputs(algorithm_keys=[...])``.
 
+    The checks that need the training dataset and the pipeline around
+    this transform (dataset identity and order, decoder, teacher checkpoint)
+    are done before training by ``FitTCSCoordinatesHook`` or
+    ``CheckTeacherStoresHook``.
+
     Args:
         store: a :class:`~kdep_mm.datasets.teacher_store.TeacherStore` or the
             kwargs of one (``dict(root=..., expected=..., verify=...)``),
@@ -161,7 +166,9 @@ class ApplyStoredView(BaseTransform):
             DataLoader workers get the opened store (a pickled store drops
             its memory maps; each worker maps the files on first use).
         scale (int | tuple): output size, int or ``(h, w)`` (as
-            ``RandomResizedCrop``). Must be the caching side's size.
+            ``RandomResizedCrop``). Must be the caching side's size: a
+            store whose manifest ``out_size`` differs is refused
+            (``ValueError`` naming ``ApplyStoredView.scale``).
         view_index (int, optional): always use this view (e.g. 0 in the
             ``V = 1`` mode or for evaluation); None draws one uniformly with
             numpy's global RNG (seeded per worker by mmengine).
@@ -180,6 +187,14 @@ class ApplyStoredView(BaseTransform):
             store = TeacherStore(**store)
         self.store = store
         self.scale = _hw(scale)
+        out = store.manifest.get('out_size')
+        if out is not None and tuple(int(x) for x in out) != self.scale:
+            raise ValueError(
+                f'ApplyStoredView.scale is {self.scale} (h, w) but teacher '
+                f'store {store.root} was cached at out_size {tuple(out)} '
+                "(manifest key 'out_size'): the stored teacher outputs are "
+                'those of crops of another size than the student would see; '
+                'use the caching --out-size as scale or re-cache the store')
         self.view_index = view_index
         self.keys = dict(keys or {})
         self.interpolation = interpolation

@@ -134,6 +134,14 @@ class FitAlignerHook(Hook):
        (training pipeline, teacher in eval mode) with a progress bar, and
        write ``basis_file`` (rank 0, atomically) if given.
 
+    Before the fit (3.), a fit that cannot succeed is refused at once,
+    before the teacher runs on any image: the SVD needs more than
+    ``aligner.student_channels`` (k, the student width) teacher features,
+    and the fit gets at most ``len(train_dataloader.dataset)`` of them (and
+    ``num_samples`` rounded up to a multiple of the world size); the
+    ``ValueError`` names ``FitAlignerHook.num_samples``, the dataset length
+    and the student width.
+
     Args:
         num_samples (int, optional): images used for the fit, over all
             ranks; None = one full pass over the training data.
@@ -161,6 +169,24 @@ class FitAlignerHook(Hook):
             teacher_channels=model.aligner.teacher_channels,
             student_channels=model.aligner.student_channels)
 
+    def check_fit_size(self, runner, aligner) -> None:
+        """Refuse (``ValueError``) a fit that would see no more than
+        ``aligner.student_channels`` features (see the class doc)."""
+        k = int(aligner.student_channels)
+        length = len(runner.train_dataloader.dataset)
+        most = length
+        if self.num_samples is not None:
+            world = dist.get_world_size()
+            most = min(most, math.ceil(self.num_samples / world) * world)
+        if most <= k:
+            raise ValueError(
+                f'FitAlignerHook.num_samples = {self.num_samples}: the SVD '
+                f'fit would see at most {most} teacher features '
+                f'(train_dataloader.dataset has {length} images) but needs '
+                f'more than aligner.student_channels = {k} (the student '
+                'width, k); use a larger dataset (or num_samples) or a '
+                'narrower student (refused before the teacher pass)')
+
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
@@ -180,6 +206,7 @@ class FitAlignerHook(Hook):
             load_basis(aligner, path, meta)
             runner.logger.info(f'aligner basis loaded from {path}')
             return
+        self.check_fit_size(runner, aligner)
         runner.logger.info(
             'fitting the aligner on teacher features of '
             f'{self.num_samples or "all"} training images')

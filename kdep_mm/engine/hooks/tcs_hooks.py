@@ -1,8 +1,9 @@
-"""Hooks that drive TCS (Zhou, Zhu, Wu, "All You Need in Knowledge
-Distillation Is a Tailored Coordinate System", AAAI 2025): fit the
-coordinate system once, then advance the tailoring schedule."""
+"""Hooks that check teacher stores against a training run, and hooks that
+drive TCS (Zhou, Zhu, Wu, "All You Need in Knowledge Distillation Is a
+Tailored Coordinate System", AAAI 2025): fit the coordinate system once,
+then advance the tailoring schedule."""
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -15,20 +16,206 @@ def _unwrap(model):
 
 
 HOOK_KEY = 'custom_hooks: FitTCSCoordinatesHook'
+CHECK_KEY = 'custom_hooks: CheckTeacherStoresHook'
+PIPELINE_KEY = 'train_dataloader.dataset.pipeline'
 
 
 def _same_path(a: str, b: str) -> bool:
     return osp.realpath(osp.abspath(a)) == osp.realpath(osp.abspath(b))
 
 
+def _transforms(dataset) -> list:
+    pipeline = getattr(dataset, 'pipeline', None)
+    return list(getattr(pipeline, 'transforms', None) or [])
+
+
 def _stored_view_stores(dataset) -> List[Tuple[int, object]]:
     """``(pipeline index, TeacherStore)`` of every ``ApplyStoredView`` in
     the dataset's pipeline."""
     from kdep_mm.datasets.transforms.stored_view import ApplyStoredView
-    pipeline = getattr(dataset, 'pipeline', None)
-    transforms = getattr(pipeline, 'transforms', None) or []
-    return [(i, t.store) for i, t in enumerate(transforms)
+    return [(i, t.store) for i, t in enumerate(_transforms(dataset))
             if isinstance(t, ApplyStoredView)]
+
+
+def check_teacher_checkpoint(store, key: str, where: str,
+                             checkpoint: Optional[str] = None,
+                             sha256: Optional[str] = None) -> None:
+    """Refuse a store not cached from the teacher checkpoint ``checkpoint``
+    (a path or URL, hashed here; or its ``sha256`` given directly): the
+    manifest's ``teacher_checkpoint_sha256`` (recorded by
+    ``tools/cache_teacher.py``) must be the file's sha256. The teacher is
+    never built. ``key`` names the config key, ``where`` the store's."""
+    from kdep_mm.utils.checkpoint import checkpoint_sha256
+    if checkpoint is None and sha256 is None:
+        return
+    if sha256 is None:
+        try:
+            sha256 = checkpoint_sha256(checkpoint)
+        except (OSError, ValueError) as e:
+            raise FileNotFoundError(
+                f'{key} is {checkpoint!r}, whose sha256 the teacher store '
+                f'{store.root} ({where}) must have been cached from, but '
+                f'the file cannot be read here ({e}); give the sha256 '
+                "printed by tools/cache_teacher.py instead ('"
+                f"{key}_sha256' / teacher_checkpoint_sha256)") from e
+    got = store.manifest.get('teacher_checkpoint_sha256')
+    if got != sha256:
+        raise ValueError(
+            f'{key} is {checkpoint if checkpoint is not None else "given"} '
+            f'(file sha256 {sha256}) but teacher store {store.root} ({where}) '
+            'was cached from the teacher checkpoint '
+            f'{store.manifest.get("teacher_checkpoint")!r} with file sha256 '
+            f'{got} (manifest key \'teacher_checkpoint_sha256\'): a store '
+            'from another teacher (a file name says nothing: another '
+            'epoch_100.pth is another teacher); re-cache it with this '
+            'checkpoint or point the config at the right store')
+
+
+def check_online_teacher(store, where: str, teacher, teacher_ckpt,
+                         key: str = 'model.teacher_ckpt') -> None:
+    """Refuse stored outputs of another teacher than the online one (by
+    weights fingerprint)."""
+    from kdep_mm.apis.cache_teacher import teacher_fingerprint
+    fp = store.manifest.get('teacher_fingerprint')
+    have = teacher_fingerprint(teacher)
+    if fp is not None and fp != have:
+        raise ValueError(
+            f'{where}: teacher store {store.root} was cached with teacher '
+            f'{fp}, the online teacher ({key}={teacher_ckpt!r}) is {have}: '
+            'a store from another teacher')
+
+
+def _check_store_against_run(store, where: str, dataset, transforms,
+                             index: Optional[int], ident: Optional[dict]
+                             ) -> dict:
+    """Dataset identity (and order) and, for a pipeline store, the decoder.
+    Returns the dataset identity (computed once)."""
+    from kdep_mm.datasets.teacher_store import (check_store_dataset,
+                                                check_store_decoder)
+    ident = check_store_dataset(store, dataset, where, ident)
+    if index is not None:
+        check_store_decoder(store, transforms, index, PIPELINE_KEY)
+    return ident
+
+
+@HOOKS.register_module()
+class CheckTeacherStoresHook(Hook):
+    """Check every teacher store the training pipeline reads against the
+    run, before training (on every run, resumed ones too); a mismatch
+    raises ``ValueError`` (``FileNotFoundError`` for an unreadable
+    checkpoint) naming the config key, before any iteration.
+
+    The stores are those of every ``ApplyStoredView`` (``store``) and
+    ``ApplyStoredEnsembleView`` (``stores.<name>``) in
+    ``train_dataloader.dataset.pipeline``. For each:
+
+    * it was cached from ``train_dataloader.dataset``: same length,
+      ``ann_file`` and image paths **in index order** (a reordered
+      annotation file is refused);
+    * the transform right before the store's transform is the image loading
+      and decodes as the caching side did (manifest ``decoder``:
+      ``imdecode_backend``, ``color_type``, ``to_float32``);
+    * the teacher: the sha256 of ``teacher_checkpoints`` (of
+      ``teacher_checkpoints[name]`` for an ensemble) is the manifest's
+      ``teacher_checkpoint_sha256``; a model with online teachers
+      (``model.teacher`` / ``model.teachers``) has the manifest's weights
+      fingerprint;
+    * an ensemble: the stores are one per ``model.teacher_names``.
+
+    (The crop size, the view count and the fields are checked when the
+    transforms open their stores; TCS's fit hook, ``FitTCSCoordinatesHook``,
+    does these checks itself.) A pipeline without stores is not checked.
+
+    Args:
+        teacher_checkpoints (str | dict, optional): the teacher checkpoint
+            (path or URL) of an ``ApplyStoredView`` store, or a dict teacher
+            name -> checkpoint for an ensemble's stores (e.g. the config's
+            ``teacher_ckpts``). Every store-mode config of kdep_mm sets it.
+        teacher_checkpoint_sha256 (str | dict, optional): the same as file
+            sha256 (printed by ``tools/cache_teacher.py``), when the
+            checkpoint file is not on the training machine; takes
+            precedence over ``teacher_checkpoints``.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self,
+                 teacher_checkpoints: Union[str, Dict[str, str],
+                                            None] = None,
+                 teacher_checkpoint_sha256: Union[str, Dict[str, str],
+                                                  None] = None):
+        self.teacher_checkpoints = teacher_checkpoints
+        self.teacher_checkpoint_sha256 = teacher_checkpoint_sha256
+
+    def _per_teacher(self, value, names: List[str], arg: str) -> dict:
+        if value is None:
+            return {n: None for n in names}
+        if not isinstance(value, dict):
+            raise ValueError(
+                f'{CHECK_KEY}.{arg} must be a dict teacher name -> value for '
+                f'the ensemble stores {names}, got {value!r}')
+        if sorted(value) != sorted(names):
+            raise ValueError(
+                f'{CHECK_KEY}.{arg} names the teachers {sorted(value)}, the '
+                f'pipeline\'s stores are {sorted(names)}')
+        return dict(value)
+
+    def check(self, runner) -> None:
+        """The checks of the class doc."""
+        from kdep_mm.datasets.transforms.stored_ensemble_view import \
+            ApplyStoredEnsembleView
+        from kdep_mm.datasets.transforms.stored_view import ApplyStoredView
+        model = _unwrap(runner.model)
+        dataset = runner.train_dataloader.dataset
+        transforms = _transforms(dataset)
+        ident = None
+        for i, t in enumerate(transforms):
+            if isinstance(t, ApplyStoredView):
+                if isinstance(self.teacher_checkpoints, dict) or isinstance(
+                        self.teacher_checkpoint_sha256, dict):
+                    raise ValueError(
+                        f'{CHECK_KEY}.teacher_checkpoints: {PIPELINE_KEY}[{i}]'
+                        ' is an ApplyStoredView (one teacher): give one '
+                        'checkpoint, not a dict')
+                where = f'{PIPELINE_KEY}[{i}].store'
+                ident = _check_store_against_run(t.store, where, dataset,
+                                                 transforms, i, ident)
+                check_teacher_checkpoint(
+                    t.store, f'{CHECK_KEY}.teacher_checkpoints', where,
+                    self.teacher_checkpoints, self.teacher_checkpoint_sha256)
+                teacher = getattr(model, 'teacher', None)
+                if teacher is not None:
+                    check_online_teacher(t.store, where, teacher,
+                                         getattr(model, 'teacher_ckpt', None))
+            elif isinstance(t, ApplyStoredEnsembleView):
+                names = list(t.stores)
+                want = getattr(model, 'teacher_names', None)
+                if want is not None and sorted(want) != sorted(names):
+                    raise ValueError(
+                        f'{PIPELINE_KEY}[{i}].stores holds the teachers '
+                        f'{sorted(names)}, model.teacher_names is '
+                        f'{list(want)}: one store per teacher is needed')
+                ckpts = self._per_teacher(self.teacher_checkpoints, names,
+                                          'teacher_checkpoints')
+                shas = self._per_teacher(self.teacher_checkpoint_sha256,
+                                         names, 'teacher_checkpoint_sha256')
+                online = dict(getattr(model, 'teachers', None) or {})
+                for name, store in t.stores.items():
+                    where = f'{PIPELINE_KEY}[{i}].stores.{name}'
+                    ident = _check_store_against_run(store, where, dataset,
+                                                     transforms, i, ident)
+                    check_teacher_checkpoint(
+                        store, f'{CHECK_KEY}.teacher_checkpoints.{name}',
+                        where, ckpts[name], shas[name])
+                    if name in online:
+                        check_online_teacher(
+                            store, where, online[name],
+                            (getattr(model, 'teacher_ckpts', None)
+                             or {}).get(name),
+                            key=f'model.teacher_ckpts.{name}')
+
+    def before_train(self, runner) -> None:
+        self.check(runner)
 
 
 @HOOKS.register_module()
@@ -39,20 +226,29 @@ class FitTCSCoordinatesHook(Hook):
     pass over the training dataloader (``num_samples`` images, None = all).
 
     Before that, on every run (resumed ones too), the teacher stores in use
-    (``store`` and the ``ApplyStoredView`` stores of the training pipeline)
-    are checked against the run; a mismatch raises ``ValueError`` naming
-    the config key:
+    (``store`` and the ``ApplyStoredView`` stores of the training pipeline,
+    opened with verification: each shard's sha256 once, then its verified
+    marker) are checked against the run; a mismatch raises ``ValueError``
+    naming the config key:
 
     * ``store`` and every ``ApplyStoredView``'s ``store.root`` are the same
       directory (``train_dataloader.dataset.pipeline[i].store.root``);
-    * the store was cached from the training dataset: same length and, when
-      the manifest has it, the same image paths
-      (``train_dataloader.dataset``);
+    * the store was cached from the training dataset: same length,
+      ``ann_file`` and image paths in index order
+      (``train_dataloader.dataset``; a reordered dataset is refused);
+    * the image loading right before each ``ApplyStoredView`` decodes as the
+      caching side did (manifest ``decoder``);
     * ``num_views`` (if given) is the store's view count;
-    * the teacher: ``teacher_fingerprint`` (if given) is the manifest's; the
-      file name of ``teacher_checkpoint`` (if given) is the manifest's; an
-      online teacher's fingerprint is the manifest's (``model.teacher_ckpt``);
+    * the teacher: ``teacher_fingerprint`` (if given) is the manifest's
+      weights fingerprint; the sha256 of the file ``teacher_checkpoint`` (if
+      given; or ``teacher_checkpoint_sha256``) is the manifest's
+      ``teacher_checkpoint_sha256``; an online teacher's fingerprint is the
+      manifest's (``model.teacher_ckpt``);
     * the ``field`` is ``(model.teacher_channels,)``.
+
+    The fit is refused before any work when it cannot succeed: the PCA
+    needs more than ``model.num_coords`` features, and a store holds
+    ``num_samples x num_views``, an online pass at most the dataset length.
 
     Args:
         store (str, optional): teacher store root; None = online fit.
@@ -60,11 +256,14 @@ class FitTCSCoordinatesHook(Hook):
         num_samples (int, optional): images of the online fit; must exceed
             ``model.num_coords``.
         num_views (int, optional): the view count the store must have.
-        teacher_checkpoint (str, optional): the teacher weights the store
-            must have been cached with (compared by file name, since the
-            manifest records the path as given to the caching tool).
-        teacher_fingerprint (str, optional): the sha256 the store's teacher
-            must have (printed by ``tools/cache_teacher.py``).
+        teacher_checkpoint (str, optional): the teacher weights (path or
+            URL) the store must have been cached with, compared by the
+            file's sha256 (the teacher is not built).
+        teacher_fingerprint (str, optional): the sha256 of the weights the
+            store's teacher must have (printed by ``tools/cache_teacher.py``).
+        teacher_checkpoint_sha256 (str, optional): the sha256 of the
+            checkpoint file, instead of ``teacher_checkpoint`` (when the file
+            is not on the training machine).
     """
 
     priority = 'VERY_HIGH'
@@ -73,28 +272,30 @@ class FitTCSCoordinatesHook(Hook):
                  num_samples: Optional[int] = None,
                  num_views: Optional[int] = None,
                  teacher_checkpoint: Optional[str] = None,
-                 teacher_fingerprint: Optional[str] = None):
+                 teacher_fingerprint: Optional[str] = None,
+                 teacher_checkpoint_sha256: Optional[str] = None):
         self.store, self.field, self.num_samples = store, field, num_samples
         self.num_views = num_views
         self.teacher_checkpoint = teacher_checkpoint
         self.teacher_fingerprint = teacher_fingerprint
+        self.teacher_checkpoint_sha256 = teacher_checkpoint_sha256
 
     # ------------------------------------------------------------ checks
     def check_stores(self, runner, model) -> None:
         """The store checks listed in the class doc (``ValueError``)."""
-        from kdep_mm.datasets.teacher_store import (TeacherStore,
-                                                    dataset_identity)
+        from kdep_mm.datasets.teacher_store import TeacherStore
         dataset = runner.train_dataloader.dataset
+        transforms = _transforms(dataset)
         in_pipeline = _stored_view_stores(dataset)
         stores = []
         if self.store is not None:
             if not osp.isdir(self.store):
                 raise ValueError(f'{HOOK_KEY}.store: teacher store '
                                  f'{self.store} not found')
-            stores.append((f'{HOOK_KEY}.store',
-                           TeacherStore(self.store, verify=False)))
+            stores.append((f'{HOOK_KEY}.store', TeacherStore(self.store),
+                           None))
         for i, st in in_pipeline:
-            key = f'train_dataloader.dataset.pipeline[{i}].store.root'
+            key = f'{PIPELINE_KEY}[{i}].store.root'
             if self.store is not None and not _same_path(st.root,
                                                          self.store):
                 raise ValueError(
@@ -102,32 +303,14 @@ class FitTCSCoordinatesHook(Hook):
                     f'{osp.abspath(self.store)}: the coordinate system '
                     'would be fitted on one store and trained on another; '
                     'point both at the same store (one config variable)')
-            stores.append((key, st))
+            stores.append((key, st, i))
         if not stores:
             return
         ident = None
-        for key, st in stores:
+        for key, st, index in stores:
             man = st.manifest
-            if st.num_samples != len(dataset):
-                raise ValueError(
-                    f'{key}: teacher store {st.root} holds {st.num_samples} '
-                    f'samples but train_dataloader.dataset has '
-                    f'{len(dataset)} (ann_file='
-                    f'{getattr(dataset, "ann_file", None)!r}): the store '
-                    'must be cached from exactly the training dataset, whose'
-                    ' index keys it (tools/cache_teacher.py with the same '
-                    'train_dataloader.dataset)')
-            stored_paths = (man.get('dataset') or {}).get('paths_sha256')
-            if stored_paths is not None:
-                if ident is None:
-                    ident = dataset_identity(dataset)
-                if ident.get('paths_sha256') not in (None, stored_paths):
-                    raise ValueError(
-                        f'{key}: teacher store {st.root} was cached from '
-                        'other images than train_dataloader.dataset (same '
-                        'length, different image paths: manifest key '
-                        "'dataset.paths_sha256' differs); cache the store "
-                        'from this dataset')
+            ident = _check_store_against_run(st, key, dataset, transforms,
+                                             index, ident)
             if self.num_views is not None and \
                     st.num_views != int(self.num_views):
                 raise ValueError(
@@ -143,23 +326,12 @@ class FitTCSCoordinatesHook(Hook):
                     f'{self.teacher_fingerprint} but teacher store '
                     f'{st.root} ({key}) was cached with teacher {fp}: a '
                     'store from another teacher')
-            if self.teacher_checkpoint is not None:
-                got = man.get('teacher_checkpoint')
-                if got is None or osp.basename(str(got)) != osp.basename(
-                        str(self.teacher_checkpoint)):
-                    raise ValueError(
-                        f'{HOOK_KEY}.teacher_checkpoint is '
-                        f'{self.teacher_checkpoint} but teacher store '
-                        f'{st.root} ({key}) was cached from the teacher '
-                        f'checkpoint {got!r}: a store from another teacher')
-            if model.teacher is not None and fp is not None and \
-                    fp != model.teacher_fingerprint():
-                raise ValueError(
-                    f'{key}: teacher store {st.root} was cached with teacher '
-                    f'{fp}, the online teacher (model.teacher_ckpt='
-                    f'{model.teacher_ckpt!r}) is '
-                    f'{model.teacher_fingerprint()}: a store from another '
-                    'teacher')
+            check_teacher_checkpoint(
+                st, f'{HOOK_KEY}.teacher_checkpoint', key,
+                self.teacher_checkpoint, self.teacher_checkpoint_sha256)
+            if model.teacher is not None:
+                check_online_teacher(st, key, model.teacher,
+                                     model.teacher_ckpt)
             spec = st.fields.get(self.field)
             if spec is None:
                 raise ValueError(
@@ -184,7 +356,8 @@ class FitTCSCoordinatesHook(Hook):
         if self.store is not None:
             from kdep_mm.models.algorithms.tcs import \
                 fit_coordinates_from_store
-            n = fit_coordinates_from_store(model, self.store, self.field)
+            n = fit_coordinates_from_store(model, self.store, self.field,
+                                           source=f'{HOOK_KEY}.store')
         else:
             if self.num_samples is not None and \
                     int(self.num_samples) <= model.num_coords:
@@ -192,6 +365,17 @@ class FitTCSCoordinatesHook(Hook):
                     f'{HOOK_KEY}.num_samples = {self.num_samples}: the PCA '
                     'coordinate system needs more teacher features than '
                     f'model.num_coords = {model.num_coords}')
+            length = len(runner.train_dataloader.dataset)
+            if length <= model.num_coords:
+                raise ValueError(
+                    f'{HOOK_KEY}.num_samples = {self.num_samples}: '
+                    f'train_dataloader.dataset has {length} images, so the '
+                    f'online fit gets at most {length} teacher features, but '
+                    'the PCA coordinate system needs more than '
+                    f'model.num_coords = {model.num_coords} (model.'
+                    f'student_channels = {model.student_channels}); use more '
+                    'data or lower model.num_coords (refused before the '
+                    'teacher pass)')
             n = model.fit_coordinates_online(runner.train_dataloader,
                                              self.num_samples)
         runner.logger.info(f'TCS coordinate system fitted on {n} teacher '

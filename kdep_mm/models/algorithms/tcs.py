@@ -209,14 +209,19 @@ class TCSDistiller(BaseDistiller):
     def is_fitted(self) -> bool:
         return self.coords.is_fitted
 
-    def fit_coordinates_from_moments(self, feat_sum, feat_outer, count,
-                                     source: str = 'the fit') -> None:
+    def check_fit_count(self, count: int, source: str = 'the fit') -> None:
+        """Refuse a fit on ``count`` teacher features (``ValueError`` naming
+        ``model.num_coords``): the PCA needs more than k of them."""
         if int(count) <= self.num_coords:
             raise ValueError(
                 f'{source}: {int(count)} teacher features, but the PCA '
                 f'coordinate system needs more than model.num_coords = '
                 f'{self.num_coords} of them (the centred feature matrix has '
                 'rank <= N - 1); use more data or lower model.num_coords')
+
+    def fit_coordinates_from_moments(self, feat_sum, feat_outer, count,
+                                     source: str = 'the fit') -> None:
+        self.check_fit_count(count, source)
         if feat_sum.numel() != self.teacher_channels:
             raise ValueError(
                 f'{source}: teacher features have {feat_sum.numel()} '
@@ -441,18 +446,27 @@ def _unwrap(model):
 @torch.no_grad()
 def fit_coordinates_from_store(model: TCSDistiller, store,
                                field: str = 'feat',
-                               chunk: int = 4096) -> int:
+                               chunk: int = 4096,
+                               source: Optional[str] = None) -> int:
     """Fit ``model``'s coordinate system from every view of every sample in
     a teacher store, streaming the memory-mapped shards through
-    ``SVDAligner.moments``. ``store``: a ``TeacherStore`` or its root.
-    Returns the number of features used."""
+    ``SVDAligner.moments``. ``store``: a ``TeacherStore`` or its root (then
+    opened with verification, see ``TeacherStore``). A store of no more
+    than ``model.num_coords`` features (samples x views) is refused before
+    any shard is read. Returns the number of features used."""
     from kdep_mm.datasets.teacher_store import TeacherStore
     if isinstance(store, str):
-        store = TeacherStore(store, verify=False)
+        store = TeacherStore(store)
     model = _unwrap(model)
     if field not in store.fields:
         raise ValueError(f'teacher store {store.root} has no field {field!r}'
                          f' (fields: {sorted(store.fields)})')
+    where = f'teacher store {store.root} field {field!r}'
+    if source is not None:
+        where = f'{source}: {where}'
+    model.check_fit_count(store.num_samples * store.num_views,
+                          f'{where} ({store.num_samples} samples x '
+                          f'{store.num_views} views)')
     total = None
     for shard in range(store.num_shards):
         arr = store.shard_arrays(shard)[field]
@@ -464,8 +478,7 @@ def fit_coordinates_from_store(model: TCSDistiller, store,
                 feats.reshape(feats.shape[0], -1)))
     if total is None:
         raise ValueError(f'teacher store {store.root} is empty')
-    model.fit_coordinates_from_moments(
-        *total, source=f'teacher store {store.root} field {field!r}')
+    model.fit_coordinates_from_moments(*total, source=where)
     return int(total[2])
 
 
