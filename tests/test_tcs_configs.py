@@ -90,8 +90,15 @@ def test_tcs_config_builds(path, monkeypatch):
         root = cfg.teacher_store
         assert store_view.store.root == root
         assert store_view.scale == size
+        # verified data only (issue 16)
+        assert store_view.store.get('verify', True) is True
         if type(model).__name__ == 'ImageClassifier':
-            # the CE baseline reads the views of the TCS config's store
+            # the CE baseline reads the views of the TCS config's store,
+            # checked against its dataset, decoder and teacher
+            checks = [h for h in cfg.custom_hooks
+                      if h.type == 'kdep_mm.CheckTeacherStoresHook']
+            assert len(checks) == 1
+            assert checks[0].teacher_checkpoints == cfg.teacher_ckpt
             tcs = Config.fromfile(osp.join(
                 REPO, 'configs', 'tcs', 'cifar10_r56_to_r20_tcs_10shot.py'))
             assert root == tcs.teacher_store
@@ -114,6 +121,7 @@ def test_tcs_config_builds(path, monkeypatch):
                 model.teacher_channels, )
             assert hook.store == root
             assert hook.num_views == cfg.num_views
+            # the teacher is checked by the checkpoint file's sha256
             assert hook.teacher_checkpoint == cfg.teacher_ckpt
             # the caching config holds the same teacher checkpoint
             cache_cfg = re.search(r'tools/cache_teacher\.py[\s\\#]*'
@@ -152,3 +160,15 @@ def test_store_variable_from_the_environment(name, monkeypatch):
     assert cfg.teacher_store == '/elsewhere/store'
     assert _stored_view(cfg).store.root == '/elsewhere/store'
     assert _fit_hook(cfg).store == '/elsewhere/store'
+
+
+def test_no_config_reads_unverified_stores():
+    """Issue 16, item 2: no shipped config opens a teacher store with
+    ``verify=False`` (the ImageNet TCS config did)."""
+    offenders = []
+    for path in glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
+                          recursive=True):
+        with open(path) as f:
+            if 'verify=False' in f.read().replace(' ', ''):
+                offenders.append(osp.relpath(path, REPO))
+    assert offenders == []

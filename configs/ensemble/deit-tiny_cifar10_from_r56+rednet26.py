@@ -23,9 +23,14 @@
 #   # 2. train (val: top-1 of the averaged heads on the 10,000 test images)
 #   python tools/train.py 'configs/ensemble/deit-tiny_cifar10_from_r56+rednet26.py'
 #
-# Checkpoint paths: the teachers are only needed by step 1 (and by the
+# Checkpoint paths: the teachers are only run by step 1 (and by the
 # online variant, ..._online.py). Override them for the cache tool with
 #   --cfg-options teacher_ckpts.cnn=PATH teacher_ckpts.involution=PATH
+# Training reads the checkpoint FILES only to check that the stores were
+# cached from them (CheckTeacherStoresHook, sha256); override its copy with
+#   --cfg-options custom_hooks.0.teacher_checkpoints.cnn=PATH (or give
+#   custom_hooks.0.teacher_checkpoint_sha256=dict(cnn=..., involution=...),
+#   the sha256 printed by the cache tool, without the files)
 # Store paths: the variable ``stores`` is substituted when the file is read;
 # override train_dataloader.dataset.pipeline.1.stores.cnn=DIR (and
 # .involution) to move them.
@@ -141,6 +146,15 @@ train_dataloader = dict(
     batch_size=128, dataset=dict(pipeline=train_pipeline))
 
 # DeiT: lr 5e-4 x batch / 512
+# before training (and on resume): every store was cached from this
+# train dataset (same images in the same index order), with this decoder
+# and from these teacher checkpoints (sha256 of each file, recorded by
+# tools/cache_teacher.py; a URL is downloaded into torch's hub cache)
+custom_hooks = [
+    dict(type='kdep_mm.CheckTeacherStoresHook',
+         teacher_checkpoints=teacher_ckpts),
+]
+
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=5e-4 * 128 / 512, weight_decay=0.05,
                    eps=1e-8, betas=(0.9, 0.999)),

@@ -35,3 +35,4 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+custom_hooks = []  # no store to check

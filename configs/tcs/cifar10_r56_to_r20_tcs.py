@@ -15,9 +15,10 @@
 # pipeline (ApplyStoredView) and FitTCSCoordinatesHook; to use a store
 # elsewhere without editing the file, set the environment variable
 # KDEP_TCS_STORE=DIR (read when the config is loaded). Before training the
-# hook refuses a store that does not belong to this run (another dataset,
-# view count or teacher checkpoint, or a pipeline store that is not the
-# hook's), naming the config key.
+# hook refuses a store that does not belong to this run (another dataset or
+# the same images in another order, another decoder, view count or teacher
+# checkpoint, or a pipeline store that is not the hook's), naming the config
+# key.
 # Narrower student: configs/tcs/cifar10_r56_to_r20_w8_tcs.py (same store).
 # Few-shot mode (10 images per class): configs/tcs/cifar10_r56_to_r20_tcs_10shot.py.
 # The coordinate system (PCA of the stored features) is fitted from the
@@ -32,7 +33,8 @@ _base_ = [
 
 teacher_store = '{{$KDEP_TCS_STORE:work_dirs/stores/cifar10_r56_feat_v8}}'
 num_views = 8  # --views of the cache command
-# the teacher the store must have been cached with (compared by file name)
+# the teacher the store must have been cached with (compared by the sha256
+# of the file, recorded in the store's manifest by tools/cache_teacher.py)
 teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
 
 model = dict(

@@ -21,7 +21,9 @@
 # config has unlimited augmentation at the cost of the teacher forward.
 # The store path is ONE variable (``teacher_store``, or KDEP_TCS_STORE=DIR
 # at load time) for the pipeline and the fit hook; the hook refuses a store
-# of another dataset, view count or teacher checkpoint.
+# of another dataset (or the same images in another order), decoder, view
+# count or teacher checkpoint (by the sha256 of the checkpoint file: the
+# URL below is downloaded into torch's hub cache if it is not there).
 #
 # Choices (not from the paper):
 # * k = num_coords = 512 = min(C_t = 2048, C_s = 512); tailoring: a prune
@@ -32,9 +34,10 @@
 #   imagenet_bs256.py, used by most ImageNet KD papers): SGD lr 0.1 at total
 #   batch 256 (8 x 32), momentum 0.9, weight decay 1e-4, 100 epochs, x0.1
 #   at epochs 30, 60 and 90; --auto-scale-lr for other batch sizes.
-# * The store is opened with verify=False (file sizes and done-markers are
-#   checked, not the sha256 of 42 GB on every rank at every start); the
-#   caching tool verifies the whole store when it finishes.
+# * The store is verified: tools/cache_teacher.py hashes every shard when
+#   it finishes and records it as verified (size, mtime, ctime, sha256 of
+#   each file); training runs then only stat the files and re-hash a shard
+#   whose files changed (docs/reliability.md has the open times).
 # Export the deployable classifier (ResNet-18 + GAP + folded Linear(512,
 # 1000)) with kdep_mm.models.algorithms.tcs.export_tcs_classifier.
 _base_ = ['../_base_/kdep_runtime.py']
@@ -74,8 +77,7 @@ train_pipeline = [
         type='kdep_mm.ApplyStoredView',
         store=dict(
             root=teacher_store,
-            expected=dict(fields={'feat': ((2048, ), 'float32')}),
-            verify=False),
+            expected=dict(fields={'feat': ((2048, ), 'float32')})),
         scale=224),
     dict(type='PackInputs', algorithm_keys=('teacher_feat', )),
 ]

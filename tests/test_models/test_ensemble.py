@@ -193,12 +193,18 @@ def stores(tmp_path_factory):
         kw = dict(num_views=2, out_size=SIZE, fields=('logits', ),
                   shard_size=4, batch_size=8, seed=3, progress=False,
                   data_preprocessor=pre)
-        roots = {}
+        roots, ckpts = {}, {}
         for nm in NAMES:
             roots[nm] = str(tmp / nm)
+            # the teachers' checkpoint files (their sha256 is the identity
+            # CheckTeacherStoresHook checks)
+            ckpts[nm] = str(tmp / f'{nm}.pth')
+            torch.save(dict(state_dict=online.teachers[nm].state_dict()),
+                       ckpts[nm])
             cache_teacher_outputs(
                 online.teachers[nm], dataset, roots[nm],
                 views_from=None if nm == 'cnn' else roots['cnn'],
+                teacher_checkpoint=ckpts[nm],
                 **dict(kw, shard_size=4 if nm == 'cnn' else 1024))
         topk = str(tmp / 'res_top2')
         cache_teacher_outputs(online.teachers['res'], dataset, topk,
@@ -212,7 +218,8 @@ def stores(tmp_path_factory):
         cache_teacher_outputs(online.teachers['res'], dataset, other_v,
                               **dict(kw, num_views=3))
     return dict(tmp=tmp, data=data, online=online, dataset=dataset,
-                roots=roots, topk=topk, full_k=full_k, other_v=other_v)
+                roots=roots, topk=topk, full_k=full_k, other_v=other_v,
+                ckpts=ckpts)
 
 
 def _batch(env, stores, view, indices=range(6)):
@@ -480,6 +487,15 @@ def test_ensemble_config_builds(path):
         assert view.teacher_names == cfg.teacher_names
         assert [p for p in pipe if p['type'] == 'PackInputs'][0][
             'algorithm_keys'] == ('teacher_outputs', )
+        assert view.get('stores') and all(
+            not isinstance(v, dict) or v.get('verify', True) is True
+            for v in view.stores.values())
+        # issue 16: the stores are checked against the dataset and the
+        # teacher checkpoints, on start and on resume
+        checks = [h for h in cfg.custom_hooks
+                  if h.type == 'kdep_mm.CheckTeacherStoresHook']
+        assert len(checks) == 1
+        assert checks[0].teacher_checkpoints == cfg.teacher_ckpts
     augs = cfg.model.data_preprocessor.batch_augments.augments
     assert [a['type'] for a in augs] == ['Mixup', 'CutMix']
     assert [a['alpha'] for a in augs] == [0.8, 1.0]
@@ -569,3 +585,127 @@ def test_non_finite_loss_stops_naming_term_and_iteration():
         model.train_step(data, optim)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+# ------------------------------------------- issue 16: dataset / teachers
+def _ensemble_dataset(data, roots, head=None, **kwargs):
+    from kdep_mm.registry import DATASETS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return DATASETS.build(dict(
+            type='CustomDataset', data_root=data, **kwargs,
+            pipeline=[head or dict(type='LoadImageFromFile'),
+                      dict(type='kdep_mm.ApplyStoredEnsembleView',
+                           stores=dict(roots), teacher_names=list(NAMES),
+                           num_views=2, scale=SIZE),
+                      dict(type='PackInputs',
+                           algorithm_keys=('teacher_outputs', ))]))
+
+
+class _Runner:
+
+    def __init__(self, model, dataset):
+        self.model = model
+        self.train_dataloader = type('L', (), dict(dataset=dataset))()
+
+
+def test_ensemble_stores_checked_against_dataset_and_teachers(stores):
+    """Issue 16, item 4: CheckTeacherStoresHook gives the ensemble's stores
+    the checks of TCS (before issue 16 nothing compared them with the
+    training dataset or the configured teachers): the dataset (length,
+    ann_file, image paths in index order), the decoder, each teacher's
+    checkpoint (file sha256), online teachers' fingerprints."""
+    from kdep_mm.engine.hooks.tcs_hooks import CheckTeacherStoresHook
+    roots, ckpts, data = stores['roots'], stores['ckpts'], stores['data']
+    model = build()
+    dataset = _ensemble_dataset(data, roots)
+    CheckTeacherStoresHook(teacher_checkpoints=ckpts).before_train(
+        _Runner(model, dataset))
+    # the two checkpoints swapped: each store is of another teacher
+    with pytest.raises(ValueError) as e:
+        CheckTeacherStoresHook(teacher_checkpoints=dict(
+            cnn=ckpts['res'], res=ckpts['cnn'])).before_train(
+                _Runner(model, dataset))
+    msg = str(e.value)
+    assert 'CheckTeacherStoresHook.teacher_checkpoints.cnn' in msg
+    assert 'pipeline[1].stores.cnn' in msg and 'another teacher' in msg
+    with pytest.raises(ValueError, match=r'teacher_checkpoints names the '
+                       r"teachers \['cnn'\]"):
+        CheckTeacherStoresHook(teacher_checkpoints=dict(
+            cnn=ckpts['cnn'])).before_train(_Runner(model, dataset))
+    # the same images in another order
+    reordered = _ensemble_dataset(data, roots, serialize_data=False)
+    reordered.data_list.reverse()
+    with pytest.raises(ValueError) as e:
+        CheckTeacherStoresHook(teacher_checkpoints=ckpts).before_train(
+            _Runner(model, reordered))
+    assert 'train_dataloader.dataset' in str(e.value)
+    assert 'ANOTHER ORDER' in str(e.value)
+    # other images (fewer)
+    short = _ensemble_dataset(data, roots, indices=8)
+    with pytest.raises(ValueError, match=r'stores.cnn: .*holds 10 samples '
+                       r'but train_dataloader.dataset has 8'):
+        CheckTeacherStoresHook().before_train(_Runner(model, short))
+    # another decoder
+    pillow = _ensemble_dataset(data, roots, head=dict(
+        type='LoadImageFromFile', imdecode_backend='pillow'))
+    with pytest.raises(ValueError, match=r'pipeline\[0\]\.imdecode_backend'):
+        CheckTeacherStoresHook().before_train(_Runner(model, pillow))
+    # online teachers: their weights must be the stores'
+    online = stores['online']
+    CheckTeacherStoresHook().before_train(_Runner(online, dataset))
+    other = build(seed=5, online=True)
+    with pytest.raises(ValueError, match=r'stores.cnn: .*another teacher'):
+        CheckTeacherStoresHook().before_train(_Runner(other, dataset))
+
+
+def test_ensemble_store_checks_on_start_and_on_resume(stores, tmp_path):
+    """Issue 16, item 4: through mmengine's Runner, the store checks run on
+    a fresh start and again on ``resume`` (a resumed run pointed at another
+    teacher checkpoint, or another dataset, is refused before its first
+    iteration)."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    roots, ckpts, data = stores['roots'], stores['ckpts'], stores['data']
+
+    def cfg(work, iters, hook_ckpts, **over):
+        pipeline = [dict(type='LoadImageFromFile'),
+                    dict(type='kdep_mm.ApplyStoredEnsembleView',
+                         stores=dict(roots), teacher_names=list(NAMES),
+                         num_views=2, scale=SIZE),
+                    dict(type='PackInputs',
+                         algorithm_keys=('teacher_outputs', ))]
+        c = dict(
+            default_scope='mmpretrain', work_dir=str(work),
+            model=model_cfg(),
+            train_dataloader=dict(
+                batch_size=4, num_workers=0,
+                sampler=dict(type='DefaultSampler', shuffle=False),
+                dataset=dict(type='CustomDataset', data_root=data,
+                             pipeline=pipeline, **over)),
+            train_cfg=dict(by_epoch=False, max_iters=iters),
+            optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
+            custom_hooks=[dict(type='kdep_mm.CheckTeacherStoresHook',
+                               teacher_checkpoints=hook_ckpts)],
+            default_hooks=dict(checkpoint=dict(
+                type='CheckpointHook', interval=2, by_epoch=False)),
+            log_level='WARNING')
+        return Config(c)
+
+    work = tmp_path / 'work'
+    Runner.from_cfg(cfg(work, 2, dict(ckpts))).train()
+    assert osp.isfile(str(work / 'iter_2.pth'))
+    swapped = dict(cnn=ckpts['res'], res=ckpts['cnn'])
+    for hook_ckpts, over, match in (
+            (swapped, {}, 'teacher_checkpoints.cnn.*another teacher'),
+            (dict(ckpts), dict(indices=8), 'train_dataloader.dataset has 8')):
+        c = cfg(work, 4, hook_ckpts, **over)
+        c.resume = True
+        runner = Runner.from_cfg(c)
+        with pytest.raises(ValueError, match=match):
+            runner.train()
+        assert runner.iter == 2  # resumed, refused before iteration 3
+    c = cfg(work, 4, dict(ckpts))
+    c.resume = True
+    runner = Runner.from_cfg(c)
+    runner.train()
+    assert runner.iter == 4

@@ -137,6 +137,15 @@ val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
+# before training (and on resume): every store was cached from this
+# train dataset (same images in the same index order), with this decoder
+# and from these teacher checkpoints (sha256 of each file, recorded by
+# tools/cache_teacher.py; a URL is downloaded into torch's hub cache)
+custom_hooks = [
+    dict(type='kdep_mm.CheckTeacherStoresHook',
+         teacher_checkpoints=teacher_ckpts),
+]
+
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=5e-4 * 1024 / 512, weight_decay=0.05,
                    eps=1e-8, betas=(0.9, 0.999)),

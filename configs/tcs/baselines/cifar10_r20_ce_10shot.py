@@ -13,6 +13,8 @@ _base_ = [
 teacher_store = \
     '{{$KDEP_TCS_STORE:work_dirs/stores/cifar10_r56_feat_10shot_v32}}'
 ann_file = 'meta/train_10shot.txt'
+# the TCS config's teacher: the store is checked to be that config's store
+teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
 
 model = dict(
     type='ImageClassifier',
@@ -40,6 +42,11 @@ train_pipeline = [
 train_dataloader = dict(
     batch_size=50,
     dataset=dict(ann_file=ann_file, pipeline=train_pipeline))
+# the views must be those of this dataset (index order), decoder and teacher
+custom_hooks = [
+    dict(type='kdep_mm.CheckTeacherStoresHook',
+         teacher_checkpoints=teacher_ckpt),
+]
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
