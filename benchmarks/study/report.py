@@ -148,10 +148,14 @@ def plateau_rows(R, student):
         ch = [p['plateau']['rel_change'] for p in pre]
         ok = sum(p['plateau']['plateau'] for p in pre)
         ev = [p['ev'][-1]['ev'] for p in pre if p.get('ev')]
+        top = [sum(p['ev_dims'][:8]) / len(p['ev_dims'][:8]) for p in pre
+               if p.get('ev_dims')]
         rows.append(f'| ({arm}) {R.study.arms[arm].label} | '
                     f'{", ".join(f"{100 * c:.1f}%" for c in ch)} | '
                     f'{ok} of {len(pre)} | '
                     + (', '.join(f'{e:.3f}' for e in ev) if ev else '-')
+                    + ' | '
+                    + (', '.join(f'{e:.3f}' for e in top) if top else '-')
                     + ' |')
     return rows
 
@@ -375,9 +379,13 @@ def write_report(args, study, plan, rdir):
                   'of the 10% of steps ending at 75% of the schedule. EV = '
                   'the fraction of the aligned target\'s variance the student'
                   f' explains on {study.ev_images} held-out images at the end '
-                  '(0 = the constant predictor).', '',
+                  '(0 = the constant predictor); the last column averages '
+                  'the EV of each of the first 8 target coordinates (for '
+                  'SVD arms the directions of largest teacher variance).',
+                  '',
                   '| arm | loss change, last quarter (per seed) | plateaued '
-                  '| final EV (per seed) |', '|---|---|---|---|']
+                  '| final EV (per seed) | mean EV of the first 8 target '
+                  'coordinates |', '|---|---|---|---|---|']
             L += prow + ['']
             if f'{student}_curves' in pngs:
                 L += [f'![loss and EV curves, {st.label}](images/'
