@@ -137,6 +137,17 @@ def test_projector_and_identity_aligners():
     torch.testing.assert_close(s_out, s @ proj.proj.weight.T + proj.proj.bias)
     FeatureMSELoss()(s_out, target).backward()
     assert proj.proj.weight.grad is not None and s.grad is not None
+    torch.testing.assert_close(target, t)  # FitNets: the raw feature
+    # the KDEP ablation "projector in place of the SVD": PTS on the target
+    pts = ProjectorAligner(4, 6, temperature=0.5, power=2)
+    _, target = pts(s, torch.tensor([[2., -0.125, 0., 8., -2., 0.5]] * 3))
+    torch.testing.assert_close(target[0], torch.tensor(
+        [2., -0.5, 0., 4., -2., 1.]))  # sign(t) * |t / 0.5| ** (1 / 2)
+    assert not target.requires_grad
+    with pytest.raises(ValueError, match='aligner.power'):
+        ProjectorAligner(4, 6, power=0)
+    with pytest.raises(ValueError, match='aligner.temperature'):
+        ProjectorAligner(4, 6, temperature=-1, power=3)
     ident = IdentityAligner(5, 5)
     a, b = ident(s.new_ones(2, 5), torch.zeros(2, 5))
     assert a.shape == b.shape == (2, 5)

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from kdep_mm.registry import MODELS
 from .base_aligner import BaseAligner
-from .svd_aligner import power_temperature_scaling
+from .svd_aligner import checked_pts_args, power_temperature_scaling
 
 
 @MODELS.register_module()
@@ -35,13 +35,7 @@ class ProjectorAligner(BaseAligner):
                  bias: bool = True, temperature: float = 0.1,
                  power: Optional[float] = None, init_cfg=None):
         super().__init__(student_channels, teacher_channels, init_cfg)
-        if temperature <= 0:
-            raise ValueError(f'aligner.temperature must be > 0, got '
-                             f'{temperature}')
-        if power is not None and power <= 0:
-            raise ValueError(f'aligner.power must be > 0, got {power}')
-        self.temperature = float(temperature)
-        self.power = None if power is None else float(power)
+        self.temperature, self.power = checked_pts_args(temperature, power)
         self.proj = nn.Linear(student_channels, teacher_channels, bias=bias)
 
     def forward(self, student: torch.Tensor,

@@ -18,6 +18,17 @@ def power_temperature_scaling(z: torch.Tensor, temperature: float = 0.1,
     return torch.sign(z) * (z / temperature).abs().pow(1. / power)
 
 
+def checked_pts_args(temperature: float, power: Optional[float]):
+    """(T, n) of PTS as floats (n None: PTS off); a ValueError naming
+    ``aligner.temperature`` / ``aligner.power`` unless both are > 0."""
+    if temperature <= 0:
+        raise ValueError(f'aligner.temperature must be > 0, got '
+                         f'{temperature}')
+    if power is not None and power <= 0:
+        raise ValueError(f'aligner.power must be > 0, got {power}')
+    return float(temperature), None if power is None else float(power)
+
+
 @MODELS.register_module()
 class SVDAligner(BaseAligner):
     """Project teacher features onto their top-k principal directions.
@@ -60,13 +71,7 @@ class SVDAligner(BaseAligner):
                 'SVD basis of teacher features has at most teacher_channels '
                 "directions. Use aligner=dict(type='ProjectorAligner', ...) "
                 '(a learned student-side projection) for such pairs.')
-        if temperature <= 0:
-            raise ValueError(f'aligner.temperature must be > 0, got '
-                             f'{temperature}')
-        if power is not None and power <= 0:
-            raise ValueError(f'aligner.power must be > 0, got {power}')
-        self.temperature = float(temperature)
-        self.power = None if power is None else float(power)
+        self.temperature, self.power = checked_pts_args(temperature, power)
         self.register_buffer('mean', torch.zeros(teacher_channels))
         self.register_buffer('basis',
                              torch.zeros(teacher_channels, student_channels))
