@@ -387,3 +387,16 @@ def test_smoke_study_end_to_end(tmp_path):
                        env=env, timeout=600)
     assert r.returncode == 0
     assert ' 0 to run' in r.stdout
+
+
+def test_report_flags_a_choice_at_the_edge_of_the_grid(tmp_path, study, plan):
+    from study.cellstore import write_json
+    from study.report import Results, sweep_edges
+    for k, s in enumerate(P.sweep_settings(study, 'c')):
+        write_json(tmp_path / 'cells' / f'sweep__c__r20w8__{setting_id(s)}'
+                   '.json', dict(val_score=[40., 45., 44.][k]))
+    assert sweep_edges(Results(study, plan, str(tmp_path))) == []
+    s = P.sweep_settings(study, 'c')[2]
+    write_json(tmp_path / 'cells' / f'sweep__c__r20w8__{setting_id(s)}.json',
+               dict(val_score=50.))
+    assert sweep_edges(Results(study, plan, str(tmp_path))) == ['(c) lr=0.1']

@@ -160,6 +160,28 @@ def plateau_rows(R, student):
     return rows
 
 
+def sweep_edges(R):
+    """Arms whose chosen value of a swept key is the grid's smallest or
+    largest (the optimum may lie outside the grid)."""
+    study = R.study
+    out = []
+    for arm in study.sweeps:
+        got = []
+        for s in sweep_settings(study, arm):
+            r = R.res.get(f'sweep/{arm}/{study.sweep_student}/'
+                          f'{setting_id(s)}')
+            if r is None:
+                break
+            got.append((r['val_score'], s))
+        else:
+            best = max(got, key=lambda g: g[0])[1] if got else None
+            for k, vals in (study.sweeps[arm] or {}).items():
+                if best and len(vals) > 1 and best[k] in (min(vals),
+                                                          max(vals)):
+                    out.append(f'({arm}) {k}={best[k]:g}')
+    return out
+
+
 def sweep_rows(R):
     study = R.study
     rows = []
@@ -397,6 +419,10 @@ def write_report(args, study, plan, rdir):
           'of the arms in the last column.', '',
           '| arm | setting | val top-1 (%) | used by |', '|---|---|---:|---|']
     L += sweep_rows(R) + ['']
+    edges = sweep_edges(R)
+    if edges:
+        L += ['At the edge of its grid (the optimum may lie outside it): '
+              + ', '.join(edges) + '.', '']
     rows, total_cpu, est, complete = runtime_rows(R)
     L += ['## Runtime', '',
           'Per cell (1 process, 1 torch thread): wall clock on this shared '
