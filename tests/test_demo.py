@@ -105,15 +105,34 @@ def test_generator_bad_arguments(tmp_path):
 
 
 # ------------------------------------------------------------- the demo
+def _demo_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('kdep_demo_tool', DEMO)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=REPO + os.pathsep +
+                os.environ.get('PYTHONPATH', ''))
+
+
+README_TEMPLATE = 'intro\n{begin}\nold table\n{end}\noutro\n'
+
+
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory):
     work = tmp_path_factory.mktemp('kdep_demo')
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep +
-               os.environ.get('PYTHONPATH', ''))
+    demo = _demo_module()
+    (work / 'README.md').write_text(README_TEMPLATE.format(
+        begin=demo.README_BEGIN, end=demo.README_END))
     proc = subprocess.run(
         [sys.executable, DEMO, '--smoke', '--work-dir',
-         str(work), '--seed', '0'],
-        cwd=str(work), env=env, capture_output=True, text=True, timeout=600)
+         str(work), '--seed', '0', '--readme',
+         str(work / 'README.md')],
+        cwd=str(work), env=_env(), capture_output=True, text=True,
+        timeout=600)
     return work, proc
 
 
@@ -169,3 +188,117 @@ def test_demo_smoke_outputs(smoke_run):
         {k[len('backbone.'):]: v for k, v in state.items()}, strict=True)
     # the SVD basis was fitted and saved in the KDEP work dir
     assert (work / 'kdep' / 'svd_basis.pth').is_file()
+
+
+# ------------------------------------------------ README from the run
+def test_demo_readme_block_is_the_printed_report(smoke_run):
+    """--readme writes exactly the report the run printed (and results.md
+    holds) between the markers, and leaves the rest of the file alone."""
+    work, proc = smoke_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    demo = _demo_module()
+    report = (work / 'results.md').read_text()[len('# KDEP demo results\n\n'):]
+    assert report.strip() and report.strip() in proc.stdout
+    assert (work / 'README.md').read_text() == (
+        f'intro\n{demo.README_BEGIN}\n{report}{demo.README_END}\noutro\n')
+    res = json.loads((work / 'results.json').read_text())
+    assert f'{res["kdep_init_top1"]:.2f}' in report
+    assert f'{res["random_init_top1"]:.2f}' in report
+    assert res['command'] == (f'python tools/kdep_demo.py --smoke --work-dir '
+                              f'{work} --seed 0')
+    assert res['command'] in report
+    # the KDEP stage validated with the collapse signal
+    assert isinstance(res['kdep_explained_var'], float)
+
+
+def test_update_readme_refuses_missing_markers(tmp_path):
+    demo = _demo_module()
+    path = tmp_path / 'R.md'
+    path.write_text('no markers here\n')
+    with pytest.raises(SystemExit, match='markers'):
+        demo.update_readme(str(path), 'table')
+    assert path.read_text() == 'no markers here\n'
+    path.write_text(f'{demo.README_END}\n{demo.README_BEGIN}\n')
+    with pytest.raises(SystemExit, match='markers'):
+        demo.update_readme(str(path), 'table')
+
+
+def test_smoke_never_writes_the_real_readme():
+    demo = _demo_module()
+    with pytest.raises(SystemExit):
+        demo.parse_args(['--smoke', '--readme'])
+    assert demo.parse_args(['--readme']).readme == osp.join(REPO,
+                                                             'README.md')
+
+
+def test_repo_readme_table_comes_from_the_default_command():
+    """README.md's demo table was written by a run of the plain default
+    command (seed 0), not typed in."""
+    demo = _demo_module()
+    with open(osp.join(REPO, 'README.md')) as f:
+        text = f.read()
+    assert text.count(demo.README_BEGIN) == 1
+    assert text.count(demo.README_END) == 1
+    block = text.split(demo.README_BEGIN)[1].split(demo.README_END)[0]
+    assert block.strip().startswith('`python tools/kdep_demo.py` on ')
+    assert 'seed 0, 1 torch thread(s)' in block
+    assert '| (e) fine-tune, KDEP init |' in block
+    assert 'KDEP init vs random init:' in block
+
+
+# --------------------------------------------- the claim, on the real demo
+#: KDEP-init minus random-init val top-1 (points) that the default demo
+#: (seed 0) must reach, and the fraction of the target's variance the KDEP
+#: student must explain at its last validation; measured runs in
+#: test_demo_kdep_beats_random_init.
+KDEP_MARGIN = 5.0
+MIN_EXPLAINED_VAR = 0.2
+
+
+@pytest.mark.slow
+def test_demo_kdep_beats_random_init(tmp_path):
+    """The demo's claim on its fixed seed: the KDEP-initialised student
+    beats the same student from random init by at least KDEP_MARGIN points
+    of val top-1, and KDEP did not collapse.
+
+    Measured runs of `python tools/kdep_demo.py` (seed 0, 1 thread; val
+    top-1 of teacher / KDEP init / random init, gain, explained variance of
+    the KDEP student), 2026-12-01, AMD EPYC, torch 2.14.1 (CPU):
+
+    ====================================  ====  ====  ====  =====  =====
+    run (CPU kernels)                     T     KDEP  rand  gain   EV
+    ====================================  ====  ====  ====  =====  =====
+    1 native (ATen AVX-512, oneDNN auto)  73.0  45.2  13.6  +31.6  0.511
+    2 rerun of 1                          73.0  45.2  13.6  +31.6  0.511
+    3 ATEN_CPU_CAPABILITY=avx2,           65.0  34.0  12.8  +21.2  0.473
+      ONEDNN_MAX_CPU_ISA=AVX2
+    4 ATEN_CPU_CAPABILITY=default,        71.4  30.8  14.4  +16.4  0.431
+      ONEDNN_MAX_CPU_ISA=SSE41
+    5 ONEDNN_MAX_CPU_ISA=AVX2             72.0  42.0  11.8  +30.2  0.482
+    6 issue 15's fresh machine            59.0  24.0  12.8  +11.2  -
+    ====================================  ====  ====  ====  =====  =====
+
+    Run 2 is bit-identical to run 1 (same checkpoints): on one machine the
+    demo is deterministic. Runs 3-5 emulate other CPUs by restricting the
+    instruction sets of torch's kernels; run 3 reproduces the numbers the
+    README had before issue 15 exactly, i.e. they came from an AVX2
+    machine. The rounding differences of other kernels move KDEP init by up
+    to 21 points, yet the gain stayed >= 11.2 in all six runs.
+    KDEP_MARGIN = 5 is under half the smallest gain and about two standard
+    deviations of the difference of two accuracies on the 500 val images
+    (binomial, about 2.5 points) above zero; MIN_EXPLAINED_VAR = 0.2 is
+    twice the collapse warning's threshold and under half the smallest
+    measured value. About 4 minutes on 2 idle cores.
+    """
+    proc = subprocess.run(
+        [sys.executable, DEMO, '--work-dir', str(tmp_path), '--seed', '0'],
+        cwd=str(tmp_path), env=_env(), capture_output=True, text=True,
+        timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((tmp_path / 'results.json').read_text())
+    gain = res['kdep_init_top1'] - res['random_init_top1']
+    assert gain >= KDEP_MARGIN, (
+        f'KDEP init {res["kdep_init_top1"]:.2f} vs random init '
+        f'{res["random_init_top1"]:.2f}: {gain:+.2f} < {KDEP_MARGIN}')
+    # the student learnt its target (the collapse signal of the KDEP stage)
+    assert res['kdep_explained_var'] > MIN_EXPLAINED_VAR

@@ -23,7 +23,23 @@ Stages (each an mmengine ``Runner`` built from a config in ``configs/demo``):
 Usage::
 
     python tools/kdep_demo.py [--work-dir work_dirs/kdep_demo] [--seed 0]
-        [--data-root DIR] [--teacher-ckpt PATH] [--smoke] [size knobs]
+        [--data-root DIR] [--teacher-ckpt PATH] [--smoke] [--readme [PATH]]
+        [size knobs]
+
+``--readme`` writes the printed results (a provenance line and the table)
+between the ``kdep_demo`` markers of README.md, so the README's figures are
+always those of a real run.
+
+Determinism: every stage is seeded (``--seed``: data, subsets, weights,
+sampling, augmentation), runs with deterministic algorithms
+(``torch.use_deterministic_algorithms``), ``--threads`` torch threads (1 by
+default) and ``--num-workers`` dataloader workers (0 by default), so a rerun
+on the same machine and software repeats its numbers. Across machines they
+can differ: the CPU kernels (oneDNN / MKL, chosen by instruction set and
+vendor) and other torch builds round differently, and a few thousand SGD
+steps on 100-1500 images amplify those last-bit differences into points of
+accuracy. ``tests/test_demo.py`` asserts the margin measured across such
+runs, not the exact numbers.
 
 ``--teacher-ckpt`` takes an mmpretrain ``ImageClassifier`` checkpoint of a
 ``kdep_mm.CIFARResNet`` (keys ``backbone.*``, ``head.fc.*``) or a classic
@@ -42,6 +58,7 @@ CFG_DIR = osp.join(REPO, 'configs', 'demo')
 TEACHER_CFG = osp.join(CFG_DIR, 'teacher_cifar_resnet20_shapes.py')
 KDEP_CFG = osp.join(CFG_DIR, 'kdep_r20_to_r20w8_shapes.py')
 FINETUNE_CFG = osp.join(CFG_DIR, 'finetune_r20w8_shapes.py')
+README = osp.join(REPO, 'README.md')
 
 AKAMASTER_REVISE_KEYS = [(r'^module\.linear\.', 'head.fc.'),
                          (r'^module\.', 'backbone.')]
@@ -106,6 +123,11 @@ def parse_args(argv=None):
                    'config and hook table')
     p.add_argument('--smoke', action='store_true',
                    help='a few images and 1-2 iterations per stage (tests)')
+    p.add_argument('--readme', nargs='?', const=README, default=None,
+                   metavar='PATH',
+                   help='write the results table of this run between the '
+                   'kdep_demo markers of PATH (default: the repository\'s '
+                   'README.md), so that its figures are this run\'s')
     g = p.add_argument_group('sizes and schedules (defaults: the tuned demo)')
     g.add_argument('--num-classes', type=int,
                    help=f'synthetic classes [{DEFAULTS["num_classes"]}]')
@@ -138,6 +160,9 @@ def parse_args(argv=None):
     g.add_argument('--batch-size', type=int,
                    help=f'[{DEFAULTS["batch_size"]}]')
     args = p.parse_args(argv)
+    if args.smoke and args.readme == README:
+        p.error('--smoke --readme would put smoke numbers into README.md; '
+                'give another PATH')
     base = dict(DEFAULTS)
     if args.smoke:
         base.update(SMOKE)
@@ -175,7 +200,12 @@ def _set_data(dl_cfg, data_root: str, prefix: str, ann_file: str = ''):
 def _set_schedule(cfg, epochs: int, batch_size: int, num_workers: int,
                   iters_per_epoch: int) -> None:
     """Epochs, warm-up + cosine, one checkpoint at the end, log interval."""
-    cfg.train_cfg = dict(by_epoch=True, max_epochs=epochs)
+    train_cfg = dict(by_epoch=True, max_epochs=epochs)
+    if cfg.get('val_dataloader') is not None:
+        # the config's interval; the last epoch is always validated
+        train_cfg['val_interval'] = min(cfg.train_cfg.get('val_interval', 1),
+                                        epochs)
+    cfg.train_cfg = train_cfg
     eta_min = cfg.param_scheduler[-1].get('eta_min', 0.)
     sched = [
         dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0,
@@ -189,7 +219,7 @@ def _set_schedule(cfg, epochs: int, batch_size: int, num_workers: int,
     cfg.default_hooks.checkpoint.interval = epochs
     # about 3 log lines per epoch
     cfg.default_hooks.logger.interval = max(1, iters_per_epoch // 3)
-    for key in ('train_dataloader', 'test_dataloader'):
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dl = cfg.get(key)
         if dl is None:
             continue
@@ -215,7 +245,10 @@ def _runner(cfg, work_dir: str, name: str, seed: int, verbose: bool):
     # unique names (mmengine appends a timestamp): loggers, visualizers and
     # default scopes are per experiment
     cfg.experiment_name = f'kdep_demo_{name}'
-    cfg.randomness = dict(seed=seed, deterministic=False)
+    # deterministic algorithms (torch.use_deterministic_algorithms, cuDNN
+    # deterministic): with the fixed thread count, a rerun on the same
+    # machine and software gives the same numbers
+    cfg.randomness = dict(seed=seed, deterministic=True)
     cfg.launcher = 'none'
     cfg.log_level = 'INFO' if verbose else 'WARNING'
     runner = Runner.from_cfg(cfg)
@@ -394,6 +427,9 @@ def stage_kdep(args, data, teacher, work_dir):
     ann = osp.join(work_dir, 'splits', 'kdep_unlabelled.txt')
     write_ann_file(subset, ann)
     _set_data(cfg.train_dataloader, data['root'], 'train', ann)
+    if cfg.get('val_dataloader') is not None:
+        # held out: the val split, never distilled on
+        _set_data(cfg.val_dataloader, data['root'], data['val_prefix'])
     t_arch = teacher['arch']
     m = cfg.model
     _teacher_arch(m.teacher, t_arch['depth'], t_arch['base_channels'],
@@ -421,8 +457,14 @@ def stage_kdep(args, data, teacher, work_dir):
            f'train), {args.kdep_epochs} epochs x {iters} iterations')
     runner = _runner(cfg, out_dir, 'kdep', args.seed, args.verbose)
     runner.train()
+    explained = None
+    key = 'val/distill/explained_var'
+    if key in runner.message_hub.log_scalars:
+        explained = float(runner.message_hub.get_scalar(key).current())
+        say(f'KDEP student explains {explained:.1%} of the aligned '
+            f'target\'s variance on {data["val_prefix"]} (last validation)')
     return dict(ckpt=_last_checkpoint(out_dir), n_images=len(subset),
-                c_s=c_s, c_t=c_t)
+                c_s=c_s, c_t=c_t, explained_var=explained)
 
 
 def stage_export(args, kdep, work_dir):
@@ -488,6 +530,12 @@ def _fmt(v, nd=2):
     return '-' if v is None else f'{v:.{nd}f}'
 
 
+def _explained(ev) -> str:
+    if ev is None:
+        return ''
+    return f'; explains {ev:.0%} of the target variance on val'
+
+
 def make_table(res: dict) -> str:
     s = res['settings']
     t = res['stage_seconds']
@@ -502,7 +550,8 @@ def make_table(res: dict) -> str:
         ('(c) KDEP', f'CIFARResNet-{s["student_depth"]} w{s["student_width"]}'
          f' ({s["student_dim"]}-d) <- teacher, SVD {s["teacher_dim"]}->'
          f'{s["student_dim"]}, {s["kdep_images"]} unlabelled images, '
-         f'{s["kdep_epochs"]} ep', None, t['kdep']),
+         f'{s["kdep_epochs"]} ep' + _explained(res.get('kdep_explained_var')),
+         None, t['kdep']),
         ('(d) export', osp.basename(res['paths']['student_ckpt']), None,
          t['export']),
         ('(e) fine-tune, KDEP init', f'{s["finetune_images"]} labelled '
@@ -525,11 +574,75 @@ def make_table(res: dict) -> str:
     return '\n'.join(lines)
 
 
+README_BEGIN = ('<!-- kdep_demo:begin (written by `python tools/kdep_demo.py '
+                '--readme` from the run\'s own numbers; do not edit) -->')
+README_END = '<!-- kdep_demo:end -->'
+
+
+def environment() -> dict:
+    """Where the numbers came from: CPU, cores, load, versions."""
+    import platform
+
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    return dict(cpu=cpu, cores=os.cpu_count(), load_1min_at_start=load,
+                torch=torch.__version__, python=platform.python_version(),
+                date=time.strftime('%Y-%m-%d'))
+
+
+def make_report(res: dict) -> str:
+    """What the demo prints at the end, writes to results.md and (with
+    --readme) between the README markers: a provenance line and the
+    table."""
+    env, s = res['environment'], res['settings']
+    load = env['load_1min_at_start']
+    head = (f'`{res["command"]}` on {env["date"]}: seed {res["seed"]}, '
+            f'{s["threads"]} torch thread(s), deterministic algorithms, torch '
+            f'{env["torch"]}, {env["cpu"]} ({env["cores"]} cores'
+            + (f', 1-min load {load} at the start' if load is not None
+               else '') + ').')
+    return head + '\n\n' + make_table(res)
+
+
+def update_readme(path: str, report: str) -> None:
+    """Replace the text between :data:`README_BEGIN` and :data:`README_END`
+    in ``path`` by ``report`` (atomically); the rest is left as is."""
+    from kdep_mm.utils.checkpoint import atomic_write_bytes
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or \
+            text.index(README_BEGIN) > text.index(README_END):
+        raise SystemExit(
+            f'--readme {path}: needs exactly one pair of markers\n  '
+            f'{README_BEGIN}\n  {README_END}\n(in this order) around the '
+            'demo table')
+    head, rest = text.split(README_BEGIN)
+    _, tail = rest.split(README_END)
+    atomic_write_bytes(
+        (head + README_BEGIN + '\n' + report + '\n' + README_END +
+         tail).encode('utf-8'), path)
+
+
 def main(argv=None) -> int:
     t_start = time.perf_counter()
     args = parse_args(argv)
     if args.device == 'cpu':
         os.environ['CUDA_VISIBLE_DEVICES'] = ''
+    # deterministic cuBLAS (needed by torch.use_deterministic_algorithms on
+    # CUDA; set before torch initialises CUDA)
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     import torch
@@ -544,6 +657,10 @@ def main(argv=None) -> int:
     work_dir = osp.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
     times = {}
+    env = environment()
+    command = 'python tools/kdep_demo.py' + ''.join(
+        f' {a}' for a in (sys.argv[1:] if argv is None else argv)
+        if not a.startswith('--readme') and a != args.readme)
 
     say(f'work dir {work_dir}, seed {args.seed}, torch '
         f'{torch.__version__} on {args.device} '
@@ -594,6 +711,9 @@ def main(argv=None) -> int:
         kdep_init_top1=top1['kdep'],
         random_init_top1=top1['random'],
         kdep_gain=top1['kdep'] - top1['random'],
+        kdep_explained_var=kdep['explained_var'],
+        command=command,
+        environment=env,
         stage_seconds={k: round(v, 2) for k, v in times.items()},
         total_seconds=round(total, 2),
         settings=dict(
@@ -627,16 +747,19 @@ def main(argv=None) -> int:
             work_dir=work_dir,
         ),
     )
-    table = make_table(results)
+    report = make_report(results)
     banner('(f) results', 'KDEP-init vs random-init student', '')
-    print(table, flush=True)
+    print(report, flush=True)
     atomic_write_bytes(
-        ('# KDEP demo results\n\n' + table + '\n').encode(),
+        ('# KDEP demo results\n\n' + report + '\n').encode(),
         osp.join(work_dir, 'results.md'))
     atomic_write_bytes((json.dumps(results, indent=2) + '\n').encode(),
                        osp.join(work_dir, 'results.json'))
     say(f'results written to {osp.join(work_dir, "results.md")} and '
         'results.json')
+    if args.readme is not None:
+        update_readme(args.readme, report)
+        say(f'table written between the kdep_demo markers of {args.readme}')
     return 0
 
 
