@@ -44,7 +44,8 @@ RUNNERS = _child('runner', MMENGINE_RUNNERS, ['kdep_mm.engine'])
 RUNNER_CONSTRUCTORS = _child('runner constructor',
                              MMENGINE_RUNNER_CONSTRUCTORS, ['kdep_mm.engine'])
 LOOPS = _child('loop', MMENGINE_LOOPS, ['kdep_mm.engine'])
-HOOKS = _child('hook', MMENGINE_HOOKS, ['kdep_mm.engine'])
+HOOKS = _child('hook', MMENGINE_HOOKS,
+               ['kdep_mm.engine', 'kdep_mm.visualization'])
 LOG_PROCESSORS = _child('log processor', MMENGINE_LOG_PROCESSORS,
                         ['kdep_mm.engine'])
 

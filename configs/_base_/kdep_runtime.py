@@ -6,7 +6,13 @@ custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=100),
+    # mmengine's LoggerHook also logs 'Exp name: ...' at every epoch end
+    # (dozens of lines in a short run); this one logs it at the first
+    # iteration and then every `interval_exp_name` iterations only
+    logger=dict(
+        type='kdep_mm.ExpNameOnceLoggerHook',
+        interval=100,
+        interval_exp_name=1000),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # keep only the newest checkpoint (KDEP keeps the last one)
     # atomic writes: a killed run never leaves a truncated checkpoint
@@ -24,7 +30,14 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )
-vis_backends = [dict(type='LocalVisBackend')]
+# LocalVisBackend writes the json scalars (<work_dir>/<timestamp>/vis_data/)
+# that tools/analysis_tools/plot_curves.py reads. The second slot records
+# nothing until TensorBoard is switched on (event files in the same vis_data/):
+#   --cfg-options visualizer.vis_backends.1.type=TensorboardVisBackend
+vis_backends = [
+    dict(type='LocalVisBackend'),
+    dict(type='kdep_mm.NoVisBackend'),
+]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 log_level = 'INFO'
 load_from = None
