@@ -1,36 +1,58 @@
+"""Build shim: the package metadata is in pyproject.toml.
+
+What this file adds is OpenMMLab's ``.mim`` layout: ``configs/`` and
+``tools/`` go into the package as ``kdep_mm/.mim/configs`` and
+``kdep_mm/.mim/tools``, so that ``mim train kdep_mm CONFIG`` and ``mim test``
+find them after ``pip install``. As in mmpretrain's setup.py they are copied
+for a wheel or sdist build (into the build directory only, never into the
+source tree) and symlinked into the source tree for an editable install
+(``kdep_mm/.mim`` is git-ignored).
+"""
+import os
 import os.path as osp
+import shutil
 
-from setuptools import find_packages, setup
+from setuptools import setup
+from setuptools.command.build_py import build_py
 
-here = osp.dirname(osp.abspath(__file__))
-version = {}
-with open(osp.join(here, 'kdep_mm', 'version.py')) as f:
-    exec(f.read(), version)
+HERE = osp.dirname(osp.abspath(__file__))
+MIM_ITEMS = ('configs', 'tools')
+IGNORE = shutil.ignore_patterns('__pycache__', '*.pyc', '*.egg-info')
 
-setup(
-    name='kdep_mm',
-    version=version['__version__'],
-    description='Knowledge distillation as efficient pre-training of vision '
-    'backbones, as an OpenMMLab plugin (KDEP, TCS, DMAE, ensemble KD).',
-    long_description=open(osp.join(here, 'README.md')).read()
-    if osp.exists(osp.join(here, 'README.md')) else '',
-    long_description_content_type='text/markdown',
-    packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
-    include_package_data=True,
-    package_data={'kdep_mm': ['.mim/configs/**/*.py']},
-    python_requires='>=3.8',
-    # torch/torchvision and mmcv (with compiled ops) are installed by
-    # tools/setup_env.sh; the pure-Python stack is pinned here.
-    install_requires=[
-        'mmengine==0.10.7',
-        'mmcv>=2.0.0,<2.2.0',
-        'mmpretrain==1.2.0',
-        'mmdet==3.3.0',
-        'mmsegmentation==1.2.2',
-        'ftfy',
-        'regex',
-        'numpy',
-    ],
-    extras_require={'tests': ['pytest>=7', 'matplotlib']},
-    zip_safe=False,
-)
+
+def _clear(path):
+    if osp.islink(path) or osp.isfile(path):
+        os.remove(path)
+    elif osp.isdir(path):
+        shutil.rmtree(path)
+
+
+def _symlink_mim_in_source():
+    mim = osp.join(HERE, 'kdep_mm', '.mim')
+    os.makedirs(mim, exist_ok=True)
+    for name in MIM_ITEMS:
+        src, dst = osp.join(HERE, name), osp.join(mim, name)
+        if not osp.exists(src):
+            continue
+        _clear(dst)
+        os.symlink(osp.relpath(src, mim), dst)
+
+
+class BuildPyWithMim(build_py):
+    """``build_py`` that also puts configs/ and tools/ under .mim."""
+
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            _symlink_mim_in_source()
+            return
+        mim = osp.join(self.build_lib, 'kdep_mm', '.mim')
+        for name in MIM_ITEMS:
+            src, dst = osp.join(HERE, name), osp.join(mim, name)
+            if not osp.isdir(src):
+                continue
+            _clear(dst)
+            shutil.copytree(src, dst, ignore=IGNORE)
+
+
+setup(cmdclass={'build_py': BuildPyWithMim})

@@ -20,6 +20,12 @@ TORCH_SPEC="${KDEP_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 MMCV_VERSION=2.1.0
 OPENMMLAB_SPEC="mmengine==0.10.7 mmpretrain==1.2.0 mmdet==3.3.0 mmsegmentation==1.2.2 ftfy regex"
 TEST_SPEC="pytest>=7 matplotlib"
+# lint (.ci/run), `mim train/test kdep_mm ...`, TensorBoard event files
+RUFF_SPEC="ruff==0.17.6"
+MIM_SPEC="openmim==0.3.9"
+# openmim's requirements without opendatalab, whose openxlab pins and
+# downgrades setuptools, requests, rich, tqdm, filelock and packaging
+MIM_DEPS="click colorama model-index pandas requests rich tabulate"
 
 say() { printf '\033[1m[setup_env]\033[0m %s\n' "$*"; }
 die() { printf '\033[31m[setup_env] ERROR:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -113,9 +119,18 @@ if ! have $OPENMMLAB_SPEC pytest kdep_mm; then
   "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT" || die "could not install kdep_mm in editable mode."
 fi
 
-# ---- 6. verify -----------------------------------------------------------
+# ---- 6. ruff, openmim, tensorboard -------------------------------------
+if ! have $RUFF_SPEC $MIM_SPEC tensorboard; then
+  say "installing $RUFF_SPEC, $MIM_SPEC (without opendatalab/openxlab) and tensorboard"
+  # shellcheck disable=SC2086
+  "${PIP[@]}" install $RUFF_SPEC tensorboard $MIM_DEPS || die "pip could not install ruff / tensorboard / openmim's requirements."
+  "${PIP[@]}" install --no-deps "$MIM_SPEC" || die "pip could not install $MIM_SPEC."
+fi
+
+# ---- 7. verify -----------------------------------------------------------
 "$PY" - <<'PYEOF' || die "the environment does not import cleanly (see above)."
 import torch, torchvision, mmengine, mmcv, mmcv.ops, mmpretrain, mmdet, mmseg, kdep_mm
+import mim, tensorboard  # noqa: F401
 print(f"[setup_env] torch {torch.__version__}, torchvision {torchvision.__version__}, "
       f"mmengine {mmengine.__version__}, mmcv {mmcv.__version__} (ops), mmpretrain {mmpretrain.__version__}, "
       f"mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, kdep_mm {kdep_mm.__version__}")
