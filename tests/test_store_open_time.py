@@ -16,7 +16,7 @@ def test_store_open_time_benchmark_smoke(tmp_path, capsys):
     store = res['store']
     assert store['num_shards'] == 1 and store['num_samples'] == 262
     for key in ('first_cold_s', 'first_warm_s', 'later_median_s',
-                'sizes_only_median_s'):
+                'sizes_only_median_s', 'get_s', 'get_uncapped_s'):
         assert store[key] >= 0
     assert len(store['later_s']) == 2
     assert '| store | first open, cold |' in capsys.readouterr().out

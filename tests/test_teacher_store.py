@@ -746,8 +746,9 @@ print('read', seen, 'samples of', store.num_shards, 'shards')
 def test_open_files_capped_many_shards_two_workers(tmp_path, monkeypatch):
     """Issue 16, item 8: a store of 2,000 one-sample shards read in random
     order by a DataLoader with 2 workers under ``ulimit -n 256``: at most
-    ``max_open_files`` (128) maps stay open per process (before issue 16
-    every shard touched kept 3 descriptors open: 'Too many open files')."""
+    ``max_open_files`` (128) descriptors stay open per process (before
+    issue 16 every shard touched kept 3 maps, one descriptor each, open:
+    'Too many open files')."""
     from kdep_mm.datasets import teacher_store as ts
     monkeypatch.setattr(ts.os, 'fsync', lambda fd: None)  # speed only
     root = str(tmp_path)
@@ -759,10 +760,19 @@ def test_open_files_capped_many_shards_two_workers(tmp_path, monkeypatch):
         {'x': np.full((1, 1, 1), s, np.float32)}, box, np.zeros((1, 1))))
     monkeypatch.undo()
     store = TeacherStore(root)  # verified here, once
-    assert store.num_shards == n and store.max_open_shards == 128 // 3
+    assert store.num_shards == n
+    # 128 descriptors: 21 shards x 3 files for maps, 65 for sample reads
+    assert store.max_open_shards == 64 // 3
+    assert store.max_open_fds == 128 - 3 * (64 // 3)
     for i in range(100):
-        store.get(i, 0)
+        assert store.get(i, 0)['x'][0] == i
+        np.testing.assert_array_equal(store.views(i)[0], box[0])
+        store.shard_arrays(i)
+    assert len(store._fds) == store.max_open_fds
     assert len(store._maps) == store.max_open_shards
+    open_fds = len(os.listdir('/proc/self/fd'))
+    store.close()
+    assert len(os.listdir('/proc/self/fd')) <= open_fds - store.max_open_fds
     proc = subprocess.run([sys.executable, '-c', FD_SCRIPT, root],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
