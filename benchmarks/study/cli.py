@@ -56,6 +56,18 @@ def parse_args(argv=None):
     p.add_argument('--smoke', action='store_true',
                    help='a few images and steps per cell (tests)')
     p.add_argument('--verbose', action='store_true')
+    # the GPU path (configs/study/study_gpu.py, benchmarks/study_gpu.sh)
+    p.add_argument('--data-pack', default=None,
+                   help='folder with probe_arrays.{npz,json} (tools/gpu/'
+                   'prepare_study_data.sh): the downstream arrays from it, '
+                   'not from the archives in ../shared')
+    p.add_argument('--deadline-at', type=float, default=None,
+                   help='a time (seconds since the epoch): run the cells in '
+                   "the spec's time_guard order and skip each one whose "
+                   'predicted time would pass it')
+    p.add_argument('--gpu-table', default=None,
+                   help='write the GPU table (markdown) of the selected '
+                   'cells here; with --report only that, not docs/')
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.results_dir is None:
@@ -82,7 +94,94 @@ def _child_argv(args):
         if v is not None:
             argv += [f'--{k}', v]
     argv += [f for f in ('--smoke', '--verbose') if getattr(args, f[2:])]
+    if args.data_pack:
+        argv += ['--data-pack', args.data_pack]
     return argv
+
+
+def register_modules():
+    """kdep_mm's modules. Without mmcv's compiled ops (mmcv-lite, the GPU
+    machine) ``kdep_mm.datasets`` cannot be imported (BCCD / CamVid datasets
+    need mmdet / mmseg, which import ``mmcv.ops``) and the study does not
+    need it: then only engine, evaluation, models and visualization."""
+    from .data import mmcv_has_ops
+    if mmcv_has_ops():
+        from kdep_mm.utils.setup_env import register_all_modules
+        register_all_modules(init_default_scope=False)
+        return 'all'
+    import kdep_mm.engine  # noqa: F401
+    import kdep_mm.evaluation  # noqa: F401
+    import kdep_mm.models  # noqa: F401
+    import kdep_mm.visualization  # noqa: F401
+    return 'without kdep_mm.datasets (mmcv without ops)'
+
+
+def _predict_s(c, cells, ctx, kinds):
+    """Predicted seconds of one cell: the measured times of the cells of
+    its kind that have run, else the spec's time_guard guesses."""
+    from .cellstore import load_result
+    from .spec import KD_KINDS
+    g, study = ctx.study.get('time_guard', {}), ctx.study
+    done = [(d, load_result(ctx.rdir, d)) for d in cells]
+    done = [(d, r) for d, r in done if r is not None]
+    if c.kind == 'pca':
+        return g.get('pca_s', 15.)
+    if c.kind == 'probe':
+        ts = [r['total_s'] for d, r in done if d.kind == 'probe']
+        return max(ts) if ts else g.get('probe_s', 20.)
+    if c.kind not in ('pretrain', 'sweep'):
+        return g.get('build_s', 10.)
+    if kinds[c.arm] == 'random':
+        return 5.
+    cls = 'teacher' if kinds[c.arm] in KD_KINDS else 'student'
+    steps = (study.smoke.steps if ctx.smoke else
+             study.arms[c.arm].samples // study.batch_size)
+    per_step, build = [], []
+    for d, r in done:
+        if d.kind in ('pretrain', 'sweep') and r.get('steps') and \
+                ('teacher' if kinds[d.arm] in KD_KINDS else 'student') == cls:
+            wall = r['milestones'][-1]['train_wall_s']
+            per_step.append(wall / r['steps'])
+            build.append(r['total_s'] - wall)
+    step_s = max(per_step) if per_step else g.get('step_s', {}).get(cls, .02)
+    return steps * step_s + (max(build) if build else g.get('build_s', 10.))
+
+
+def guarded_work(cells, ctx, deadline):
+    """Run ``cells`` one at a time in the spec's ``time_guard.order`` (pca
+    first; a pre-training before its probes) and skip a cell whose
+    predicted time would pass ``deadline`` or whose dependencies did not
+    run; the skipped cells and why go to ``<results>/skipped.json``."""
+    from .cellstore import load_result, load_result_id, write_json
+    from .plan import arm_kinds
+    from .scheduler import work
+    order = ctx.study.get('time_guard', {}).get('order', '')
+
+    def rank(c):
+        return (0 if c.kind == 'pca' else 1,
+                order.index(c.arm) if c.arm and c.arm in order else len(order))
+    kinds = arm_kinds(ctx.study)
+    skipped, done, failed = [], 0, 0
+    for c in sorted(cells, key=rank):  # stable: the plan's order within
+        if load_result(ctx.rdir, c) is not None:
+            continue
+        missing = [d for d in c.dep_ids if load_result_id(ctx.rdir, d) is None]
+        if missing:
+            skipped.append(dict(cell=c.id, reason='needs ' + ', '.join(
+                missing) + ', which did not run'))
+            continue
+        need, left = _predict_s(c, cells, ctx, kinds), deadline - time.time()
+        if need > left:
+            skipped.append(dict(cell=c.id, reason=f'time guard: predicted '
+                                f'{need:.0f} s, {max(0., left):.0f} s left'))
+            say(f'cell {c.id}: skipped, {skipped[-1]["reason"]}')
+            continue
+        d, f = work([c], ctx)
+        done, failed = done + d, failed + f
+    write_json(osp.join(ctx.rdir, 'skipped.json'),
+               dict(deadline=deadline, skipped=skipped,
+                    written=time.strftime('%Y-%m-%d %H:%M:%S')))
+    return done, failed
 
 
 def main(argv=None) -> int:
@@ -94,8 +193,7 @@ def main(argv=None) -> int:
     if args.threads > 0 and not (args.report or args.list):
         torch.set_num_threads(args.threads)
     import kdep_mm  # noqa: F401  (mmengine checkpoint types)
-    from kdep_mm.utils.setup_env import register_all_modules
-    register_all_modules(init_default_scope=False)
+    registered = register_modules()
 
     from .cellstore import cell_path, claimed_by_other, load_result
     from .data import Ctx
@@ -117,8 +215,16 @@ def main(argv=None) -> int:
                 claimed_by_other(rdir, c.id) else 'todo')
             print(f'{c.id:48s} {state}')
         return 0
+    if args.report and args.gpu_table:
+        from .gpu_table import write_gpu_table
+        say('GPU table: ' + write_gpu_table(
+            args.gpu_table, study, cells, rdir, device=args.device,
+            smoke=args.smoke))
+        return 0
     if not args.report:
         ctx = Ctx(args, study)
+        if registered != 'all':
+            say(f'kdep_mm modules: {registered}')
         t0 = time.perf_counter()
         if not args.worker:
             retire_stale(rdir, cells)
@@ -132,12 +238,21 @@ def main(argv=None) -> int:
             codes = [pr.wait() for pr in procs]
             if any(codes):
                 say(f'worker exit codes {codes}')
+        elif args.deadline_at is not None and not args.worker:
+            done, failed = guarded_work(cells, ctx, args.deadline_at)
+            say(f'this process: {done} cells done, {failed} failed, '
+                f'{time.perf_counter() - t0:.0f}s (time guard)')
         else:
             done, failed = work(cells, ctx)
             say(f'this process: {done} cells done, {failed} failed, '
                 f'{time.perf_counter() - t0:.0f}s')
         if args.worker:
             return 0
+        if args.gpu_table:
+            from .gpu_table import write_gpu_table
+            say('GPU table: ' + write_gpu_table(
+                args.gpu_table, study, cells, rdir, device=args.device,
+                smoke=args.smoke))
     if args.report or not args.no_report:
         from .report import write_report
         write_report(args, study, plan, rdir)

@@ -59,6 +59,7 @@ def run_pca(cell, ctx):
     dl_cfg.dataset.data_root = ctx.cifar
     dl_cfg.dataset.ann_file = ctx.files['pca']
     dl_cfg.batch_size = 100
+    gpu_loader(ctx, dl_cfg, 'pca')
     total, n = None, 0
     with torch.no_grad():
         for batch in Runner.build_dataloader(dl_cfg.to_dict(), seed=0):
@@ -221,6 +222,9 @@ def chosen_setting(ctx, arm):
     the best validation score, ties to the first in grid order; None when
     the arm is not swept."""
     study = ctx.study
+    fixed = study.get('fixed_settings') or {}
+    if arm in fixed:  # a spec without sweeps (study_gpu.py) states them
+        return dict(fixed[arm]), 'fixed'
     src = study.get('sweep_from', {}).get(arm, arm)
     if src not in study.sweeps:
         return None, None
@@ -248,6 +252,23 @@ def apply_setting(cfg, kind, setting):
             cfg.model.distill_loss.loss_weight = setting['loss_weight']
 
 
+def gpu_loader(ctx, dl_cfg, split):
+    """The GPU spec's data loading (configs/study/study_gpu.py): with
+    ``in_memory`` the split's images come from their decoded array (no
+    per-step JPEG decode), and ``loader`` sets the workers (at most one in
+    smoke runs) and pinned memory (CUDA only). No-op for the CPU spec."""
+    if getattr(ctx, 'in_memory', False):
+        dl_cfg.dataset = ctx.array_dataset_cfg(split, dl_cfg.dataset.pipeline)
+    lo = ctx.study.get('loader')
+    if lo:
+        n = int(lo.get('num_workers', 0))
+        n = min(n, 1) if ctx.smoke else n
+        dl_cfg.num_workers = n
+        dl_cfg.persistent_workers = bool(lo.get('persistent_workers')) and n > 0
+        dl_cfg.pin_memory = bool(lo.get('pin_memory')) and \
+            ctx.device == 'cuda'
+
+
 # ---------------------------------------------------------------- cells
 def run_pretrain(cell, ctx):
     from kdep_mm.utils.checkpoint import atomic_save
@@ -273,7 +294,10 @@ def run_pretrain(cell, ctx):
     split = 'pool_10' if info['data'] == '10%' else 'pool_100'
     ds = cfg.train_dataloader.dataset
     ds.data_root, ds.ann_file = ctx.cifar, ctx.files[split]
+    gpu_loader(ctx, cfg.train_dataloader, split)
     batch = study.batch_size
+    if ctx.smoke and study.smoke.get('batch_size'):  # study_gpu.py's smoke
+        batch = study.smoke.batch_size
     samples = study.arms[cell.arm].samples
     if ctx.smoke:
         samples = study.smoke.steps * batch
