@@ -1,9 +1,10 @@
 from .fit_aligner_hook import (FitAlignerHook, fit_aligner, load_basis,
                                save_basis)
 
-from .tcs_hooks import FitTCSCoordinatesHook, TCSTailoringHook
+from .tcs_hooks import (CheckTeacherStoresHook, FitTCSCoordinatesHook,
+                        TCSTailoringHook)
 
 __all__ = [
     'FitAlignerHook', 'fit_aligner', 'save_basis', 'load_basis',
-    'FitTCSCoordinatesHook', 'TCSTailoringHook'
+    'FitTCSCoordinatesHook', 'TCSTailoringHook', 'CheckTeacherStoresHook'
 ]
