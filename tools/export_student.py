@@ -1,13 +1,20 @@
-"""Export the student backbone of a KDEP distillation checkpoint.
+"""Export the student of a distillation checkpoint.
 
-Example::
+Examples::
 
+    # the student backbone (every algorithm), for downstream fine-tuning
     python tools/export_student.py \\
         work_dirs/kdep_r18/epoch_100.pth work_dirs/kdep_r18/student_backbone.pth
+    # the whole student as an mmpretrain ImageClassifier (TCS: the folded
+    # linear head; the ensemble: the multi-token ViT and its heads)
+    python tools/export_student.py --as classifier \\
+        work_dirs/tcs_r20/epoch_100.pth work_dirs/tcs_r20/classifier.pth
 
-The result loads in mmpretrain / mmdet / mmseg configs with
+A backbone loads in mmpretrain / mmdet / mmseg configs with
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``
-(see ``configs/downstream``).
+(see ``configs/downstream``); a classifier with ``load_from=DST`` (or
+``tools/test.py CONFIG DST``) in a config whose model is the matching
+``mmpretrain.ImageClassifier``.
 """
 import argparse
 import os.path as osp
@@ -21,9 +28,20 @@ except ImportError:  # run from a checkout without installing
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Export the student backbone of a distillation '
-        'checkpoint as a downstream pre-trained checkpoint.')
+        description='Export the student of a distillation checkpoint: its '
+        'backbone as a downstream pre-trained checkpoint, or (TCS, ensemble) '
+        'the whole student as an mmpretrain ImageClassifier checkpoint.')
     parser.add_argument('src', help='distillation checkpoint (.pth)')
+    parser.add_argument(
+        '--as', dest='kind', choices=['backbone', 'classifier'],
+        default='backbone',
+        help="what to export: the student backbone (any algorithm) or the "
+        "whole student as an mmpretrain ImageClassifier (TCS, ensemble) "
+        '(default: %(default)s)')
+    parser.add_argument(
+        '--config', default=None,
+        help='with --as classifier: the training config, when the '
+        'checkpoint does not record it (meta["cfg"])')
     parser.add_argument('dst', help='output file, e.g. '
                         'work_dirs/<exp>/student_backbone.pth')
     parser.add_argument(
@@ -50,6 +68,25 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from kdep_mm.utils.export import ExportError, export_student
+    if args.kind == 'classifier':
+        from kdep_mm.apis import export_classifier
+        from kdep_mm.utils.setup_env import register_all_modules
+        register_all_modules(init_default_scope=False)
+        try:
+            info = export_classifier(args.src, args.dst, config=args.config)
+        except (FileNotFoundError, ExportError) as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 1
+        print(f'wrote {info["dst"]} (mmpretrain ImageClassifier, '
+              f'{info["algorithm"]})')
+        print(f'  tensors:  {info["num_tensors"]}')
+        print(f'  sha256:   {info["sha256"]}')
+        print(f'  source:   {info["source"]}')
+        return 0
+    if args.config is not None:
+        print('error: --config applies to --as classifier only',
+              file=sys.stderr)
+        return 1
     try:
         info = export_student(
             args.src,

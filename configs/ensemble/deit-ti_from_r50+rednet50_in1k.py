@@ -25,5 +25,6 @@
 # 3. export:  python tools/export_student.py work_dirs/<exp>/epoch_300.pth \
 #                 work_dirs/<exp>/deit-ti_vit.pth
 #    (a plain mmpretrain VisionTransformer backbone: the teacher tokens are
-#    dropped; kdep_mm.export_ensemble_classifier keeps the whole student.)
+#    dropped; `tools/export_student.py --as classifier SRC DST` keeps the
+#    whole student as an mmpretrain ImageClassifier.)
 _base_ = ['./_base_/deit_ensemble_in1k.py']

@@ -25,7 +25,7 @@
 # store before the first iteration by FitTCSCoordinatesHook; the tailoring
 # schedule is driven by TCSTailoringHook. Export the deployable classifier
 # (head folded into one Linear) with
-# kdep_mm.models.algorithms.tcs.export_tcs_classifier.
+# `tools/export_student.py --as classifier SRC DST`.
 _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/cifar10_jpeg.py',

@@ -39,7 +39,7 @@
 #   each file); training runs then only stat the files and re-hash a shard
 #   whose files changed (docs/reliability.md has the open times).
 # Export the deployable classifier (ResNet-18 + GAP + folded Linear(512,
-# 1000)) with kdep_mm.models.algorithms.tcs.export_tcs_classifier.
+# 1000)) with `tools/export_student.py --as classifier SRC DST`.
 _base_ = ['../_base_/kdep_runtime.py']
 
 teacher_store = '{{$KDEP_TCS_STORE:data/imagenet/stores/r50_feat_v4}}'
