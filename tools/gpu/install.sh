@@ -76,6 +76,11 @@ for m in (mmengine, mmcv, mmpretrain, kdep_mm):
     where = osp.realpath(m.__file__)
     assert where.startswith(venv + '/'), f'{m.__name__} from {where}, not the venv'
 assert importlib.util.find_spec('mmcv._ext') is None, 'mmcv has compiled ops?'
+try:  # mmengine's Runner (collect_env) imports distutils: on Python 3.12
+    from distutils import errors  # noqa: F401  only setuptools' shim has it
+except ImportError as e:
+    raise SystemExit(f'[install] distutils cannot be imported ({e}); the '
+                     "mmengine Runner needs it (setuptools' shim on 3.12)")
 print(f'[install] python {sys.version.split()[0]}, torch {torch.__version__} '
       f'(cuda available: {torch.cuda.is_available()}) from '
       f'{osp.dirname(torch.__file__)}; mmengine {mmengine.__version__}, mmcv '
