@@ -180,10 +180,21 @@ def test_train_step_store_mode_no_teacher():
                                 message_hub=MessageHub('tcs_test')))()
     hook = TCSTailoringHook()
     model.train()
+    # the importance by hand, on a copy before the step: the first-order
+    # Taylor score sum_n |c_nj * dCE/dc_nj| of the masked coordinates
+    ref = copy.deepcopy(model)
+    d = ref.data_preprocessor(data, True)
+    masked = ref.student_coordinates(d['inputs']) * ref.mask
+    labels = torch.cat([s.gt_label for s in d['data_samples']])
+    ce = torch.nn.functional.cross_entropy(ref.classifier(masked), labels)
+    grad, = torch.autograd.grad(ce, masked)
+    want = (masked * grad).abs().sum(0).double() * ref.mask.double()
     log = model.train_step(data, optim)
     assert set(log) >= {'loss', 'loss_cls', 'loss_coord'}
     assert torch.isfinite(log['loss'])
-    assert model.importance.sum() > 0  # accumulated by the backward hook
+    # accumulated by the backward hook, from the CE term only
+    torch.testing.assert_close(model.importance, want, rtol=1e-5, atol=1e-9)
+    assert (want > 0).all()
     hook.after_train_iter(runner, 0)
     assert model.num_active == 16 and int(model.train_iter) == 1
     model.train_step(data, optim)
