@@ -229,13 +229,6 @@ def test_pretraining_modules_import_without_mmdet_and_mmseg():
     _run([sys.executable, '-c', _WITHOUT_DET_SEG.format(extra='')], cwd=REPO)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='kdep_mm/datasets/__init__.py imports bccd.py (mmdet) and '
-    'camvid.py (mmseg) unconditionally, so kdep_mm.datasets (the transforms '
-    'of the ImageNet KDEP recipes, the teacher store) needs the [det] and '
-    '[seg] extras; the owner of kdep_mm/datasets should import those two '
-    'lazily. Remove this mark then.')
 def test_datasets_import_without_mmdet_and_mmseg():
     _run([sys.executable, '-c',
           _WITHOUT_DET_SEG.format(extra='import kdep_mm.datasets')], cwd=REPO)
