@@ -109,6 +109,26 @@ def wheel(tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_wheel_from_the_sdist_has_the_same_files(wheel, tmp_path):
+    """MANIFEST.in carries configs/ and tools/ into the sdist, so a wheel
+    built from it has the same kdep_mm/.mim."""
+    src = osp.join(osp.dirname(osp.dirname(wheel)), 'src')
+    _run([sys.executable, 'setup.py', '-q', 'sdist', '-d',
+          str(tmp_path / 'sdist')], cwd=src)
+    (sdist, ) = glob.glob(str(tmp_path / 'sdist' / 'kdep_mm-*.tar.gz'))
+    _run([sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+          '--no-build-isolation', '--no-index', '--disable-pip-version-check',
+          '-q', '-w', str(tmp_path / 'dist'), sdist], cwd=str(tmp_path))
+    (again, ) = glob.glob(str(tmp_path / 'dist' / 'kdep_mm-*.whl'))
+
+    def files(path):
+        with zipfile.ZipFile(path) as z:
+            return sorted(n for n in z.namelist() if '.dist-info/' not in n)
+
+    assert files(again) == files(wheel)
+
+
+@pytest.mark.slow
 def test_wheel_contents(wheel):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
