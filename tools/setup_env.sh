@@ -23,6 +23,10 @@ TEST_SPEC="pytest>=7 matplotlib"
 # lint (.ci/run), `mim train/test kdep_mm ...`, TensorBoard event files
 RUFF_SPEC="ruff==0.17.6"
 MIM_SPEC="openmim==0.3.9"
+# timm teachers (configs/timm): --no-deps, as its huggingface_hub/safetensors
+# are needed only to download weights (kdep_mm loads local checkpoints) and
+# a plain install would pull setuptools past the <70 that mmcv's build needs
+TIMM_SPEC="timm==1.0.31"
 # openmim's requirements without opendatalab, whose openxlab pins and
 # downgrades setuptools, requests, rich, tqdm, filelock and packaging
 MIM_DEPS="click colorama model-index pandas requests rich tabulate"
@@ -120,17 +124,17 @@ if ! have $OPENMMLAB_SPEC pytest kdep_mm; then
 fi
 
 # ---- 6. ruff, openmim, tensorboard -------------------------------------
-if ! have $RUFF_SPEC $MIM_SPEC tensorboard; then
-  say "installing $RUFF_SPEC, $MIM_SPEC (without opendatalab/openxlab) and tensorboard"
+if ! have $RUFF_SPEC $MIM_SPEC $TIMM_SPEC tensorboard; then
+  say "installing $RUFF_SPEC, $MIM_SPEC (without opendatalab/openxlab), $TIMM_SPEC (no deps) and tensorboard"
   # shellcheck disable=SC2086
   "${PIP[@]}" install $RUFF_SPEC tensorboard $MIM_DEPS || die "pip could not install ruff / tensorboard / openmim's requirements."
-  "${PIP[@]}" install --no-deps "$MIM_SPEC" || die "pip could not install $MIM_SPEC."
+  "${PIP[@]}" install --no-deps "$MIM_SPEC" "$TIMM_SPEC" || die "pip could not install $MIM_SPEC / $TIMM_SPEC."
 fi
 
 # ---- 7. verify -----------------------------------------------------------
 "$PY" - <<'PYEOF' || die "the environment does not import cleanly (see above)."
 import torch, torchvision, mmengine, mmcv, mmcv.ops, mmpretrain, mmdet, mmseg, kdep_mm
-import mim, tensorboard  # noqa: F401
+import mim, tensorboard, timm  # noqa: F401
 print(f"[setup_env] torch {torch.__version__}, torchvision {torchvision.__version__}, "
       f"mmengine {mmengine.__version__}, mmcv {mmcv.__version__} (ops), mmpretrain {mmpretrain.__version__}, "
       f"mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, kdep_mm {kdep_mm.__version__}")
