@@ -14,21 +14,14 @@ import argparse
 import csv
 import os
 import os.path as osp
-import re
+import sys
 
 HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, HERE)
+from wheelhouse import gpu_packages, norm  # noqa: E402
+
 # the GPU machine has opencv-python-headless: the same cv2 module
 ALIASES = {'opencv-python': 'opencv-python-headless'}
-
-
-def norm(name):
-    return re.sub(r'[-_.]+', '-', name).lower()
-
-
-def gpu_packages(path=osp.join(HERE, 'gpu_machine_packages.txt')):
-    with open(path) as f:
-        return {norm(ln.strip()) for ln in f
-                if ln.strip() and not ln.startswith('#')}
 
 
 def distributions(site):

@@ -1,4 +1,5 @@
 """Shared by the converters: read an official checkpoint, write ours."""
+import argparse
 import os.path as osp
 import sys
 
@@ -41,3 +42,14 @@ def load_official(path: str, trust_pickle: bool = False) -> dict:
 
 def save(state_dict: dict, dst: str, meta: dict) -> None:
     atomic_save(dict(state_dict=state_dict, meta=meta), dst)
+
+
+def parse_converter_args(description: str, head_help: str, argv=None):
+    """``src dst [--keep-head] [--trust-pickle]``, the converters' CLI."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('src', help='official checkpoint')
+    parser.add_argument('dst', help='output .pth')
+    parser.add_argument('--keep-head', action='store_true', help=head_help)
+    parser.add_argument('--trust-pickle', action='store_true',
+                        help='unpickle fully (the file holds training args)')
+    return parser.parse_args(argv)

@@ -24,11 +24,10 @@ dropped. Output ``{'state_dict': {'backbone.*'[, 'head.*']}, 'meta'}``::
     python tools/model_converters/dmae_official_to_mmpretrain.py \
         dmae_vit_base.pth work_dirs/dmae_vit-b_mmpretrain.pth --trust-pickle
 """
-import argparse
 import re
 from typing import Dict, Tuple
 
-from _ckpt import load_official, save
+from _ckpt import load_official, parse_converter_args, save
 
 DROP = re.compile(r'^(decoder_|mask_token|aligned_feature_projection_heads)')
 RULES = (
@@ -70,14 +69,8 @@ def convert(state: Dict, keep_head: bool = False) -> Tuple[Dict, str]:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official checkpoint')
-    parser.add_argument('dst', help='output .pth')
-    parser.add_argument('--keep-head', action='store_true',
-                        help='keep the fine-tuned head as head.layers.head.*')
-    parser.add_argument('--trust-pickle', action='store_true',
-                        help='unpickle fully (the file holds training args)')
-    return parser.parse_args(argv)
+    return parse_converter_args(__doc__.split('\n')[0],
+                                'keep the fine-tuned head as head.layers.head.*', argv)
 
 
 def main(argv=None):

@@ -26,11 +26,10 @@ also keeps the 1000-class head (``ImageClassifier`` with ``LinearClsHead``)::
     python tools/model_converters/kdep_official_to_mmpretrain.py \
         checkpoint.pt.latest work_dirs/kdep_official_r18.pth [--trust-pickle]
 """
-import argparse
 import re
 from typing import Dict, Tuple
 
-from _ckpt import load_official, save
+from _ckpt import load_official, parse_converter_args, save
 
 PREFIXES = ('module.model.model.', 'module.attacker.model.model.')
 DROP = re.compile(r'(^|\.)(emb|l2norm)(\.|$)|normaliz')
@@ -112,14 +111,8 @@ def convert(state: Dict, keep_head: bool = False) -> Tuple[Dict, str]:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official checkpoint')
-    parser.add_argument('dst', help='output .pth')
-    parser.add_argument('--keep-head', action='store_true',
-                        help='keep the ImageNet head as head.fc.*')
-    parser.add_argument('--trust-pickle', action='store_true',
-                        help='unpickle fully (the file holds training args)')
-    return parser.parse_args(argv)
+    return parse_converter_args(__doc__.split('\n')[0],
+                                'keep the ImageNet head as head.fc.*', argv)
 
 
 def main(argv=None):
