@@ -383,6 +383,8 @@ def test_smoke_study_end_to_end(tmp_path):
     assert '## Sweep' in text and '### Sensitivity check' in text
     assert (docs / 'images' / 'study_v2_score_vs_compute_r20w8.png').is_file()
     assert (docs / 'images' / 'study_v2_curves_r20w8.png').is_file()
+    assert (docs / 'images' / 'teacher_pca_spectrum.png').is_file()
+    assert 'images/teacher_pca_spectrum.png' in text
     r = subprocess.run(cmd + ['--no-report'], capture_output=True, text=True,
                        env=env, timeout=600)
     assert r.returncode == 0

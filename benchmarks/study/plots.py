@@ -12,6 +12,26 @@ def make_plots(R, images):
     out = {}
     study = R.study
     colors = plt.get_cmap('tab10')
+    pca = R.res.get('pca')
+    if pca:
+        ratio = pca['explained_variance_ratio']
+        cum = [sum(ratio[:i + 1]) for i in range(len(ratio))]
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        ax.plot(range(1, len(cum) + 1), cum, marker='.', color='k')
+        for name, kept in pca['kept'].items():
+            ax.axvline(kept['k'], ls=':', color='grey')
+            ax.text(kept['k'], 0.05, f" k = {kept['k']} ({name})", fontsize=7,
+                    rotation=90, va='bottom')
+        ax.set_xlabel('principal directions of the teacher feature')
+        ax.set_ylabel('cumulative variance kept')
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f'ResNet-56 feature PCA ({pca["n_features"]} '
+                     'features, 10% pool)', fontsize=9)
+        fig.tight_layout()
+        path = osp.join(images, 'teacher_pca_spectrum.png')
+        fig.savefig(path, dpi=110)
+        out['pca'] = path
+        plt.close(fig)
     for student, st in study.students.items():
         tasks = list(study.probes)
         fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6))

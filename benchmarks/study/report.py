@@ -332,8 +332,8 @@ def write_report(args, study, plan, rdir):
          'number here is filled in or copied. Design, sizes and the reasons '
          'for them: [docs/kdep.md](kdep.md#the-study-version-2-issue-15).',
          '', '## Setup', '',
-         f'- Teacher: the real CIFAR-10 ResNet-56 (akamaster checkpoint, '
-         f'64-d pooled pre-ReLU feature). Students: '
+         '- Teacher: the real CIFAR-10 ResNet-56 (akamaster checkpoint, '
+         '64-d pooled pre-ReLU feature). Students: '
          + '; '.join(f'{st.label}: arms {", ".join(st.arms)}, seeds '
                      f'{list(st.seeds)}' for st in study.students.values())
          + '.',
@@ -371,6 +371,9 @@ def write_report(args, study, plan, rdir):
                          for n, v in pca['kept'].items())
         L += [f'Teacher PCA on {pca["n_features"]} features: {kept} of the '
               'variance.', '']
+        if 'pca' in pngs:
+            L += ['![teacher PCA spectrum](images/teacher_pca_spectrum.png)',
+                  '']
     for student, st in study.students.items():
         L += [f'## {st.label}', '']
         rows, sens = sensitivity_rows(R, student)
