@@ -402,3 +402,53 @@ def test_report_flags_a_choice_at_the_edge_of_the_grid(tmp_path, study, plan):
     write_json(tmp_path / 'cells' / f'sweep__c__r20w8__{setting_id(s)}.json',
                dict(val_score=50.))
     assert sweep_edges(Results(study, plan, str(tmp_path))) == ['(c) lr=0.1']
+
+
+def test_model_zoo_generated_from_cells(tmp_path, study, plan):
+    """A student enters the zoo once every seed has its final probe; its
+    numbers are the means of the cells; the metafiles are OpenMMLab-shaped
+    YAML and the README table sits between its markers."""
+    import yaml
+
+    from study.cellstore import write_json
+    from study.plan import arm_kinds
+    from study.report import Results
+    from study.zoo import BEGIN, END, write_zoo
+    cells = tmp_path / 'cells'
+    for seed, sc in enumerate([40., 42., 44.]):
+        write_json(cells / f'probe__f__r20w8__s{seed}__m3.json', dict(
+            scores=dict(cifar=sc, bccd_crops=60., camvid_pixels=20.,
+                        hymenoptera=70.)))
+        write_json(cells / f'pretrain__f__r20w8__s{seed}.json', dict(
+            data='10%', images=1000, samples=40000,
+            pretrain_cpu_s=200. + seed))
+    for seed in (0, 1):  # seed 2 missing: TCS is not listed yet
+        write_json(cells / f'probe__h__r20w8__s{seed}__m3.json', dict(
+            scores=dict(cifar=1., bccd_crops=1., camvid_pixels=1.,
+                        hymenoptera=1.)))
+        write_json(cells / f'pretrain__h__r20w8__s{seed}.json', dict(
+            data='10%', images=1000, samples=40000, pretrain_cpu_s=1.))
+    readme = tmp_path / 'README.md'
+    readme.write_text(f'top\n{BEGIN}\nstale table\n{END}\nbottom\n')
+    for d in ('kdep', 'tcs'):
+        (tmp_path / 'configs' / d).mkdir(parents=True)
+    R = Results(study, plan, str(tmp_path))
+    written = write_zoo(R, arm_kinds(study), repo=str(tmp_path),
+                        readme=str(readme))
+    assert 'model-index.yml' in written
+    index = yaml.safe_load((tmp_path / 'model-index.yml').read_text())
+    assert index['Import'] == ['configs/kdep/metafile.yml',
+                               'configs/tcs/metafile.yml']
+    kdep = yaml.safe_load((tmp_path / 'configs/kdep/metafile.yml').read_text())
+    assert kdep['Collections'][0]['Name'] == 'KDEP'
+    (m, ) = kdep['Models']
+    assert m['Name'] == 'study_f_r20w8'
+    assert m['Config'] == 'configs/study/pretrain/f_kdep_10.py'
+    assert m['Metadata']['Pre-training CPU s (mean)'] == 201.0
+    cifar = [r for r in m['Results'] if r['Dataset'] == 'cifar'][0]
+    assert cifar['Metrics'] == {'top-1 (%)': 42.0}
+    tcs = yaml.safe_load((tmp_path / 'configs/tcs/metafile.yml').read_text())
+    assert tcs['Models'] == []
+    text = readme.read_text()
+    assert text.startswith('top\n') and text.endswith('bottom\n')
+    assert 'stale table' not in text and '| 42.0 |' in text

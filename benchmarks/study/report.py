@@ -9,7 +9,7 @@ import os.path as osp
 from . import stats as S
 from .cellstore import load_result
 from .plan import arm_kinds
-from .spec import say, setting_id, sweep_settings
+from .spec import REPO, say, setting_id, sweep_settings
 
 
 class Results:
@@ -451,6 +451,11 @@ def write_report(args, study, plan, rdir):
           'skip finished cells',
           'python benchmarks/kdep_study.py --report    # this page and the '
           'plots', '```', '']
+    if not getattr(args, 'smoke', False) and \
+            osp.abspath(rdir) == osp.join(REPO, 'benchmarks', 'study_results'):
+        from .zoo import write_zoo  # the model zoo: the committed cells only
+        for rel in write_zoo(R, kinds):
+            say(f'model zoo written: {rel}')
     path = osp.join(docs, 'results.md')
     from kdep_mm.utils.checkpoint import atomic_write_bytes
     atomic_write_bytes('\n'.join(L).encode(), path)
