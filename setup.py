@@ -16,7 +16,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = osp.dirname(osp.abspath(__file__))
-MIM_ITEMS = ('configs', 'tools')
+MIM_ITEMS = ('configs', 'tools', 'model-index.yml')
 IGNORE = shutil.ignore_patterns('__pycache__', '*.pyc', '*.egg-info')
 
 
@@ -39,7 +39,8 @@ def _symlink_mim_in_source():
 
 
 class BuildPyWithMim(build_py):
-    """``build_py`` that also puts configs/ and tools/ under .mim."""
+    """``build_py`` that also puts configs/, tools/ and model-index.yml under
+    .mim."""
 
     def run(self):
         super().run()
@@ -49,10 +50,14 @@ class BuildPyWithMim(build_py):
         mim = osp.join(self.build_lib, 'kdep_mm', '.mim')
         for name in MIM_ITEMS:
             src, dst = osp.join(HERE, name), osp.join(mim, name)
-            if not osp.isdir(src):
+            if not osp.exists(src):
                 continue
             _clear(dst)
-            shutil.copytree(src, dst, ignore=IGNORE)
+            if osp.isdir(src):
+                shutil.copytree(src, dst, ignore=IGNORE)
+            else:  # model-index.yml (mim search reads it)
+                os.makedirs(mim, exist_ok=True)
+                shutil.copy2(src, dst)
 
 
 setup(cmdclass={'build_py': BuildPyWithMim})

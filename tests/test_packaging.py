@@ -137,7 +137,8 @@ def test_wheel_contents(wheel):
     for rel in ('configs/kdep/cifar10_r56_to_r20.py',
                 'configs/_base_/kdep_runtime.py',
                 'configs/tiny/tiny_kdep_synthetic.py',
-                'tools/train.py', 'tools/test.py', 'tools/dist_train.sh'):
+                'tools/train.py', 'tools/test.py', 'tools/dist_train.sh',
+                'model-index.yml', 'configs/kdep/metafile.yml'):
         assert f'kdep_mm/.mim/{rel}' in names, rel
     assert not any('__pycache__' in n for n in names)
     assert not any(n.startswith('tests/') for n in names)
