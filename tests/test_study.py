@@ -262,7 +262,7 @@ def test_chosen_setting_is_the_best_validation_score(tmp_path, study):
         chosen_setting(ctx, 'f')
     scores = {}
     for k, s in enumerate(P.sweep_settings(study, 'c')):
-        scores[setting_id(s)] = [40., 45., 45.][k]
+        scores[setting_id(s)] = [40., 45., 45., 41.][k]
         write_json(tmp_path / 'cells' / f'sweep__c__r20w8__{setting_id(s)}'
                    '.json', dict(val_score=scores[setting_id(s)]))
     best, src = chosen_setting(ctx, 'b')  # b takes c's sweep
@@ -396,12 +396,12 @@ def test_report_flags_a_choice_at_the_edge_of_the_grid(tmp_path, study, plan):
     from study.report import Results, sweep_edges
     for k, s in enumerate(P.sweep_settings(study, 'c')):
         write_json(tmp_path / 'cells' / f'sweep__c__r20w8__{setting_id(s)}'
-                   '.json', dict(val_score=[40., 45., 44.][k]))
+                   '.json', dict(val_score=[40., 45., 44., 43.][k]))
     assert sweep_edges(Results(study, plan, str(tmp_path))) == []
-    s = P.sweep_settings(study, 'c')[2]
+    s = P.sweep_settings(study, 'c')[-1]
     write_json(tmp_path / 'cells' / f'sweep__c__r20w8__{setting_id(s)}.json',
                dict(val_score=50.))
-    assert sweep_edges(Results(study, plan, str(tmp_path))) == ['(c) lr=0.1']
+    assert sweep_edges(Results(study, plan, str(tmp_path))) == ['(c) lr=0.2']
 
 
 def test_model_zoo_generated_from_cells(tmp_path, study, plan):
