@@ -3,7 +3,6 @@ import os.path as osp
 
 import pytest
 import torch
-import torch.nn as nn
 
 import kdep_mm  # noqa: F401
 from kdep_mm.engine import fit_aligner
@@ -263,8 +262,18 @@ def test_device_moves_reach_the_hidden_teacher():
     model = build_fitted()
     model.to(torch.float64)
     assert next(model.teacher.parameters()).dtype == torch.float64
+    assert all(b.dtype == torch.float64 for b in model.teacher.buffers()
+               if b.is_floating_point())
+    # a float64 batch runs through the moved teacher (it would raise on a
+    # dtype mismatch had the move not reached it)
+    feats = model.teacher_features(torch.randn(2, 3, 32, 32,
+                                               dtype=torch.float64))
+    assert feats.dtype == torch.float64
     model.to(torch.float32)
-    assert isinstance(model.teacher, nn.Module)
+    assert next(model.teacher.parameters()).dtype == torch.float32
+    # still hidden: moving it did not register it
+    own = {id(p) for p in model.parameters()}
+    assert not any(id(p) in own for p in model.teacher.parameters())
 
 
 def test_non_finite_loss_stops_with_term_and_iteration():
