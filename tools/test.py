@@ -25,6 +25,7 @@ from mmengine.registry import HOOKS
 import kdep_mm  # noqa: F401  (allows mmengine's checkpoint types)
 from kdep_mm.utils.export import sync_pretrained
 from kdep_mm.utils.launch import (build_runner, prepare_cpu_distributed,
+                                  shutdown_distributed,
                                   use_gloo_without_cuda)
 
 
@@ -194,6 +195,7 @@ def main(argv=None):
             mmengine.mkdir_or_exist(out_dir)
             mmengine.dump(metrics, args.out)
             print_log(f'metrics written to {args.out}', logger='current')
+    shutdown_distributed()
     return metrics
 
 

@@ -21,6 +21,7 @@ from mmengine.logging import print_log
 import kdep_mm  # noqa: F401  (allows mmengine's checkpoint types)
 from kdep_mm.utils.export import sync_pretrained
 from kdep_mm.utils.launch import (build_runner, prepare_cpu_distributed,
+                                  shutdown_distributed,
                                   use_gloo_without_cuda)
 
 
@@ -169,6 +170,7 @@ def main(argv=None):
     prepare_cpu_distributed(cfg)
     runner = build_runner(cfg)
     runner.train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -101,3 +101,15 @@ def build_runner(cfg: Config):
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
+
+
+def shutdown_distributed() -> None:
+    """End a distributed run cleanly: a barrier, then destroy the default
+    process group. Without it a gloo rank can abort at interpreter exit
+    ("terminate called without an active exception", exit code -6) while
+    its communication threads are still alive, failing a run that
+    finished."""
+    import torch.distributed as torch_dist
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
