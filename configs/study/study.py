@@ -88,12 +88,14 @@ seeds = [0, 1, 2]
 sweep_seed = 100
 sweep_student = 'r20w8'
 # The grids were widened where the first sweep's choice fell on an edge
-# (f: loss weight 5 of {1, 5}; c and e: lr 0.1 of {0.02, 0.05, 0.1}).
+# (f: loss weight 5 of {1, 5}; c and e: lr 0.1 of {0.02, 0.05, 0.1}), and
+# again for e (lr 0.2 of the widened grid). For f, weight and lr act through
+# their product on an MSE loss; along it the optimum is inside the grid.
 sweeps = dict(
     f=dict(lr=[0.02, 0.05, 0.1], loss_weight=[1., 5., 20.]),
     c=dict(lr=[0.02, 0.05, 0.1, 0.2]),
     d=dict(lr=[0.02, 0.05, 0.1]),
-    e=dict(lr=[0.02, 0.05, 0.1, 0.2]),
+    e=dict(lr=[0.02, 0.05, 0.1, 0.2, 0.4]),
     h=dict(lr=[0.02, 0.05, 0.1]),
     i=dict(lr=[0.02, 0.05, 0.1]),
     j=dict(lr=[0.02, 0.05, 0.1]),
