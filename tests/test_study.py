@@ -452,3 +452,31 @@ def test_model_zoo_generated_from_cells(tmp_path, study, plan):
     text = readme.read_text()
     assert text.startswith('top\n') and text.endswith('bottom\n')
     assert 'stale table' not in text and '| 42.0 |' in text
+
+
+def test_pretrain_cell_rerun_when_the_sweep_chooses_anew(tmp_path, plan):
+    """A widened grid that changes an arm's choice retires the arm's
+    pre-training cells trained with the old setting, and the probes made
+    from them; cells of other arms, and arms whose sweep is incomplete,
+    stay."""
+    from study.cellstore import cell_path, load_result, write_json
+    from study.scheduler import retire_stale
+    by = {c.id: c for c in plan}
+    ids = ['pretrain/f/r20w8/s0', 'probe/f/r20w8/s0/m1',
+           'pretrain/d/r20w8/s0', 'pretrain/e/r20w8/s0']
+    for i in ids:
+        write_json(cell_path(str(tmp_path), by[i]),
+                   dict(chosen=dict(lr=0.05), milestones=[]))
+
+    def chosen(arm):
+        if arm == 'e':
+            raise RuntimeError('sweep/e/... has not run')
+        return dict(lr=0.05) if arm == 'd' else dict(lr=0.1)
+
+    retire_stale(str(tmp_path), plan, chosen=chosen)
+    assert load_result(str(tmp_path), by['pretrain/f/r20w8/s0']) is None
+    assert load_result(str(tmp_path), by['probe/f/r20w8/s0/m1']) is None
+    assert osp.isfile(cell_path(str(tmp_path), by['pretrain/f/r20w8/s0'],
+                                '.stale.json'))
+    assert load_result(str(tmp_path), by['pretrain/d/r20w8/s0']) is not None
+    assert load_result(str(tmp_path), by['pretrain/e/r20w8/s0']) is not None

@@ -227,7 +227,9 @@ def main(argv=None) -> int:
             say(f'kdep_mm modules: {registered}')
         t0 = time.perf_counter()
         if not args.worker:
-            retire_stale(rdir, cells)
+            from .pretrain import chosen_setting
+            retire_stale(rdir, cells,
+                         chosen=lambda arm: chosen_setting(ctx, arm)[0])
         todo = [c for c in cells if load_result(rdir, c) is None]
         say(f'{len(cells)} cells selected, {len(cells) - len(todo)} done, '
             f'{len(todo)} to run; results in {rdir}; {args.jobs} process(es)'

@@ -39,16 +39,34 @@ def run_cell(cell, ctx):
     return res
 
 
-def retire_stale(rdir, cells):
-    """A finished pre-training cell whose exports are gone (cells are kept
-    in git, exports are not) is rerun when a cell that needs them has not
-    run: its JSON moves to ``*.stale.json``."""
+def retire_stale(rdir, cells, chosen=None):
+    """A finished pre-training cell is rerun (its JSON moves to
+    ``*.stale.json``) when its exports are gone (cells are kept in git,
+    exports are not) and a cell that needs them has not run, or when
+    ``chosen(arm)`` -- the sweep's current choice, once all its cells have
+    run -- differs from the setting the cell was trained with (a widened
+    grid chose anew)."""
     for c in cells:
         if c.kind != 'pretrain':
             continue
         res = load_result(rdir, c)
         if res is None:
             continue
+        if chosen is not None and 'chosen' in res:
+            try:
+                now = chosen(c.arm)
+            except RuntimeError:  # its sweep is not complete yet
+                now = res['chosen']
+            if now != res['chosen']:
+                gone = [c] + [d for d in cells if c.id in d.dep_ids
+                              and load_result(rdir, d) is not None]
+                for d in gone:  # the cell and what was made from its exports
+                    os.replace(cell_path(rdir, d),
+                               cell_path(rdir, d, '.stale.json'))
+                say(f'cell {c.id}: trained with {res["chosen"]}, the sweep '
+                    f'now chooses {now}: rerunning it and {len(gone) - 1} '
+                    'cell(s) made from it')
+                continue
         exports = [m['export'] for m in res.get('milestones', [])
                    if m.get('export')]
         if all(osp.isfile(p) for p in exports):

@@ -87,10 +87,11 @@ seeds = [0, 1, 2]
 # runs the arm's full budget on the primary student.
 sweep_seed = 100
 sweep_student = 'r20w8'
-# The grids were widened where the first sweep's choice fell on an edge
-# (f: loss weight 5 of {1, 5}; c and e: lr 0.1 of {0.02, 0.05, 0.1}), and
-# again for e (lr 0.2 of the widened grid). For f, weight and lr act through
-# their product on an MSE loss; along it the optimum is inside the grid.
+# The grids were widened where a sweep's choice fell on an edge (f: loss
+# weight 5 of {1, 5}; c and e: lr 0.1; then e: lr 0.2; j: lr 0.1). For f,
+# weight and lr act through their product on an MSE loss; along it the
+# choice is inside the grid. A pre-training cell trained with a setting the
+# sweep no longer chooses is rerun, with the probes made from it.
 sweeps = dict(
     f=dict(lr=[0.02, 0.05, 0.1], loss_weight=[1., 5., 20.]),
     c=dict(lr=[0.02, 0.05, 0.1, 0.2]),
@@ -98,7 +99,7 @@ sweeps = dict(
     e=dict(lr=[0.02, 0.05, 0.1, 0.2, 0.4]),
     h=dict(lr=[0.02, 0.05, 0.1]),
     i=dict(lr=[0.02, 0.05, 0.1]),
-    j=dict(lr=[0.02, 0.05, 0.1]),
+    j=dict(lr=[0.02, 0.05, 0.1, 0.2]),
 )
 # arms without a sweep of their own take the setting of the arm named here
 sweep_from = dict(b='c', g='f')
