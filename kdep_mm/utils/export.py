@@ -19,7 +19,6 @@ The file holds only tensors and plain Python values, so it loads with
 ``torch.load(weights_only=True)`` (torch's default since 2.6), which is what
 mmengine's ``CheckpointLoader`` does for local files.
 """
-import hashlib
 import os.path as osp
 import re
 import warnings
@@ -27,7 +26,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from .checkpoint import atomic_save, safe_torch_load
+from .checkpoint import atomic_save, file_sha256, safe_torch_load
 
 __all__ = [
     'ExportError', 'export_student', 'verify_exported', 'file_sha256',
@@ -42,15 +41,6 @@ _REQUIRED_META = ('kdep_mm_version', 'source', 'source_sha256', 'student_cfg',
 
 class ExportError(ValueError):
     """A checkpoint cannot be exported, or an exported file is malformed."""
-
-
-def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk_size), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _norm_prefix(prefix: str, name: str, allow_empty: bool) -> str:
