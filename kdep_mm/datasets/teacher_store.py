@@ -55,6 +55,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
+from kdep_mm.utils.checkpoint import atomic_write_bytes
+
 # 2: dataset identity in index order (paths_sha256) with the sorted paths
 #    beside it, manifest checksum, decoder settings, teacher checkpoint
 #    sha256, done-markers bound to the manifest
@@ -99,26 +101,10 @@ def _fsync_dir(dirname: str) -> None:
 
 
 def _atomic_write(data: bytes, path: str) -> None:
-    """Write ``data`` to a temporary file next to ``path``, fsync, rename.
-
-    The temporary name starts with ``.<basename>.`` and ends with ``.tmp``
-    (so a writer can clear the leftovers of a killed run).
-    """
-    dirname = osp.dirname(osp.abspath(path))
-    os.makedirs(dirname, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
-                               suffix='.tmp', dir=dirname)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(dirname)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """:func:`kdep_mm.utils.checkpoint.atomic_write_bytes`: a temporary
+    ``.<basename>.*.tmp`` next to ``path`` (so a writer can clear the
+    leftovers of a killed run), fsync, rename, fsync of the folder."""
+    atomic_write_bytes(data, path)
 
 
 def _create_exclusive(data: bytes, path: str) -> bool:
