@@ -20,8 +20,10 @@ TORCH_SPEC="${KDEP_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 MMCV_VERSION=2.1.0
 OPENMMLAB_SPEC="mmengine==0.10.7 mmpretrain==1.2.0 mmdet==3.3.0 mmsegmentation==1.2.2 ftfy regex"
 TEST_SPEC="pytest>=7 matplotlib"
-# lint (.ci/run), `mim train/test kdep_mm ...`, TensorBoard event files
+# lint (.ci/run: ruff, then import-linter's `lint-imports` for the layers
+# in pyproject.toml), `mim train/test kdep_mm ...`, TensorBoard event files
 RUFF_SPEC="ruff==0.17.6"
+IMPORT_LINTER_SPEC="import-linter==2.17"
 MIM_SPEC="openmim==0.3.9"
 # timm teachers (configs/timm): --no-deps, as its huggingface_hub/safetensors
 # are needed only to download weights (kdep_mm loads local checkpoints) and
@@ -123,11 +125,11 @@ if ! have $OPENMMLAB_SPEC pytest kdep_mm; then
   "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT" || die "could not install kdep_mm in editable mode."
 fi
 
-# ---- 6. ruff, openmim, tensorboard -------------------------------------
-if ! have $RUFF_SPEC $MIM_SPEC $TIMM_SPEC tensorboard; then
-  say "installing $RUFF_SPEC, $MIM_SPEC (without opendatalab/openxlab), $TIMM_SPEC (no deps) and tensorboard"
+# ---- 6. ruff, import-linter, openmim, tensorboard -----------------------
+if ! have $RUFF_SPEC $IMPORT_LINTER_SPEC $MIM_SPEC $TIMM_SPEC tensorboard; then
+  say "installing $RUFF_SPEC, $IMPORT_LINTER_SPEC, $MIM_SPEC (without opendatalab/openxlab), $TIMM_SPEC (no deps) and tensorboard"
   # shellcheck disable=SC2086
-  "${PIP[@]}" install $RUFF_SPEC tensorboard $MIM_DEPS || die "pip could not install ruff / tensorboard / openmim's requirements."
+  "${PIP[@]}" install $RUFF_SPEC $IMPORT_LINTER_SPEC tensorboard $MIM_DEPS || die "pip could not install ruff / import-linter / tensorboard / openmim's requirements."
   "${PIP[@]}" install --no-deps "$MIM_SPEC" "$TIMM_SPEC" || die "pip could not install $MIM_SPEC / $TIMM_SPEC."
 fi
 
