@@ -180,7 +180,7 @@ def stores(tmp_path_factory):
     """Two teachers cached with the real cache code on the same views."""
     from kdep_mm.apis import cache_teacher_outputs
     from kdep_mm.registry import DATASETS
-    from kdep_mm.testing.synthetic import make_image_folder
+    from tiny_image_folder import make_image_folder
     tmp = tmp_path_factory.mktemp('ensemble')
     data = str(tmp / 'data')
     make_image_folder(data, num_classes=NC, per_class=2, size=20)
@@ -614,7 +614,7 @@ def test_ensemble_stores_checked_against_dataset_and_teachers(stores):
     training dataset or the configured teachers): the dataset (length,
     ann_file, image paths in index order), the decoder, each teacher's
     checkpoint (file sha256), online teachers' fingerprints."""
-    from kdep_mm.engine.hooks.tcs_hooks import CheckTeacherStoresHook
+    from kdep_mm.engine.hooks.check_stores_hook import CheckTeacherStoresHook
     roots, ckpts, data = stores['roots'], stores['ckpts'], stores['data']
     model = build()
     dataset = _ensemble_dataset(data, roots)

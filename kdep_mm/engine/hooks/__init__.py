@@ -1,8 +1,8 @@
 from .fit_aligner_hook import (FitAlignerHook, fit_aligner, load_basis,
                                save_basis)
 
-from .tcs_hooks import (CheckTeacherStoresHook, FitTCSCoordinatesHook,
-                        TCSTailoringHook)
+from .check_stores_hook import CheckTeacherStoresHook
+from .tcs_hooks import FitTCSCoordinatesHook, TCSTailoringHook
 
 __all__ = [
     'FitAlignerHook', 'fit_aligner', 'save_basis', 'load_basis',
