@@ -1,5 +1,23 @@
+"""Fixtures shared by all tests, and where the test-only code is found.
+
+``sys.path`` gets ``tests/`` (:mod:`helpers`: hooks, launch environments,
+the involution reference), ``tools/dataset_converters``
+(:mod:`tiny_image_folder`, the tiny image folders) and ``benchmarks/``
+(:mod:`shared_data`, the archives of ``../shared/data``): the tests import
+them from where they live, none of them is in the kdep_mm package.
+"""
+import os.path as osp
+import sys
+
 import pytest
 from mmengine.registry import DefaultScope
+
+_TESTS = osp.dirname(osp.abspath(__file__))
+_REPO = osp.dirname(_TESTS)
+for _path in (osp.join(_REPO, 'benchmarks'),
+              osp.join(_REPO, 'tools', 'dataset_converters'), _TESTS):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 
 def _snapshot():

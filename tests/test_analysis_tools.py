@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdep_mm.testing.launch import tool_env
-from kdep_mm.testing.synthetic import make_image_folder
+from helpers.launch import tool_env
+from tiny_image_folder import make_image_folder
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools', 'analysis_tools')

@@ -220,7 +220,7 @@ def hymenoptera_with_gif():
     from mmengine.registry import init_default_scope
     from mmpretrain.datasets import CustomDataset
 
-    from kdep_mm.testing import unpack_shared
+    from shared_data import unpack_shared
     init_default_scope('mmpretrain')
     root = unpack_shared('hymenoptera.tar')
     gif = osp.join(root, 'hymenoptera_data', 'train', 'ants',

@@ -20,8 +20,8 @@ from kdep_mm.datasets.teacher_store import TeacherStore, encode_topk
 from kdep_mm.datasets.transforms.stored_view import (ApplyStoredView,
                                                      crop_view, sample_view)
 from kdep_mm.registry import DATASETS, MODELS
-from kdep_mm.testing.launch import REPO, free_port, tool_env
-from kdep_mm.testing.synthetic import make_image_folder
+from helpers.launch import REPO, free_port, tool_env
+from tiny_image_folder import make_image_folder
 
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_kdep_synthetic.py')
 TOOL = osp.join(REPO, 'tools', 'cache_teacher.py')

@@ -4,7 +4,7 @@ other and with one process on the same global batch.
 The tiny KDEP config runs 3 iterations with 2 ranks x 4 images and with
 1 process x 8 images, no random augmentation, an unshuffled sampler and no
 dataloader workers. Each rank dumps its model, losses, batches and the
-teacher fingerprint (``kdep_mm.testing.hooks.DumpRankStateHook``). Checked:
+teacher fingerprint (``helpers.hooks.DumpRankStateHook``). Checked:
 
 * per step, the union of the ranks' batches is the 1-process batch;
 * the SVD basis, the loss averaged over ranks and the student's weights are
@@ -28,8 +28,8 @@ import textwrap
 import pytest
 import torch
 
-from kdep_mm.testing.launch import free_port, tool_env
-from kdep_mm.testing.synthetic import make_image_folder
+from helpers.launch import free_port, tool_env
+from tiny_image_folder import make_image_folder
 from kdep_mm.utils.checkpoint import safe_torch_load
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -45,7 +45,7 @@ def _write_config(path):
         f.write(textwrap.dedent(f'''
             _base_ = [{CONFIG!r}]
             custom_imports = dict(
-                imports=['kdep_mm', 'kdep_mm.testing.hooks'],
+                imports=['kdep_mm', 'helpers.hooks'],
                 allow_failed_imports=False)
             model = dict(student=dict(
                 norm_cfg=dict(type='GN', num_groups=1, requires_grad=True)))

@@ -132,7 +132,7 @@ def _datasets(cfg, data_root):
 
 
 def _override_hymenoptera(cfg):
-    from kdep_mm.testing import unpack_shared
+    from shared_data import unpack_shared
     train, val = _datasets(cfg, unpack_shared('hymenoptera.tar'))
     _set_in_pipeline(train.pipeline, 'RandomResizedCrop', scale=96)
     _set_in_pipeline(val.pipeline, 'ResizeEdge', scale=110)
@@ -140,7 +140,7 @@ def _override_hymenoptera(cfg):
 
 
 def _override_coco(cfg):
-    from kdep_mm.testing import unpack_shared
+    from shared_data import unpack_shared
     root = unpack_shared('tiny_coco.tar')
     train, val = _datasets(cfg, root + '/')
     cfg.val_evaluator.ann_file = osp.join(
@@ -152,7 +152,7 @@ def _override_coco(cfg):
 
 
 def _override_bccd(cfg):
-    from kdep_mm.testing import unpack_shared
+    from shared_data import unpack_shared
     train, val = _datasets(cfg, unpack_shared('bccd_voc.tar') + '/')
     _set_in_pipeline(train.pipeline, 'Resize', scale=(128, 128))
     _set_in_pipeline(val.pipeline, 'Resize', scale=(128, 128))
@@ -160,7 +160,7 @@ def _override_bccd(cfg):
 
 
 def _override_camvid(cfg):
-    from kdep_mm.testing import unpack_shared
+    from shared_data import unpack_shared
     train, val = _datasets(cfg, unpack_shared('camvid_jpeg.tar.gz'))
     _set_in_pipeline(train.pipeline, 'RandomResize', scale=(160, 120))
     _set_in_pipeline(train.pipeline, 'RandomCrop', crop_size=(96, 96))
@@ -259,7 +259,7 @@ def test_bccd_dataset_drops_degenerate_boxes():
     from mmengine.registry import init_default_scope
 
     from kdep_mm.datasets import BCCDDataset
-    from kdep_mm.testing import unpack_shared
+    from shared_data import unpack_shared
     init_default_scope('mmdet')
     root = unpack_shared('bccd_voc.tar') + '/'
     n_boxes, n_dropped = 0, 0
@@ -290,7 +290,7 @@ def test_camvid_dataset_maps_void_to_ignore():
     from mmengine.registry import init_default_scope
 
     from kdep_mm.datasets import CamVidDataset
-    from kdep_mm.testing import unpack_shared
+    from shared_data import unpack_shared
     init_default_scope('mmseg')
     root = unpack_shared('camvid_jpeg.tar.gz')
     sizes = {}
@@ -320,7 +320,7 @@ def test_hymenoptera_skips_broken_gif(tmp_path):
     from mmengine.registry import DATASETS, init_default_scope
     from mmengine.config import Config
 
-    from kdep_mm.testing import unpack_shared
+    from shared_data import unpack_shared
     cfg = Config.fromfile(
         osp.join(CFG_DIR, 'mmpretrain', 'r18_hymenoptera_finetune.py'))
     init_default_scope('mmpretrain')

@@ -188,7 +188,7 @@ def test_kdep_predict_attaches_aligned_outputs():
 # ------------------------------------------------------- Runner, configs
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
-    from kdep_mm.testing.synthetic import make_image_folder
+    from tiny_image_folder import make_image_folder
     root = tmp_path_factory.mktemp('tiny')
     make_image_folder(str(root), num_classes=2, per_class=12, size=16)
     return str(root)
@@ -299,7 +299,7 @@ def test_imagenet_heldout_val_builds_and_is_capped(tmp_path):
     """The ImageNet configs' val split: ImageNet-1K val through meta/val.txt,
     capped at its first 10,000 images (here: all 3 of a fake val set)."""
     from mmengine.registry import DATASETS, init_default_scope
-    from kdep_mm.testing.synthetic import make_image_folder
+    from tiny_image_folder import make_image_folder
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'kdep',
                                    'r50_to_r18_in1k.py'))
     ds_cfg = copy.deepcopy(cfg.val_dataloader.dataset)

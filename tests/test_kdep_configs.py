@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import kdep_mm  # noqa: F401
-from kdep_mm.testing import unpack_shared
+from shared_data import unpack_shared
 from kdep_mm.utils.checkpoint import safe_torch_load
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

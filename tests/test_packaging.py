@@ -23,7 +23,7 @@ from email.parser import Parser
 
 import pytest
 
-from kdep_mm.testing.synthetic import make_image_folder
+from tiny_image_folder import make_image_folder
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -142,6 +142,10 @@ def test_wheel_contents(wheel):
         assert f'kdep_mm/.mim/{rel}' in names, rel
     assert not any('__pycache__' in n for n in names)
     assert not any(n.startswith('tests/') for n in names)
+    # test-only code stays in tests/: no kdep_mm.testing package (its hooks
+    # would register into the production registry)
+    assert not any(n.startswith('kdep_mm/testing/') for n in names)
+    assert 'kdep_mm/.mim/tools/dataset_converters/tiny_image_folder.py' in names
     assert any(n.endswith('.dist-info/LICENSE') for n in names)
     assert metadata['Requires-Python'] == '<3.12,>=3.11'
     plain = [r for r in metadata.get_all('Requires-Dist') if 'extra ==' not in r]
@@ -226,15 +230,40 @@ def test_mim_train_and_test_from_the_installed_wheel(installed):
     assert 'accuracy/top1' in out
 
 
-def test_ruff_pins_agree_and_the_tree_passes():
-    ruff = shutil.which('ruff', path=osp.dirname(sys.executable))
-    if ruff is None:
-        pytest.skip('ruff is not installed (tools/setup_env.sh installs it)')
+def _lint_tool(name, spec_var):
+    """The linter ``name`` of the venv, after checking that setup_env.sh's
+    pin (``spec_var``) is the one of the ``tests`` extra."""
+    tool = shutil.which(name, path=osp.dirname(sys.executable))
+    if tool is None:
+        pytest.skip(f'{name} is not installed (tools/setup_env.sh installs it)')
     with open(osp.join(REPO, 'tools', 'setup_env.sh')) as f:
-        (script_pin, ) = re.findall(r'^RUFF_SPEC="(\S+)"$', f.read(), re.M)
+        (script_pin, ) = re.findall(rf'^{spec_var}="(\S+)"$', f.read(), re.M)
     assert script_pin in _pyproject()['project']['optional-dependencies'][
         'tests']
-    _run([ruff, 'check', '.'], cwd=REPO)
+    return tool
+
+
+def test_ruff_pins_agree_and_the_tree_passes():
+    _run([_lint_tool('ruff', 'RUFF_SPEC'), 'check', '.'], cwd=REPO)
+
+
+def test_import_linter_pins_agree_and_its_contracts_are_declared():
+    """The layering contract is checked by ``lint-imports`` in .ci/run;
+    here only that the tool is pinned once and the contracts name the
+    layers of the package."""
+    _lint_tool('lint-imports', 'IMPORT_LINTER_SPEC')
+    linter = _pyproject()['tool']['importlinter']
+    assert linter['root_package'] == 'kdep_mm'
+    (layers, ) = [c for c in linter['contracts'] if c['type'] == 'layers']
+    assert layers['layers'] == [
+        'kdep_mm.apis', 'kdep_mm.engine | kdep_mm.evaluation',
+        'kdep_mm.models | kdep_mm.datasets', 'kdep_mm.utils',
+        'kdep_mm.registry'
+    ]
+    assert any(c['type'] == 'acyclic_siblings' for c in linter['contracts'])
+    with open(osp.join(REPO, '.ci', 'run')) as f:
+        ci = f.read()
+    assert ci.index('ruff check') < ci.index('lint-imports')
 
 
 _WITHOUT_DET_SEG = '''

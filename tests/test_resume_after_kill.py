@@ -9,7 +9,9 @@ import textwrap
 
 import torch
 
-from kdep_mm.testing.synthetic import make_image_folder
+from helpers.launch import helpers_env
+from tiny_image_folder import make_image_folder
+
 from kdep_mm.utils.checkpoint import safe_torch_load
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -23,7 +25,7 @@ def _train(config, work_dir, data, *extra):
         '--cfg-options', f'train_dataloader.dataset.data_root={data}', *extra
     ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
-                          timeout=600)
+                          env=helpers_env(), timeout=600)
 
 
 def _log_text(work_dir):
@@ -49,7 +51,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
         f.write(textwrap.dedent(f'''
             _base_ = [{CONFIG!r}]
             custom_imports = dict(
-                imports=['kdep_mm', 'kdep_mm.testing.hooks'],
+                imports=['kdep_mm', 'helpers.hooks'],
                 allow_failed_imports=False)
             custom_hooks = [
                 dict(type='kdep_mm.FitAlignerHook', num_samples=None),

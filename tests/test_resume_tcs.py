@@ -11,8 +11,8 @@ import textwrap
 
 import torch
 
-from kdep_mm.testing.launch import tool_env
-from kdep_mm.testing.synthetic import make_image_folder
+from helpers.launch import tool_env
+from tiny_image_folder import make_image_folder
 from kdep_mm.utils.checkpoint import safe_torch_load
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -68,7 +68,7 @@ randomness = dict(seed=0, deterministic=True)
 def _write_config(path, store, data, kill_at=None):
     extra = [] if kill_at is None else [
         dict(type='kdep_mm.SigkillAtIterHook', at_iter=kill_at)]
-    imports = ['kdep_mm'] + (['kdep_mm.testing.hooks'] if kill_at else [])
+    imports = ['kdep_mm'] + (['helpers.hooks'] if kill_at else [])
     with open(path, 'w') as f:
         f.write(textwrap.dedent(CONFIG.format(
             runtime=osp.join(REPO, 'configs', '_base_', 'kdep_runtime.py'),

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from kdep_mm.testing.launch import tool_env
-from kdep_mm.testing.synthetic import make_image_folder
+from helpers.launch import tool_env
+from tiny_image_folder import make_image_folder
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_kdep_synthetic.py')

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import kdep_mm  # noqa: F401
-from kdep_mm.testing.synthetic import make_image_folder
+from tiny_image_folder import make_image_folder
 from kdep_mm.utils.checkpoint import safe_torch_load
 
 CNN_TEACHER = dict(

@@ -12,8 +12,8 @@ import torch
 
 timm = pytest.importorskip('timm')
 
-from kdep_mm.testing.launch import tool_env  # noqa: E402
-from kdep_mm.testing.synthetic import make_image_folder  # noqa: E402
+from helpers.launch import tool_env  # noqa: E402
+from tiny_image_folder import make_image_folder  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = osp.join(REPO, 'configs', 'timm', 'tiny_timm_kdep_synthetic.py')

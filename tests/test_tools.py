@@ -16,8 +16,8 @@ import textwrap
 import pytest
 import torch
 
-from kdep_mm.testing.launch import free_port, tool_env
-from kdep_mm.testing.synthetic import make_image_folder
+from helpers.launch import free_port, tool_env
+from tiny_image_folder import make_image_folder
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_classifier_synthetic.py')

@@ -24,7 +24,7 @@ TEACHER_CFG = osp.join(REPO, 'configs', 'ensemble', 'teachers',
 
 
 def test_train_involution_teacher_tool(tmp_path):
-    from kdep_mm.testing.shared_data import unpack_shared
+    from shared_data import unpack_shared
     try:
         data_root = unpack_shared('cifar10_jpeg.tar.gz')
     except FileNotFoundError as err:

@@ -21,7 +21,7 @@ class Ctx:
     """What a cell needs: the spec, data roots, split lists, folders."""
 
     def __init__(self, args, study):
-        from kdep_mm.testing.shared_data import unpack_shared
+        from shared_data import unpack_shared
         self.args, self.study = args, study
         self.smoke = bool(args.smoke)
         self.device = getattr(args, 'device', 'cpu')
@@ -411,7 +411,7 @@ def build_probe_pack(dest, study):
 
     import cv2
 
-    from kdep_mm.testing.shared_data import unpack_shared
+    from shared_data import unpack_shared
     ctx = types.SimpleNamespace(
         study=study, smoke=False, bccd=unpack_shared('bccd_voc.tar'),
         camvid=unpack_shared('camvid_jpeg.tar.gz'),

@@ -3,7 +3,7 @@
 #
 # The data is an ImageNet-style folder (one sub-folder per class), e.g. the
 # one written by
-#   python -m kdep_mm.testing.synthetic data/tiny_synthetic
+#   python tools/dataset_converters/tiny_image_folder.py data/tiny_synthetic
 # Point the three dataloaders elsewhere with the KDEP_TINY_DATA environment
 # variable, or with --cfg-options train_dataloader.dataset.data_root=...
 # (and val_/test_dataloader).

@@ -1,7 +1,7 @@
 # A tiny KDEP run for tests of the tools, resume and distributed plumbing:
 # a small ResNet teacher (random weights unless teacher_ckpt is set) -> a
 # smaller ResNet student on the synthetic folder of
-#   python -m kdep_mm.testing.synthetic data/tiny_synthetic
+#   python tools/dataset_converters/tiny_image_folder.py data/tiny_synthetic
 # Data root: $KDEP_TINY_DATA or --cfg-options train_dataloader.dataset.data_root=...
 _base_ = ['../_base_/kdep_runtime.py']
 

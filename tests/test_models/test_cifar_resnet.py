@@ -19,7 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import kdep_mm  # noqa: F401
 from kdep_mm.registry import MODELS
-from kdep_mm.testing.shared_data import unpack_shared
+from shared_data import unpack_shared
 from kdep_mm.utils.checkpoint import safe_torch_load
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -2,7 +2,7 @@
 
 Reference: Li et al., "Involution: Inverting the Inherence of Convolution for
 Visual Recognition", CVPR 2021. The operator is checked against the loop
-reference :func:`kdep_mm.testing.naive_involution.naive_involution` (values
+reference :func:`helpers.naive_involution.naive_involution` (values
 and gradients) and, independently, against a grouped convolution when the
 generated kernel does not depend on the position.
 """
@@ -19,7 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from kdep_mm.models.backbones.rednet import RedBottleneck, RedNet
 from kdep_mm.models.utils.involution import Involution
 from kdep_mm.registry import MODELS
-from kdep_mm.testing.naive_involution import naive_involution
+from helpers.naive_involution import naive_involution
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TEACHER_CFG = osp.join(REPO, 'configs', 'ensemble', 'teachers',

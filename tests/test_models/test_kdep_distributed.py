@@ -7,7 +7,7 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
-from kdep_mm.testing.launch import free_port
+from helpers.launch import free_port
 
 
 class _Loader(list):

@@ -326,7 +326,7 @@ def test_cifar_store_config_trains(name, tmp_path, fast_pretty_text):
 
     from kdep_mm.apis import cache_teacher_outputs
     from kdep_mm.registry import DATASETS
-    from kdep_mm.testing.synthetic import make_image_folder
+    from tiny_image_folder import make_image_folder
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     cfg = Config.fromfile(osp.join(repo, 'configs', 'tcs', name))
     kdep = Config.fromfile(osp.join(repo, 'configs', 'kdep',
@@ -464,7 +464,7 @@ def stores(tmp_path_factory):
 
     from kdep_mm.apis import cache_teacher_outputs
     from kdep_mm.registry import DATASETS
-    from kdep_mm.testing.synthetic import make_image_folder
+    from tiny_image_folder import make_image_folder
     root = tmp_path_factory.mktemp('tcs_stores')
     data = str(root / 'data')
     make_image_folder(data, num_classes=2, per_class=6, size=16)
@@ -669,7 +669,7 @@ def test_reordered_dataset_refused(tmp_path):
     from kdep_mm.apis import cache_teacher_outputs
     from kdep_mm.engine.hooks import FitTCSCoordinatesHook
     from kdep_mm.registry import DATASETS
-    from kdep_mm.testing.synthetic import make_image_folder
+    from tiny_image_folder import make_image_folder
     data = str(tmp_path / 'data')
     make_image_folder(data, num_classes=2, per_class=6, size=16)
     names = sorted(

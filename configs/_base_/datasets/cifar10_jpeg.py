@@ -4,8 +4,7 @@
 # (airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck).
 #
 # ``data_root`` defaults to where kdep_mm unpacks the shared copy:
-#     python -c "from kdep_mm.testing.shared_data import unpack_shared; \
-#                print(unpack_shared('cifar10_jpeg.tar.gz'))"
+#     python benchmarks/shared_data.py cifar10_jpeg.tar.gz
 # Plain-text configs substitute variables when they are read, so redefining
 # ``data_root`` in a child config does not reach the dataloaders below; to
 # move the data, override the dataset fields, e.g.

@@ -5,6 +5,7 @@ import socket
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TESTS = osp.join(REPO, 'tests')
 
 
 def free_port() -> int:
@@ -14,6 +15,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def helpers_env(**extra) -> dict:
+    """``os.environ`` with the repository and ``tests/`` first on
+    ``PYTHONPATH``, so that a tool subprocess can import the test-only
+    modules (``custom_imports=dict(imports=['kdep_mm', 'helpers.hooks'])``).
+    """
+    env = dict(os.environ)
+    path = [REPO, TESTS] + ([env['PYTHONPATH']] if env.get('PYTHONPATH')
+                            else [])
+    env['PYTHONPATH'] = os.pathsep.join(path)
+    env.update(extra)
+    return env
+
+
 def tool_env(data_root, **extra) -> dict:
     """Environment for a tool subprocess on the tiny synthetic data.
 
@@ -21,10 +35,8 @@ def tool_env(data_root, **extra) -> dict:
     do not fight over two cores. ``PYTHON`` makes the launch scripts use the
     current interpreter.
     """
-    env = dict(os.environ)
+    env = helpers_env()
     env['KDEP_TINY_DATA'] = str(data_root)
-    env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH']
-                                if env.get('PYTHONPATH') else '')
     env['OMP_NUM_THREADS'] = '1'
     env['MKL_NUM_THREADS'] = '1'
     env['PYTHON'] = sys.executable

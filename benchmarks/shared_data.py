@@ -1,17 +1,23 @@
-"""Access to the real data in ``../shared/data`` for tests and benchmarks.
+"""Access to the real data in ``../shared/data`` for benchmarks and tests.
 
 The archives are never copied into the repository: they are unpacked once
 into a git-ignored cache (``<repo>/data/shared`` by default) and reused.
 Set ``KDEP_SHARED_DATA`` to point at another ``shared/data`` folder and
-``KDEP_DATA_CACHE`` to unpack elsewhere.
+``KDEP_DATA_CACHE`` to unpack elsewhere. From a shell (prints the folder)::
+
+    python benchmarks/shared_data.py cifar10_jpeg.tar.gz
+
+The study imports it from here (``benchmarks/`` is on its ``sys.path``), and
+so do the tests (``tests/conftest.py`` puts ``benchmarks/`` there).
 """
+import argparse
 import fcntl
 import os
 import os.path as osp
 import shutil
 import tarfile
 
-_REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+_REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # archive -> top-level folder it unpacks to
 ARCHIVES = {
@@ -77,3 +83,16 @@ def unpack_shared(archive: str) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         open(done, 'w').close()
     return dst
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description='Unpack an archive of ../shared/data once (into '
+        '$KDEP_DATA_CACHE, default <repo>/data/shared) and print its folder.')
+    parser.add_argument('archive', choices=sorted(ARCHIVES),
+                        help='an archive of shared/data')
+    print(unpack_shared(parser.parse_args(argv).archive))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,15 +1,22 @@
-"""Tiny deterministic image datasets for tests of the tools and configs.
+"""Write a tiny deterministic ImageNet-style image folder.
+
+The data of the tiny configs (``configs/tiny/``) and of the tests::
+
+    python tools/dataset_converters/tiny_image_folder.py data/tiny_synthetic
 
 :func:`make_image_folder` writes an ImageNet-style folder (one sub-folder per
 class) that mmpretrain's ``CustomDataset`` reads without an annotation file.
 The images are pure functions of ``seed``, so two calls with the same
-arguments write byte-identical files.
+arguments write byte-identical files. The tests import it from here
+(``tests/conftest.py`` puts this folder on ``sys.path``).
 """
+import argparse
 import os
 import os.path as osp
 from typing import List
 
 import numpy as np
+from PIL import Image
 
 
 def _class_pattern(cls: int, size: int) -> np.ndarray:
@@ -52,8 +59,6 @@ def make_image_folder(root: str,
         list[str]: the class names, sorted (``CustomDataset`` sorts them the
         same way, so index ``c`` is label ``c``).
     """
-    from PIL import Image
-
     if num_classes < 1 or per_class < 1 or size < 1:
         raise ValueError('num_classes, per_class and size must be positive, '
                          f'got {num_classes}, {per_class}, {size}')
@@ -78,7 +83,6 @@ def make_image_folder(root: str,
 
 
 def main(argv=None) -> None:
-    import argparse
     parser = argparse.ArgumentParser(
         description='Write a tiny deterministic ImageNet-style image folder.')
     parser.add_argument('root')

@@ -1,0 +1,12 @@
+"""Test-only helpers (not part of the kdep_mm package).
+
+``tests/`` is on ``sys.path`` while pytest runs (``tests/conftest.py``), and
+on the ``PYTHONPATH`` of tool subprocesses started with
+:func:`helpers.launch.tool_env` / :func:`helpers.launch.helpers_env`:
+
+* :mod:`helpers.hooks`             hooks for reliability tests (SIGKILL at an
+                                   iteration, per-rank state dumps),
+                                   registered only when imported
+* :mod:`helpers.launch`            environments and ports for subprocesses
+* :mod:`helpers.naive_involution`  a loop-by-loop involution reference
+"""
