@@ -9,7 +9,7 @@ through the registries' ``locations`` or by :func:`register_all_modules`.
 from .registry import SCOPE  # noqa: F401  (creates the child registries)
 from .utils.checkpoint import allow_mmengine_checkpoint_types
 from .utils.fileio import register_atomic_backend
-from .utils.setup_env import register_all_modules
+from .setup_env import register_all_modules
 from .version import __version__
 
 allow_mmengine_checkpoint_types()

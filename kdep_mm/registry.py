@@ -27,7 +27,6 @@ from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
-from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import \
     WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
@@ -44,8 +43,7 @@ RUNNERS = _child('runner', MMENGINE_RUNNERS, ['kdep_mm.engine'])
 RUNNER_CONSTRUCTORS = _child('runner constructor',
                              MMENGINE_RUNNER_CONSTRUCTORS, ['kdep_mm.engine'])
 LOOPS = _child('loop', MMENGINE_LOOPS, ['kdep_mm.engine'])
-HOOKS = _child('hook', MMENGINE_HOOKS,
-               ['kdep_mm.engine', 'kdep_mm.visualization'])
+HOOKS = _child('hook', MMENGINE_HOOKS, ['kdep_mm.engine'])
 LOG_PROCESSORS = _child('log processor', MMENGINE_LOG_PROCESSORS,
                         ['kdep_mm.engine'])
 
@@ -73,10 +71,9 @@ OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
 PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS,
                           ['kdep_mm.engine'])
 
-# evaluation and visualisation
+# evaluation
 METRICS = _child('metric', MMENGINE_METRICS, ['kdep_mm.evaluation'])
 EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR, ['kdep_mm.evaluation'])
-VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS,
-                     ['kdep_mm.visualization'])
-VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS,
-                     ['kdep_mm.visualization'])
+
+# logging (kdep_mm.NoVisBackend, an empty slot in the visualizer's list)
+VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS, ['kdep_mm.engine'])

@@ -32,7 +32,7 @@ from study.spec import STUDY_DIR, load_study, setting_id  # noqa: E402
 @pytest.fixture(scope='module')
 def study():
     import kdep_mm  # noqa: F401
-    from kdep_mm.utils.setup_env import register_all_modules
+    from kdep_mm import register_all_modules
     register_all_modules(init_default_scope=False)
     return load_study()
 

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     from kdep_mm.utils.export import ExportError, export_student
     if args.kind == 'classifier':
         from kdep_mm.apis import export_classifier
-        from kdep_mm.utils.setup_env import register_all_modules
+        from kdep_mm import register_all_modules
         register_all_modules(init_default_scope=False)
         try:
             info = export_classifier(args.src, args.dst, config=args.config)

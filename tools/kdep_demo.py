@@ -650,7 +650,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     import kdep_mm  # noqa: F401  (allows mmengine checkpoint types)
     from kdep_mm.utils.checkpoint import atomic_write_bytes
-    from kdep_mm.utils.setup_env import register_all_modules
+    from kdep_mm import register_all_modules
     register_all_modules(init_default_scope=False)
     from kdep_mm.datasets.subset import class_balanced_subset, write_ann_file
 

@@ -100,20 +100,15 @@ def _child_argv(args):
 
 
 def register_modules():
-    """kdep_mm's modules. Without mmcv's compiled ops (mmcv-lite, the GPU
-    machine) ``kdep_mm.datasets`` cannot be imported (BCCD / CamVid datasets
-    need mmdet / mmseg, which import ``mmcv.ops``) and the study does not
-    need it: then only engine, evaluation, models and visualization."""
-    from .data import mmcv_has_ops
-    if mmcv_has_ops():
-        from kdep_mm.utils.setup_env import register_all_modules
-        register_all_modules(init_default_scope=False)
-        return 'all'
-    import kdep_mm.engine  # noqa: F401
-    import kdep_mm.evaluation  # noqa: F401
-    import kdep_mm.models  # noqa: F401
-    import kdep_mm.visualization  # noqa: F401
-    return 'without kdep_mm.datasets (mmcv without ops)'
+    """kdep_mm's modules, all of them: without mmcv's compiled ops
+    (mmcv-lite, the GPU machine, which has no mmdet / mmseg either)
+    ``kdep_mm.datasets`` still imports, with stand-ins for its BCCD / CamVid
+    datasets that the study does not use. Returns the datasets that are
+    stand-ins (name -> reason), to be said in the log."""
+    from kdep_mm import register_all_modules
+    from kdep_mm.datasets import DOWNSTREAM_IMPORT_ERRORS
+    register_all_modules(init_default_scope=False)
+    return DOWNSTREAM_IMPORT_ERRORS
 
 
 def _predict_s(c, cells, ctx, kinds):
@@ -193,7 +188,7 @@ def main(argv=None) -> int:
     if args.threads > 0 and not (args.report or args.list):
         torch.set_num_threads(args.threads)
     import kdep_mm  # noqa: F401  (mmengine checkpoint types)
-    registered = register_modules()
+    unavailable = register_modules()
 
     from .cellstore import cell_path, claimed_by_other, load_result
     from .data import Ctx
@@ -223,8 +218,9 @@ def main(argv=None) -> int:
         return 0
     if not args.report:
         ctx = Ctx(args, study)
-        if registered != 'all':
-            say(f'kdep_mm modules: {registered}')
+        if unavailable:
+            say('kdep_mm datasets not available here: '
+                + ', '.join(sorted(unavailable)))
         t0 = time.perf_counter()
         if not args.worker:
             from .pretrain import chosen_setting

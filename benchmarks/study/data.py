@@ -13,6 +13,9 @@ import os.path as osp
 import random
 
 import numpy as np
+from shared_data import unpack_shared
+
+from kdep_mm.datasets.subset import scan_image_folder
 
 from .spec import TEACHER_FILE
 
@@ -21,7 +24,6 @@ class Ctx:
     """What a cell needs: the spec, data roots, split lists, folders."""
 
     def __init__(self, args, study):
-        from shared_data import unpack_shared
         self.args, self.study = args, study
         self.smoke = bool(args.smoke)
         self.device = getattr(args, 'device', 'cpu')
@@ -141,7 +143,7 @@ def cifar_parts(root, seed, sizes):
     """Disjoint class-balanced parts of an image folder: per class, the
     sorted files are shuffled with ``seed`` and cut into ``sizes`` (None =
     all the rest). Returns lists of (``class/file``, label), sorted."""
-    classes, files = _scan_image_folder()(root)
+    classes, files = scan_image_folder(root)
     out = [[] for _ in sizes]
     for label, cls in enumerate(classes):
         names = list(files[cls])
@@ -156,35 +158,6 @@ def cifar_parts(root, seed, sizes):
                        for p in names[start:stop]]
             start = stop
     return [sorted(o, key=lambda t: (t[1], t[0])) for o in out]
-
-
-def mmcv_has_ops():
-    import importlib.util
-    return importlib.util.find_spec('mmcv._ext') is not None
-
-
-def _scan_image_folder():
-    """``kdep_mm.datasets.subset.scan_image_folder``. Without mmcv's
-    compiled ops (mmcv-lite, the GPU machine) the package
-    ``kdep_mm.datasets`` cannot be imported (its BCCD and CamVid datasets
-    import mmdet / mmseg, which import ``mmcv.ops``), so the module file is
-    loaded on its own: the same code, not a copy."""
-    if mmcv_has_ops():
-        from kdep_mm.datasets.subset import scan_image_folder
-        return scan_image_folder
-    import importlib.util
-    import sys
-
-    import kdep_mm
-    name = '_kdep_study_subset'
-    if name not in sys.modules:
-        path = osp.join(osp.dirname(kdep_mm.__file__), 'datasets',
-                        'subset.py')
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules[name] = mod
-    return sys.modules[name].scan_image_folder
 
 
 def tenth(pool, fraction, seed):
@@ -411,7 +384,6 @@ def build_probe_pack(dest, study):
 
     import cv2
 
-    from shared_data import unpack_shared
     ctx = types.SimpleNamespace(
         study=study, smoke=False, bccd=unpack_shared('bccd_voc.tar'),
         camvid=unpack_shared('camvid_jpeg.tar.gz'),

@@ -7,6 +7,10 @@ from mmengine import DefaultScope
 def register_all_modules(init_default_scope: bool = True) -> None:
     """Import every kdep_mm module so that it is registered.
 
+    It imports every layer, so it lives above them (``kdep_mm.setup_env``,
+    not ``kdep_mm.utils``), and imports them when called: ``import kdep_mm``
+    stays light and the registries' ``locations`` import on demand.
+
     Args:
         init_default_scope (bool): also make ``kdep_mm`` the current default
             scope, so that ``type='SomeModule'`` resolves in kdep_mm first
@@ -16,7 +20,6 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import kdep_mm.engine  # noqa: F401,F403
     import kdep_mm.evaluation  # noqa: F401,F403
     import kdep_mm.models  # noqa: F401,F403
-    import kdep_mm.visualization  # noqa: F401,F403
 
     if not init_default_scope:
         return
