@@ -98,7 +98,6 @@ def _full_teacher_cls():
     import torch
 
     from kdep_mm.models import DMAEDistiller, vit_forward_visible
-    from kdep_mm.models.algorithms.base_distiller import _backbone_of
 
     class FullTeacherDMAE(DMAEDistiller):
         """Benchmark-only: the teacher runs to the end, as in the authors'
@@ -107,7 +106,7 @@ def _full_teacher_cls():
         @torch.no_grad()
         def teacher_visible_features(self, inputs, ids_keep):
             self.teacher.eval()
-            bb = _backbone_of(self.teacher)
+            bb = self.frozen_teacher.backbone
             wanted = [t for _, t in self.distill_pairs]
             depth = len(bb.layers)
             outs = vit_forward_visible(bb, inputs, ids_keep,

@@ -156,7 +156,7 @@ def test_checkpoint_roundtrip_gives_identical_loss(tmp_path):
     other = MODELS.build(kdep_cfg())
     # the teacher is random in this test, so copy it (real runs load
     # teacher_ckpt)
-    other._teacher[0].load_state_dict(model.teacher.state_dict())
+    other.teacher.load_state_dict(model.teacher.state_dict())
     assert not other.aligner.is_fitted
     other.load_state_dict(safe_torch_load(path)['state_dict'])
     other.eval()
@@ -298,7 +298,7 @@ def test_basis_file_reuse_and_refusal(tmp_path):
     path = osp.join(tmp_path, 'basis.pth')
     save_basis(model.aligner, path, meta)
     fresh = MODELS.build(kdep_cfg())
-    fresh._teacher[0].load_state_dict(model.teacher.state_dict())
+    fresh.teacher.load_state_dict(model.teacher.state_dict())
     load_basis(fresh.aligner, path, FitAlignerHook.basis_meta(fresh))
     for k in ('mean', 'basis', 'eigenvalues', 'num_fit_samples'):
         assert torch.equal(getattr(fresh.aligner, k),

@@ -1,233 +1,140 @@
-"""Teacher/student wiring shared by the distillation algorithms."""
-import hashlib
-import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+"""The base of every distiller: a trainable student (and head), its frozen
+teacher(s) and its loss, built once from config."""
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-from mmengine.logging import MessageHub, print_log
+from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
-from mmengine.runner.checkpoint import CheckpointLoader
 
 from kdep_mm.registry import MODELS
-from kdep_mm.utils.checkpoint import allow_mmengine_checkpoint_types
-from ..utils import FeatureRecorder, default_feature_layer
-
-
-def _backbone_of(model: nn.Module) -> nn.Module:
-    return model.backbone if hasattr(model, 'backbone') else model
-
-
-def load_teacher_checkpoint(teacher: nn.Module, checkpoint: str,
-                            revise_keys: Sequence[Tuple[str, str]] = (
-                                (r'^module\.', ''), ),
-                            key: str = 'model.teacher_ckpt') -> Dict:
-    """Load ``checkpoint`` (path or URL) into ``teacher``, strictly.
-
-    Every key of the teacher (BN's ``num_batches_tracked`` counters aside)
-    must be in the checkpoint with the same shape and nothing else may be
-    left over, else a ValueError names the config
-    key and lists what differs: a checkpoint of another architecture never
-    loads half.
-
-    Returns:
-        dict: the checkpoint's ``meta`` (empty if none).
-    """
-    allow_mmengine_checkpoint_types()
-    try:
-        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f'{key}: teacher checkpoint not found: '
-                                f'{checkpoint}') from e
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f'{key}: could not read the teacher checkpoint '
-                           f'{checkpoint}: {e}') from e
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{key}: {checkpoint} holds a {type(ckpt).__name__}'
-                         ', not a state dict')
-    state = ckpt.get('state_dict', ckpt)
-    revised = {}
-    for name, value in state.items():
-        for pattern, repl in revise_keys:
-            name = re.sub(pattern, repl, name)
-        revised[name] = value
-    own = teacher.state_dict()
-    # BN's num_batches_tracked is a step counter, not a weight (checkpoints
-    # from PyTorch < 0.4.1 lack it); it is the only key allowed to be absent.
-    for name in set(own) - set(revised):
-        if name.endswith('num_batches_tracked'):
-            revised[name] = own[name]
-    missing = sorted(set(own) - set(revised))
-    unexpected = sorted(set(revised) - set(own))
-    mismatched = sorted(
-        n for n in set(own) & set(revised)
-        if tuple(own[n].shape) != tuple(revised[n].shape))
-    if missing or unexpected or mismatched:
-
-        def _few(names):
-            return ', '.join(names[:5]) + (' ...' if len(names) > 5 else '')
-
-        raise ValueError(
-            f'{key}: {checkpoint} does not match the teacher architecture '
-            f'({type(teacher).__name__}): {len(missing)} missing keys '
-            f'[{_few(missing)}], {len(unexpected)} unexpected keys '
-            f'[{_few(unexpected)}], {len(mismatched)} shape mismatches '
-            f'[{_few(mismatched)}]. Check model.teacher and '
-            'model.teacher_revise_keys.')
-    teacher.load_state_dict(revised, strict=True)
-    return ckpt.get('meta', {}) or {}
+from ..teachers import FrozenTeacher, TeacherSet, build_module
 
 
 class BaseDistiller(BaseModel):
-    """A trainable student and a frozen teacher.
+    """Builds, in this order, ``student``, ``head``, the teacher(s) and
+    ``distill_loss``; a subclass builds what it adds after (its necks).
 
-    The teacher is built from ``teacher`` (an mmpretrain ``ImageClassifier``
-    or a bare backbone), loaded strictly from ``teacher_ckpt`` and then kept
-    *outside* the module tree: it is not in ``state_dict`` (checkpoints hold
-    the student only), not in ``parameters()`` (so never in the optimizer or
-    the DDP wrapper), always in eval mode (BN statistics never move), and run
-    under ``torch.no_grad``. Device moves (``.to``/``.cuda``) reach it
-    through :meth:`_apply`.
+    Teachers (a :class:`~kdep_mm.models.teachers.TeacherSet`, plain
+    objects): ``teacher`` (one :class:`FrozenTeacher`, named ``'teacher'``),
+    or ``teachers`` (``name -> config``, in order, each with its
+    ``teacher_ckpts[name]``), or neither (store mode: the targets come from
+    the data samples). They stay out of ``state_dict``, ``parameters()``
+    and ``train()``; device moves reach them through :meth:`_apply`.
 
     Args:
-        student (dict): config of the student backbone (e.g.
-            ``dict(type='mmpretrain.ResNet', depth=18)``).
-        teacher (dict): config of the teacher.
-        teacher_ckpt (str, optional): path or URL of the teacher weights.
-        teacher_revise_keys (list[tuple[str, str]]): regex substitutions
-            applied to checkpoint keys before the strict load. Defaults to
-            stripping a leading ``module.``.
-        student_feature / teacher_feature (str, optional): name, inside each
-            backbone, of the module whose *input* is the distilled feature;
-            inferred by :func:`default_feature_layer` when None.
+        student (dict): config of the student backbone.
+        teacher (dict, optional): config of the one teacher.
+        teacher_ckpt (str, optional): its weights (path or URL).
+        teacher_revise_keys: checkpoint key substitutions before the strict
+            load (one list; a dict / list per teacher with ``teachers``).
+            None = strip a leading ``module.``.
+        teachers (dict, optional): name -> teacher config.
+        teacher_ckpts (dict, optional): name -> weights.
+        head (dict, optional): a student head, built right after the
+            student.
+        distill_loss (dict, optional): the distillation loss.
+        teachers_need_head (bool): refuse teachers without a classification
+            head (logit distillation).
     """
-
-    #: False for algorithms that do not distill the pooled pre-activation
-    #: feature (no ``student_feature`` / ``teacher_feature`` recorders).
-    uses_pooled_features = True
 
     def __init__(self,
                  student: dict,
-                 teacher: dict,
+                 teacher: Optional[dict] = None,
                  teacher_ckpt: Optional[str] = None,
-                 teacher_revise_keys: Sequence = ((r'^module\.', ''), ),
-                 student_feature: Optional[str] = None,
-                 teacher_feature: Optional[str] = None,
+                 teacher_revise_keys: Optional[Sequence] = None,
+                 teachers: Optional[Dict[str, dict]] = None,
+                 teacher_ckpts: Optional[Dict[str, Optional[str]]] = None,
+                 head: Optional[dict] = None,
+                 distill_loss: Optional[dict] = None,
+                 teachers_need_head: bool = False,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg=None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='mmpretrain.ClsDataPreprocessor')
         super().__init__(data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
-        for name, cfg in (('student', student), ('teacher', teacher)):
-            if not isinstance(cfg, (dict, nn.Module)):
-                raise TypeError(f'model.{name} must be a config dict, got '
-                                f'{type(cfg).__name__}')
-        self.student = MODELS.build(student) if isinstance(student,
-                                                           dict) else student
-
-        teacher_model = MODELS.build(teacher) if isinstance(
-            teacher, dict) else teacher
-        self.teacher_ckpt = teacher_ckpt
-        if teacher_ckpt is not None:
-            load_teacher_checkpoint(
-                teacher_model, teacher_ckpt,
-                [tuple(p) for p in teacher_revise_keys])
+        self.student = build_module(student, 'model.student')
+        if head is not None:
+            self.head = build_module(head, 'model.head')
+        if teacher is not None:
+            self.frozen_teachers = TeacherSet({
+                'teacher': FrozenTeacher(teacher, teacher_ckpt,
+                                         teacher_revise_keys,
+                                         require_head=teachers_need_head)
+            })
+        elif teachers is not None:
+            self.frozen_teachers = TeacherSet.build(
+                list(teachers), teachers, teacher_ckpts, teacher_revise_keys,
+                require_head=teachers_need_head)
         else:
-            teacher_model.init_weights()
-            if not getattr(teacher_model, 'init_cfg', None):
-                print_log(
-                    'model.teacher_ckpt is None and the teacher has no '
-                    'init_cfg: the teacher is randomly initialised',
-                    logger='current', level=30)
-        teacher_model.eval()
-        teacher_model.requires_grad_(False)
-        # A list hides the teacher from nn.Module's registration.
-        self._teacher: List[nn.Module] = [teacher_model]
+            given = [k for k, v in (('model.teacher_ckpt', teacher_ckpt),
+                                    ('model.teacher_ckpts', teacher_ckpts),
+                                    ('model.teacher_revise_keys',
+                                     teacher_revise_keys)) if v is not None]
+            if given:
+                raise ValueError(f'no teacher (store mode): {given} do not '
+                                 'apply')
+            self.frozen_teachers = TeacherSet()
+        if distill_loss is not None:
+            self.distill_loss = MODELS.build(distill_loss)
 
-        self.student_feature = self.teacher_feature = None
-        self._student_recorder = self._teacher_recorder = None
-        if not self.uses_pooled_features:
-            if student_feature is not None or teacher_feature is not None:
-                raise ValueError(
-                    f'{type(self).__name__} does not distill pooled features:'
-                    ' model.student_feature / model.teacher_feature do not '
-                    'apply')
-            return
-        self.student_feature = self._resolve_layer(self.student,
-                                                   student_feature,
-                                                   'model.student_feature')
-        self.teacher_feature = self._resolve_layer(
-            _backbone_of(teacher_model), teacher_feature,
-            'model.teacher_feature')
-        self._student_recorder = FeatureRecorder(self.student,
-                                                 self.student_feature)
-        self._teacher_recorder = FeatureRecorder(
-            _backbone_of(teacher_model), self.teacher_feature)
-
-    @staticmethod
-    def _resolve_layer(backbone: nn.Module, name: Optional[str],
-                       key: str) -> str:
-        if name is None:
-            try:
-                return default_feature_layer(backbone)
-            except ValueError as e:
-                raise ValueError(f'{key}: {e}') from e
-        if name not in dict(backbone.named_modules()):
-            candidates = [
-                n for n, m in backbone.named_modules()
-                if isinstance(m, (nn.ReLU, nn.ReLU6))
-            ][-3:]
-            raise ValueError(
-                f'{key}: no module named {name!r} in '
-                f'{type(backbone).__name__}; the last activation modules are '
-                f'{candidates}')
-        return name
-
-    # ----------------------------------------------------------- teacher
+    # ----------------------------------------------------------- teachers
     @property
-    def teacher(self) -> nn.Module:
-        return self._teacher[0]
+    def frozen_teacher(self) -> Optional[FrozenTeacher]:
+        """The (first) frozen teacher; None in store mode."""
+        return self.frozen_teachers.first
+
+    @property
+    def teacher(self) -> Optional[nn.Module]:
+        """The (first) teacher network; None in store mode."""
+        first = self.frozen_teachers.first
+        return None if first is None else first.module
+
+    @property
+    def teachers(self) -> Dict[str, nn.Module]:
+        """name -> teacher network (empty in store mode)."""
+        return self.frozen_teachers.modules
+
+    @property
+    def teacher_ckpt(self) -> Optional[str]:
+        first = self.frozen_teachers.first
+        return None if first is None else first.checkpoint
+
+    @property
+    def teacher_ckpts(self) -> Dict[str, Optional[str]]:
+        return self.frozen_teachers.checkpoints
+
+    def teacher_fingerprint(self, name: Optional[str] = None) -> str:
+        """sha256 of a teacher's weights (the first if ``name`` is None),
+        as in a teacher store's manifest."""
+        if not len(self.frozen_teachers):
+            raise RuntimeError('store mode: no teacher to fingerprint (the '
+                               "store's manifest holds it)")
+        name = self.frozen_teachers.names[0] if name is None else name
+        return self.frozen_teachers[name].fingerprint()
+
+    def teacher_features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The (first) teacher's watched pooled feature f_t (N, C_t), no
+        grad (see :meth:`FrozenTeacher.watch_pooled`)."""
+        return self.frozen_teacher.pooled_features(inputs)
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        self._teacher[0]._apply(fn, *args, **kwargs)
+        teachers = self.__dict__.get('frozen_teachers')
+        if teachers is not None:
+            teachers.apply(fn, *args, **kwargs)
         return self
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self._teacher[0].eval()
+        teachers = self.__dict__.get('frozen_teachers')
+        if teachers is not None:
+            teachers.eval()
         return self
 
-    def teacher_fingerprint(self) -> str:
-        """sha256 of every teacher parameter and buffer (names and bytes)."""
-        h = hashlib.sha256()
-        for name, tensor in sorted(self.teacher.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().cpu().contiguous().view(-1).view(
-                torch.uint8).numpy().tobytes())
-        return h.hexdigest()
-
-    # ---------------------------------------------------------- features
-    @staticmethod
-    def _pool(fmap: torch.Tensor) -> torch.Tensor:
-        return fmap.mean(dim=(2, 3)) if fmap.dim() == 4 else fmap
-
-    @torch.no_grad()
-    def teacher_features(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Pooled pre-activation teacher feature, (N, C_t), no grad."""
-        self.teacher.eval()
-        self._teacher_recorder.reset()
-        _backbone_of(self.teacher)(inputs)
-        return self._pool(self._teacher_recorder.pop())
-
-    def student_features(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Pooled pre-activation student feature, (N, C_s)."""
-        self._student_recorder.reset()
-        self.student(inputs)
-        return self._pool(self._student_recorder.pop())
-
+    # ------------------------------------------------------------- losses
     @torch.no_grad()
     def _attach_per_sample_loss(self, student: torch.Tensor,
                                 target: torch.Tensor,
@@ -268,15 +175,19 @@ class BaseDistiller(BaseModel):
                 data_samples: Optional[List] = None,
                 mode: str = 'tensor'):
         """``mode='loss'`` -> dict of losses, ``'predict'`` -> data samples,
-        ``'tensor'`` -> the student backbone's outputs."""
+        ``'tensor'`` -> :meth:`extract_feat`."""
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
-            return self.student(inputs)
+            return self.extract_feat(inputs)
         raise RuntimeError(f'Invalid mode "{mode}": expected "loss", '
                            '"predict" or "tensor"')
+
+    def extract_feat(self, inputs: torch.Tensor):
+        """The student backbone's outputs."""
+        return self.student(inputs)
 
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from kdep_mm.registry import MODELS
 from ..utils import FeatureRecorder
-from .base_distiller import BaseDistiller, _backbone_of
+from .base_distiller import BaseDistiller
 
 
 def num_visible_patches(num_patches: int, mask_ratio: float) -> int:
@@ -143,8 +143,6 @@ class DMAEDistiller(BaseDistiller):
         Others: see :class:`BaseDistiller`.
     """
 
-    uses_pooled_features = False  # one recorder per distill pair
-
     def __init__(self,
                  student: dict,
                  teacher: dict,
@@ -155,10 +153,6 @@ class DMAEDistiller(BaseDistiller):
                  alpha: float = 1.,
                  distill_distance: str = 'l1',
                  **kwargs):
-        if kwargs.get('student_feature') or kwargs.get('teacher_feature'):
-            raise ValueError('DMAEDistiller: set the distilled blocks with '
-                             'model.distill_pairs, not model.student_feature'
-                             '/model.teacher_feature')
         super().__init__(student=student, teacher=teacher, **kwargs)
 
         if not hasattr(self.student, 'random_masking'):
@@ -188,7 +182,7 @@ class DMAEDistiller(BaseDistiller):
         self.distill_distance = distill_distance
         self.alpha = float(alpha)
 
-        teacher_backbone = _backbone_of(self.teacher)
+        teacher_backbone = self.frozen_teacher.backbone
         pairs = [tuple(p) for p in distill_pairs]
         if not pairs:
             raise ValueError('model.distill_pairs is empty')
@@ -224,8 +218,8 @@ class DMAEDistiller(BaseDistiller):
                                  ids_keep: torch.Tensor
                                  ) -> List[torch.Tensor]:
         """Teacher tokens (CLS + visible) at each pair's teacher block."""
-        self.teacher.eval()
-        return vit_forward_visible(_backbone_of(self.teacher), inputs,
+        self.frozen_teacher.eval()
+        return vit_forward_visible(self.frozen_teacher.backbone, inputs,
                                    ids_keep,
                                    [t for _, t in self.distill_pairs])
 
@@ -282,9 +276,7 @@ class DMAEDistiller(BaseDistiller):
             'DMAEDistiller is a pre-training algorithm: evaluate the '
             'exported student by fine-tuning or linear probing')
 
-    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
-        """``mode='tensor'`` -> the student's unmasked features
-        (``MAEViT(x, mask=None)``); ``'loss'`` -> the two losses."""
-        if mode == 'tensor':
-            return self.student(self._images(inputs), mask=None)
-        return super().forward(inputs, data_samples, mode)
+    def extract_feat(self, inputs: torch.Tensor):
+        """``mode='tensor'``: the student's unmasked features
+        (``MAEViT(x, mask=None)``)."""
+        return self.student(self._images(inputs), mask=None)

@@ -22,88 +22,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModel
-from mmpretrain.models.utils import ClsDataPreprocessor
 
 from kdep_mm.registry import MODELS
-from .base_distiller import BaseDistiller, load_teacher_checkpoint
+from kdep_mm.utils.store_keys import TEACHER_OUTPUTS
+from ..teachers import per_teacher, stored_mix, stored_teacher_outputs
+from ..utils import EnsembleDataPreprocessor
+from .base_distiller import BaseDistiller
 
-STORE_KEY = 'teacher_outputs'
-MIX_KEY = 'teacher_mix'
 TARGETS = ('per_teacher', 'averaged')
 TOPK_REST = ('renorm', 'uniform', 'zero')
-
-
-class _MixRecorder:
-    """Wraps mmpretrain's ``RandomBatchAugment``: appends the identity
-    matrix to the one-hot scores before the augment, so that the augment
-    mixes it exactly as it mixes the labels. The result is the batch's
-    mixing matrix ``M`` (``mixed_scores = M @ scores``: for Mixup / CutMix
-    ``M = lam * I + (1 - lam) * P_perm``), kept in :attr:`matrix`."""
-
-    def __init__(self, augment):
-        self.augment = augment
-        self.matrix = None
-
-    def __call__(self, inputs: torch.Tensor, scores: torch.Tensor):
-        n, c = scores.shape
-        eye = torch.eye(n, dtype=torch.float32, device=scores.device)
-        mixed_inputs, mixed = self.augment(
-            inputs, torch.cat([scores.float(), eye], dim=1))
-        self.matrix = mixed[:, c:]
-        return mixed_inputs, mixed[:, :c]
-
-    def __getattr__(self, name):
-        if name.startswith('__') or name == 'augment':
-            raise AttributeError(name)  # copy / pickle of a bare instance
-        return getattr(self.augment, name)
-
-
-@MODELS.register_module()
-class EnsembleDataPreprocessor(ClsDataPreprocessor):
-    """mmpretrain's ``ClsDataPreprocessor`` that also records how its batch
-    augmentation (Mixup, CutMix, ResizeMix, through ``batch_augments``)
-    mixed the batch: every training data sample gets ``teacher_mix``, its
-    row of the mixing matrix ``M`` (``N`` weights over the batch), so that
-    :class:`EnsembleDistiller` mixes *stored* teacher targets with the same
-    lambda and permutation as the images and labels (``target = M @ p``).
-    Without batch augments nothing is added. Same arguments as
-    ``ClsDataPreprocessor``."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.batch_augments is not None:
-            self.batch_augments = _MixRecorder(self.batch_augments)
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        recorder = self.batch_augments
-        if recorder is not None:
-            recorder.matrix = None
-        out = super().forward(data, training)
-        if recorder is not None and recorder.matrix is not None:
-            samples = out.get('data_samples')
-            for sample, row in zip(samples, recorder.matrix):
-                sample.set_field(row, MIX_KEY)
-            recorder.matrix = None
-        return out
-
-
-def _as_list(value, names: Sequence[str], key: str, default=None) -> list:
-    """``value`` (None, a dict by teacher name or a sequence in teacher
-    order) as a list in ``names`` order."""
-    if value is None:
-        return [default] * len(names)
-    if isinstance(value, dict):
-        if sorted(value) != sorted(names):
-            raise ValueError(
-                f'{key} names the teachers {sorted(value)}, '
-                f'model.teacher_names is {list(names)}')
-        return [value[n] for n in names]
-    value = list(value)
-    if len(value) != len(names):
-        raise ValueError(f'{key} has {len(value)} entries, '
-                         f'model.teacher_names {len(names)}: {list(names)}')
-    return value
 
 
 @MODELS.register_module()
@@ -149,14 +76,12 @@ class EnsembleDistiller(BaseDistiller):
             each (``'averaged'``: the averaging weights; the KD term has
             weight 1).
         topk_rest (str): how stored top-k probabilities become a dense
-            target (:func:`~kdep_mm.datasets.teacher_store.decode_topk`):
+            target (:func:`~kdep_mm.datasets.store.decode_topk`):
             ``'renorm'`` (default: the top-k rescaled to sum to 1),
             ``'uniform'`` or ``'zero'``.
         data_preprocessor (dict): defaults to
             :class:`EnsembleDataPreprocessor`.
     """
-
-    uses_pooled_features = False
 
     def __init__(self,
                  student: dict,
@@ -173,10 +98,6 @@ class EnsembleDistiller(BaseDistiller):
                  init_cfg=None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='kdep_mm.EnsembleDataPreprocessor')
-        # BaseDistiller's constructor builds exactly one teacher: only
-        # BaseModel's is run; the teachers are built below.
-        BaseModel.__init__(self, data_preprocessor=data_preprocessor,
-                           init_cfg=init_cfg)
         if isinstance(teacher_names, str) or not teacher_names:
             raise ValueError('model.teacher_names must be a non-empty list of'
                              f' names, got {teacher_names!r}')
@@ -192,20 +113,26 @@ class EnsembleDistiller(BaseDistiller):
         if topk_rest not in TOPK_REST:
             raise ValueError(f'model.topk_rest must be one of {TOPK_REST}, '
                              f'got {topk_rest!r}')
-        self.teacher_names = names
-        self.target = target
-        self.temperature = float(temperature)
-        self.topk_rest = topk_rest
-        weights = [float(w) for w in _as_list(
+        weights = [float(w) for w in per_teacher(
             teacher_weights, names, 'model.teacher_weights', 1.0)]
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f'model.teacher_weights must be >= 0 with a '
                              f'positive sum, got {weights}')
+        if teachers is not None:
+            teachers = dict(zip(names, per_teacher(teachers, names,
+                                                   'model.teachers')))
+        super().__init__(student=student, head=head, teachers=teachers,
+                         teacher_ckpts=teacher_ckpts,
+                         teacher_revise_keys=teacher_revise_keys,
+                         teachers_need_head=True,
+                         data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
+        self.teacher_names = names
+        self.target = target
+        self.temperature = float(temperature)
+        self.topk_rest = topk_rest
         self.teacher_weights = dict(zip(names, weights))
 
-        self.student = MODELS.build(student) if isinstance(student,
-                                                           dict) else student
-        self.head = MODELS.build(head) if isinstance(head, dict) else head
         want_tokens = len(names) if target == 'per_teacher' else 1
         got_tokens = getattr(self.student, 'num_teacher_tokens', None)
         if got_tokens != want_tokens:
@@ -227,69 +154,6 @@ class EnsembleDistiller(BaseDistiller):
                 ', which records the mixing so that stored teacher targets '
                 'are mixed like the images')
 
-        self.student_feature = self.teacher_feature = None
-        self._student_recorder = self._teacher_recorder = None
-        self.teacher_ckpt = None
-        self._teacher: List[nn.Module] = []
-        if teachers is None:
-            if teacher_ckpts is not None or teacher_revise_keys is not None:
-                raise ValueError('model.teachers is None (store mode): '
-                                 'model.teacher_ckpts / teacher_revise_keys '
-                                 'do not apply')
-            return
-        cfgs = _as_list(teachers, names, 'model.teachers')
-        ckpts = _as_list(teacher_ckpts, names, 'model.teacher_ckpts')
-        revise = _as_list(teacher_revise_keys, names,
-                          'model.teacher_revise_keys',
-                          ((r'^module\.', ''), ))
-        for name, cfg, ckpt, rev in zip(names, cfgs, ckpts, revise):
-            teacher = MODELS.build(cfg) if isinstance(cfg, dict) else cfg
-            if not hasattr(teacher, 'head'):
-                raise ValueError(f'model.teachers.{name} must be a classifier'
-                                 ' with a head (mmpretrain.ImageClassifier)')
-            if ckpt is not None:
-                load_teacher_checkpoint(teacher, ckpt,
-                                        [tuple(p) for p in rev],
-                                        key=f'model.teacher_ckpts.{name}')
-            else:
-                teacher.init_weights()
-            teacher.eval()
-            teacher.requires_grad_(False)
-            self._teacher.append(teacher)
-        self.teacher_ckpts = dict(zip(names, ckpts))
-
-    # ----------------------------------------------------------- teachers
-    @property
-    def teachers(self) -> Dict[str, nn.Module]:
-        """name -> teacher (empty in store mode)."""
-        return dict(zip(self.teacher_names, self._teacher))
-
-    @property
-    def teacher(self) -> Optional[nn.Module]:
-        return self._teacher[0] if self._teacher else None
-
-    def _apply(self, fn, *args, **kwargs):
-        BaseModel._apply(self, fn, *args, **kwargs)
-        for t in self._teacher:
-            t._apply(fn, *args, **kwargs)
-        return self
-
-    def train(self, mode: bool = True):
-        BaseModel.train(self, mode)
-        for t in self._teacher:
-            t.eval()
-        return self
-
-    def teacher_fingerprint(self, name: Optional[str] = None) -> str:
-        """sha256 of a teacher's weights (the first if ``name`` is None),
-        as in the teacher store's manifest."""
-        from kdep_mm.apis.cache_teacher import teacher_fingerprint
-        if not self._teacher:
-            raise RuntimeError('store mode: no teacher to fingerprint (the '
-                               "stores' manifests hold them)")
-        name = self.teacher_names[0] if name is None else name
-        return teacher_fingerprint(self.teachers[name])
-
     # ------------------------------------------------------------ targets
     def _tempered(self, probs: torch.Tensor) -> torch.Tensor:
         if self.temperature == 1.0:
@@ -307,7 +171,7 @@ class EnsembleDistiller(BaseDistiller):
             probs = F.softmax(logits.to(device) / self.temperature, dim=1)
         elif 'logits_topk_prob' in fields[0] and \
                 'logits_topk_idx' in fields[0]:
-            from kdep_mm.datasets.teacher_store import decode_topk
+            from kdep_mm.datasets.store import decode_topk
             dense = decode_topk(
                 np.stack([f['logits_topk_prob'] for f in fields]),
                 np.stack([f['logits_topk_idx'] for f in fields]),
@@ -330,46 +194,26 @@ class EnsembleDistiller(BaseDistiller):
         """Each teacher's soft target ``softmax(t / T)`` (N, num_classes),
         no grad: from the samples' ``teacher_outputs`` (mixed with their
         ``teacher_mix`` rows) or from the online teachers on ``inputs``."""
-        if data_samples is not None and len(data_samples) and all(
-                STORE_KEY in s for s in data_samples):
-            outs = [s.get(STORE_KEY) for s in data_samples]
-            for o in outs:
-                if sorted(o) != sorted(self.teacher_names):
-                    raise ValueError(
-                        f'the data samples carry the outputs of the teachers'
-                        f' {sorted(o)}, model.teacher_names is '
-                        f'{self.teacher_names}: missing '
-                        f'{sorted(set(self.teacher_names) - set(o))}, not in '
-                        f'the config {sorted(set(o) - set(self.teacher_names))}'
-                        '. Give ApplyStoredEnsembleView one store per teacher '
-                        'of model.teacher_names')
-            with torch.no_grad():
+        outs = stored_teacher_outputs(data_samples, self.teacher_names)
+        with torch.no_grad():
+            if outs is not None:
                 probs = {n: self._stored_probs(n, [o[n] for o in outs],
                                                inputs.device)
                          for n in self.teacher_names}
-                if all(MIX_KEY in s for s in data_samples):
-                    mix = torch.stack([
-                        torch.as_tensor(s.get(MIX_KEY)) for s in data_samples
-                    ]).to(device=inputs.device, dtype=torch.float32)
-                    if mix.shape != (len(data_samples), len(data_samples)):
-                        raise ValueError(f'{MIX_KEY}: a {tuple(mix.shape)} '
-                                         'mixing matrix for a batch of '
-                                         f'{len(data_samples)}')
+                mix = stored_mix(data_samples, inputs.device)
+                if mix is not None:
                     probs = {n: mix @ p for n, p in probs.items()}
-            return probs
-        if not self._teacher:
-            raise ValueError(
-                f'store mode (model.teachers=None) needs {STORE_KEY} in every'
-                ' data sample: add kdep_mm.ApplyStoredEnsembleView and '
-                f"mmpretrain.PackInputs(algorithm_keys=('{STORE_KEY}',)) to "
-                'the training pipeline')
-        probs = {}
-        with torch.no_grad():
-            for name, teacher in self.teachers.items():
-                teacher.eval()
-                logits = teacher(inputs, mode='tensor')
-                if isinstance(logits, (tuple, list)):
-                    logits = logits[-1]
+                return probs
+            if not len(self.frozen_teachers):
+                raise ValueError(
+                    f'store mode (model.teachers=None) needs '
+                    f'{TEACHER_OUTPUTS} in every data sample: add '
+                    'kdep_mm.ApplyStoredEnsembleView and mmpretrain.'
+                    f"PackInputs(algorithm_keys=('{TEACHER_OUTPUTS}',)) to "
+                    'the training pipeline')
+            probs = {}
+            for name, teacher in self.frozen_teachers.items():
+                logits = teacher.logits(inputs)
                 probs[name] = F.softmax(logits.float() / self.temperature,
                                         dim=1)
                 if probs[name].shape[1] != self.head.num_classes:
@@ -420,10 +264,9 @@ class EnsembleDistiller(BaseDistiller):
         with torch.no_grad():
             return self.head.predict(self.student(inputs), data_samples)
 
-    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
-        if mode == 'tensor':
-            return self.head(self.student(inputs))
-        return super().forward(inputs, data_samples, mode)
+    def extract_feat(self, inputs: torch.Tensor):
+        """``mode='tensor'``: the heads' outputs on the student's tokens."""
+        return self.head(self.student(inputs))
 
 
 def export_ensemble_classifier(model: EnsembleDistiller, path: str) -> dict:

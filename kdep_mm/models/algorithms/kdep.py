@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from kdep_mm.registry import MODELS
+from ..utils import PooledFeature, global_pool, last_output
 from .base_distiller import BaseDistiller
 
 
@@ -33,6 +34,9 @@ class KDEPDistiller(BaseDistiller):
     Args:
         aligner (dict): config of the alignment neck.
         distill_loss (dict): config of the feature loss.
+        student_feature / teacher_feature (str, optional): name, inside each
+            backbone, of the module whose *input* is the distilled feature;
+            inferred by :func:`default_feature_layer` when None.
         Others: see :class:`BaseDistiller`.
     """
 
@@ -42,10 +46,21 @@ class KDEPDistiller(BaseDistiller):
                  aligner: dict,
                  distill_loss: dict = dict(type='kdep_mm.FeatureMSELoss',
                                            loss_weight=20.),
+                 student_feature: Optional[str] = None,
+                 teacher_feature: Optional[str] = None,
                  **kwargs):
-        super().__init__(student=student, teacher=teacher, **kwargs)
+        super().__init__(student=student, teacher=teacher,
+                         distill_loss=distill_loss, **kwargs)
+        self._student_pooled = PooledFeature(self.student, student_feature,
+                                             'model.student_feature')
+        self.student_feature = self._student_pooled.layer
+        self.teacher_feature = self.frozen_teacher.watch_pooled(
+            teacher_feature, 'model.teacher_feature')
         self.aligner = MODELS.build(aligner)
-        self.distill_loss = MODELS.build(distill_loss)
+
+    def student_features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """f_s, the pooled pre-activation student feature (N, C_s)."""
+        return self._student_pooled(inputs)
 
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
@@ -93,8 +108,6 @@ class LogitKDDistiller(BaseDistiller):
         distill_loss (dict): Defaults to ``KDLoss(temperature=4)``.
     """
 
-    uses_pooled_features = False  # distills logits
-
     def __init__(self,
                  student: dict,
                  teacher: dict,
@@ -103,22 +116,17 @@ class LogitKDDistiller(BaseDistiller):
                  distill_loss: dict = dict(type='kdep_mm.KDLoss',
                                            temperature=4.),
                  **kwargs):
-        super().__init__(student=student, teacher=teacher, **kwargs)
-        if not hasattr(self.teacher, 'head'):
-            raise ValueError('model.teacher must be a classifier with a head '
-                             '(e.g. mmpretrain.ImageClassifier) for logit KD')
+        super().__init__(student=student, teacher=teacher,
+                         distill_loss=distill_loss, teachers_need_head=True,
+                         **kwargs)
         self.student_head = nn.Linear(student_channels, num_classes)
-        self.distill_loss = MODELS.build(distill_loss)
 
-    @torch.no_grad()
     def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        self.teacher.eval()
-        return self.teacher(inputs, mode='tensor')
+        return self.frozen_teacher.logits(inputs)
 
     def student_logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        feats = self.student(inputs)
-        last = feats[-1] if isinstance(feats, (tuple, list)) else feats
-        return self.student_head(self._pool(last))
+        return self.student_head(global_pool(last_output(
+            self.student(inputs))))
 
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:

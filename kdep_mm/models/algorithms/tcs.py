@@ -18,7 +18,7 @@ dropped, never below ``min_coords``.
 """
 import logging
 import math
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -26,18 +26,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine import dist
 from mmengine.logging import print_log
-from mmengine.model import BaseModel
 
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.checkpoint import atomic_save
+from kdep_mm.utils.store_keys import TEACHER_FEAT
 from ..aligners.svd_aligner import SVDAligner
+from ..teachers import stored_teacher_feat
+from ..utils import global_pool, last_output, resolve_feature_layer
 from .base_distiller import BaseDistiller
-
-STORE_KEY = 'teacher_feat'
-
-
-def _last(feats):
-    return feats[-1] if isinstance(feats, (tuple, list)) else feats
 
 
 def _accumulate(total, part):
@@ -97,32 +93,21 @@ class TCSDistiller(BaseDistiller):
                  prune_ratio: float = 0.1,
                  min_coords: Optional[int] = None,
                  prune_start: int = 0,
-                 teacher_ckpt: Optional[str] = None,
-                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
-                 init_cfg=None,
+                 teacher_feature: Optional[str] = None,
+                 student_feature: Optional[str] = None,
                  **kwargs):
-        if teacher is not None:
-            super().__init__(student=student, teacher=teacher,
-                             teacher_ckpt=teacher_ckpt,
-                             data_preprocessor=data_preprocessor,
-                             init_cfg=init_cfg, **kwargs)
-        else:
-            # Store mode: BaseDistiller's constructor builds and loads a
-            # teacher unconditionally, so only BaseModel's is run here.
-            if teacher_ckpt is not None or kwargs:
-                raise ValueError(
-                    'model.teacher is None (store mode): model.teacher_ckpt'
-                    f' and {sorted(kwargs)} do not apply')
-            if data_preprocessor is None:
-                data_preprocessor = dict(type='mmpretrain.ClsDataPreprocessor')
-            BaseModel.__init__(self, data_preprocessor=data_preprocessor,
-                               init_cfg=init_cfg)
-            self.student = MODELS.build(student) if isinstance(
-                student, dict) else student
-            self.teacher_ckpt = None
-            self._teacher: List[nn.Module] = []
-            self.student_feature = self.teacher_feature = None
-            self._student_recorder = self._teacher_recorder = None
+        if teacher is None and (teacher_feature or student_feature):
+            raise ValueError('model.teacher is None (store mode): '
+                             'model.teacher_feature / model.student_feature '
+                             'do not apply')
+        super().__init__(student=student, teacher=teacher, **kwargs)
+        self.teacher_feature = None
+        if self.frozen_teacher is not None:
+            self.teacher_feature = self.frozen_teacher.watch_pooled(
+                teacher_feature, 'model.teacher_feature')
+        if student_feature is not None:  # f_s is the pooled last output
+            resolve_feature_layer(self.student, student_feature,
+                                  'model.student_feature')
         if num_coords is None:
             num_coords = min(int(teacher_channels), int(student_channels))
         k = int(num_coords)
@@ -180,29 +165,10 @@ class TCSDistiller(BaseDistiller):
         self._importance = state['importance'].to(
             dtype=torch.float64, device=self.mask.device).clone()
 
-    # ----------------------------------------------------------- teacher
-    @property
-    def teacher(self) -> Optional[nn.Module]:
-        return self._teacher[0] if self._teacher else None
-
     def _apply(self, fn, *args, **kwargs):
-        BaseModel._apply(self, fn, *args, **kwargs)
+        super()._apply(fn, *args, **kwargs)
         self._importance = self._importance.to(self.mask.device)
-        for t in self._teacher:
-            t._apply(fn, *args, **kwargs)
         return self
-
-    def train(self, mode: bool = True):
-        BaseModel.train(self, mode)
-        for t in self._teacher:
-            t.eval()
-        return self
-
-    def teacher_fingerprint(self) -> str:
-        if self.teacher is None:
-            raise RuntimeError('store mode: no teacher to fingerprint (the '
-                               "store's manifest holds it)")
-        return super().teacher_fingerprint()
 
     # ------------------------------------------------------- coordinates
     @property
@@ -239,7 +205,7 @@ class TCSDistiller(BaseDistiller):
                                num_samples: Optional[int] = None) -> int:
         """Fit from an online teacher pass over ``dataloader`` (moments are
         summed over ranks). Returns the number of features used."""
-        if self.teacher is None:
+        if self.frozen_teacher is None:
             raise RuntimeError('store mode: fit from the store '
                                '(fit_coordinates_from_store)')
         total, count = None, 0
@@ -273,7 +239,7 @@ class TCSDistiller(BaseDistiller):
     # ----------------------------------------------------------- student
     def student_pooled(self, inputs: torch.Tensor) -> torch.Tensor:
         """f_s = GAP of the student backbone's last output, (N, C_s)."""
-        return self._pool(_last(self.student(inputs)))
+        return global_pool(last_output(self.student(inputs)))
 
     def student_coordinates(self, inputs: torch.Tensor) -> torch.Tensor:
         """c_s = P f_s + b_P, (N, k)."""
@@ -300,27 +266,19 @@ class TCSDistiller(BaseDistiller):
 
     # -------------------------------------------------------------- teacher
     def _teacher_feat(self, inputs, data_samples) -> torch.Tensor:
-        stored = None
-        if data_samples is not None and len(data_samples) and all(
-                STORE_KEY in s for s in data_samples):
-            stored = torch.stack([
-                torch.as_tensor(np.asarray(s.get(STORE_KEY)),
-                                dtype=torch.float32).reshape(-1)
-                for s in data_samples
-            ]).to(inputs.device)
-            if stored.shape[1] != self.teacher_channels:
-                raise ValueError(
-                    f'data samples carry {STORE_KEY} of {stored.shape[1]} '
-                    f'channels, model.teacher_channels is '
-                    f'{self.teacher_channels}')
+        """f_t: the samples' stored ``teacher_feat``, else the online
+        teacher's pooled feature."""
+        stored = stored_teacher_feat(data_samples, self.teacher_channels,
+                                     inputs.device)
+        if stored is not None:
             return stored
-        if self.teacher is None:
+        if self.frozen_teacher is None:
             raise ValueError(
-                f'store mode (model.teacher=None) needs {STORE_KEY} in every '
-                'data sample: add kdep_mm.ApplyStoredView and '
-                f"mmpretrain.PackInputs(algorithm_keys=('{STORE_KEY}',)) to "
-                'the training pipeline')
-        return self.teacher_features(inputs)
+                f'store mode (model.teacher=None) needs {TEACHER_FEAT} in '
+                'every data sample: add kdep_mm.ApplyStoredView and '
+                f"mmpretrain.PackInputs(algorithm_keys=('{TEACHER_FEAT}',)) "
+                'to the training pipeline')
+        return self.frozen_teacher.pooled_features(inputs)
 
     # ------------------------------------------------------------ losses
     def coordinate_loss(self, student: torch.Tensor,
@@ -384,11 +342,10 @@ class TCSDistiller(BaseDistiller):
             sample.set_pred_score(score).set_pred_label(label)
         return data_samples
 
-    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
-        if mode == 'tensor':
-            return self.logits_from_coordinates(
-                self.student_coordinates(inputs))
-        return super().forward(inputs, data_samples, mode)
+    def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``mode='tensor'``: the logits of the masked student
+        coordinates."""
+        return self.logits_from_coordinates(self.student_coordinates(inputs))
 
     # ------------------------------------------------------- tailoring
     @property
@@ -454,7 +411,7 @@ def fit_coordinates_from_store(model: TCSDistiller, store,
     opened with verification, see ``TeacherStore``). A store of no more
     than ``model.num_coords`` features (samples x views) is refused before
     any shard is read. Returns the number of features used."""
-    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.datasets.store import TeacherStore
     if isinstance(store, str):
         store = TeacherStore(store)
     model = _unwrap(model)

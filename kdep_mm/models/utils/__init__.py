@@ -1,4 +1,11 @@
+from .ensemble_data_preprocessor import EnsembleDataPreprocessor
 from .feature_recorder import FeatureRecorder, default_feature_layer
 from .involution import Involution
+from .pooled_feature import (PooledFeature, global_pool, last_output,
+                             resolve_feature_layer)
 
-__all__ = ['FeatureRecorder', 'default_feature_layer', 'Involution']
+__all__ = [
+    'FeatureRecorder', 'default_feature_layer', 'Involution',
+    'EnsembleDataPreprocessor', 'PooledFeature', 'global_pool',
+    'last_output', 'resolve_feature_layer'
+]
