@@ -12,15 +12,14 @@ are reached with the ``kdep_mm.`` prefix or through ``custom_imports``.
 """
 import argparse
 import logging
-import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 
 import kdep_mm  # noqa: F401  (allows mmengine's checkpoint types)
-from kdep_mm.utils.export import sync_pretrained
-from kdep_mm.utils.launch import (build_runner, prepare_cpu_distributed,
+from kdep_mm.utils.launch import (add_launch_args, apply_launch_args,
+                                  build_runner, parse_launch_args,
+                                  prepare_cpu_distributed,
                                   shutdown_distributed,
                                   use_gloo_without_cuda)
 
@@ -58,25 +57,8 @@ def parse_args(argv=None):
         '--no-persistent-workers',
         action='store_true',
         help='do not use persistent workers in the dataloaders')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs; a list is '
-        'written as key="[a,b]" or key=a,b, nested lists/tuples as '
-        'key="[(a,b),(c,d)]" (quotes needed, no white space)')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes `--local-rank` (torch >= 2.0) or
-    # `--local_rank`; torchrun sets the LOCAL_RANK environment variable.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launch_args(parser)
+    return parse_launch_args(parser, argv)
 
 
 def _set_dataloader_flag(cfg, key, value):
@@ -88,19 +70,7 @@ def _set_dataloader_flag(cfg, key, value):
 
 def merge_args(cfg: Config, args) -> Config:
     """Apply the command-line options to the config."""
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-        # --cfg-options pretrained=X reaches model.backbone.init_cfg too
-        sync_pretrained(cfg)
-
-    cfg.launcher = args.launcher
-
-    # work_dir: command line > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    apply_launch_args(cfg, args)
 
     # automatic mixed precision
     if args.amp:

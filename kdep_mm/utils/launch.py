@@ -1,21 +1,73 @@
 """Launch helpers shared by tools/train.py and tools/test.py.
 
-mmengine 0.10.7 assumes GPUs for distributed runs; these helpers let the
-same ``tools/dist_train.sh`` launch run as CPU processes with gloo, and leave
-GPU machines untouched.
+The command-line options both tools take (``--cfg-options``, ``--launcher``,
+``--local-rank``) and what they do to the config; and, as mmengine 0.10.7
+assumes GPUs for distributed runs, what lets the same ``tools/dist_train.sh``
+launch run as CPU processes with gloo, leaving GPU machines untouched.
 """
+import argparse
 import contextlib
 import copy
 import logging
+import os
+import os.path as osp
 
 import torch
 import torch.multiprocessing as mp
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.dist import init_dist, is_distributed
 from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS, RUNNERS
 from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
+
+from .export import sync_pretrained
+
+
+def add_launch_args(parser: argparse.ArgumentParser) -> None:
+    """Add the options of both tools: ``--cfg-options``, ``--launcher`` and
+    ``--local_rank`` / ``--local-rank``."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs; a list is '
+        'written as key="[a,b]" or key=a,b, nested lists/tuples as '
+        'key="[(a,b),(c,d)]" (quotes needed, no white space)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes `--local-rank` (torch >= 2.0) or
+    # `--local_rank`; torchrun sets the LOCAL_RANK environment variable.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_launch_args(parser: argparse.ArgumentParser, argv=None):
+    """``parser.parse_args(argv)``; sets ``LOCAL_RANK`` from
+    ``--local-rank`` when the launcher did not set it."""
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def apply_launch_args(cfg: Config, args) -> None:
+    """Apply ``--cfg-options`` (``pretrained=X`` reaching the backbone's
+    ``init_cfg`` too), the launcher and the work directory: command line >
+    config > ``./work_dirs/<config name>``."""
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+        sync_pretrained(cfg)
+
+    cfg.launcher = args.launcher
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
 
 
 def use_gloo_without_cuda(cfg: Config) -> None:
