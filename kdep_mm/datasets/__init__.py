@@ -1,3 +1,5 @@
+from kdep_mm.registry import DATASETS
+
 from .transforms import *  # noqa: F401,F403
 from .subset import class_balanced_subset, write_ann_file  # noqa: F401
 from .synthetic_shapes import generate_shapes_dataset  # noqa: F401
@@ -24,8 +26,6 @@ except ImportError as e:  # mmseg missing, or mmcv without ops
 
 
 def _register_unavailable(name: str, reason: str) -> None:
-    from kdep_mm.registry import DATASETS
-
     def unavailable(*args, **kwargs):
         raise ImportError(reason)
 
