@@ -92,6 +92,25 @@ SMOKE = dict(
 )
 
 
+# the options of the sizes and schedules: (flag, type, help before the
+# default, which is DEFAULTS[flag with '_'])
+SIZE_ARGS = [
+    ('num-classes', int, 'synthetic classes'),
+    ('train-per-class', int, 'synthetic train images per class'),
+    ('val-per-class', int, 'synthetic val images per class'),
+    ('teacher-depth', int, 'teacher CIFARResNet depth 6n+2'),
+    ('teacher-epochs', int, ''),
+    ('kdep-fraction', float,
+     'fraction of the train split distilled on, labels unused'),
+    ('kdep-epochs', int, ''),
+    ('student-depth', int, ''),
+    ('student-width', int, 'student base_channels (pooled dim = 4x)'),
+    ('shots', int, 'labelled images per class for the fine-tuning'),
+    ('finetune-epochs', int, ''),
+    ('batch-size', int, ''),
+]
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='KDEP end to end: teacher -> KDEP distillation -> '
@@ -129,36 +148,10 @@ def parse_args(argv=None):
                    'kdep_demo markers of PATH (default: the repository\'s '
                    'README.md), so that its figures are this run\'s')
     g = p.add_argument_group('sizes and schedules (defaults: the tuned demo)')
-    g.add_argument('--num-classes', type=int,
-                   help=f'synthetic classes [{DEFAULTS["num_classes"]}]')
-    g.add_argument('--train-per-class', type=int,
-                   help=f'synthetic train images per class '
-                   f'[{DEFAULTS["train_per_class"]}]')
-    g.add_argument('--val-per-class', type=int,
-                   help=f'synthetic val images per class '
-                   f'[{DEFAULTS["val_per_class"]}]')
-    g.add_argument('--teacher-depth', type=int,
-                   help=f'teacher CIFARResNet depth 6n+2 '
-                   f'[{DEFAULTS["teacher_depth"]}]')
-    g.add_argument('--teacher-epochs', type=int,
-                   help=f'[{DEFAULTS["teacher_epochs"]}]')
-    g.add_argument('--kdep-fraction', type=float,
-                   help=f'fraction of the train split distilled on, labels '
-                   f'unused [{DEFAULTS["kdep_fraction"]}]')
-    g.add_argument('--kdep-epochs', type=int,
-                   help=f'[{DEFAULTS["kdep_epochs"]}]')
-    g.add_argument('--student-depth', type=int,
-                   help=f'[{DEFAULTS["student_depth"]}]')
-    g.add_argument('--student-width', type=int,
-                   help=f'student base_channels (pooled dim = 4x) '
-                   f'[{DEFAULTS["student_width"]}]')
-    g.add_argument('--shots', type=int,
-                   help=f'labelled images per class for the fine-tuning '
-                   f'[{DEFAULTS["shots"]}]')
-    g.add_argument('--finetune-epochs', type=int,
-                   help=f'[{DEFAULTS["finetune_epochs"]}]')
-    g.add_argument('--batch-size', type=int,
-                   help=f'[{DEFAULTS["batch_size"]}]')
+    for flag, kind, text in SIZE_ARGS:
+        default = f'[{DEFAULTS[flag.replace("-", "_")]}]'
+        g.add_argument(f'--{flag}', type=kind,
+                       help=f'{text} {default}' if text else default)
     args = p.parse_args(argv)
     if args.smoke and args.readme == README:
         p.error('--smoke --readme would put smoke numbers into README.md; '
