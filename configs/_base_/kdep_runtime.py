@@ -1,8 +1,11 @@
 # Runtime shared by the kdep_mm distillation configs (mmpretrain scope, so
 # mmpretrain's datasets/transforms resolve by plain names; kdep_mm modules
-# are named with their scope).
+# are named with their scope). No ``custom_imports``: for a ``kdep_mm.X``
+# type mmengine imports ``kdep_mm.registry`` (and so the package, which
+# registers the ``atomic_local`` backend below), whose ``locations`` import
+# the module that registers X; so this base can be listed beside model,
+# teacher and dataset bases.
 default_scope = 'mmpretrain'
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

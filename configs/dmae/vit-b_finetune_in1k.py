@@ -19,7 +19,6 @@
 # exactly as when fine-tuning an mmpretrain MAE checkpoint.
 _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
 
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 
 pretrained = 'work_dirs/dmae/student_vit-b.pth'
 

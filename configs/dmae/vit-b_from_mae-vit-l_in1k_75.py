@@ -8,7 +8,10 @@
 # Export: python tools/export_student.py \
 #             work_dirs/vit-b_from_mae-vit-l_in1k_75/epoch_100.pth \
 #             work_dirs/vit-b_from_mae-vit-l_in1k_75/student_vit-b.pth
-_base_ = ['../_base_/kdep_runtime.py']
+_base_ = [
+    '../_base_/kdep_runtime.py',
+    '../_base_/imagenet_normalization.py',  # data_preprocessor
+]
 
 # MAE ViT-L/16, 1600-epoch pre-training (encoder + decoder), from
 # mmpretrain's configs/mae/metafile.yml
@@ -21,15 +24,9 @@ teacher_ckpt = (
 
 mask_ratio = 0.75
 
-data_preprocessor = dict(
-    type='mmpretrain.ClsDataPreprocessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
-
 model = dict(
     type='kdep_mm.DMAEDistiller',
-    data_preprocessor=data_preprocessor,
+    data_preprocessor={{_base_.data_preprocessor}},
     student=dict(
         type='mmpretrain.MAEViT', arch='b', patch_size=16,
         mask_ratio=mask_ratio),

@@ -7,7 +7,7 @@
 # teacher on the same views. Commands (from the repository root):
 #
 #   # 0. the involution teacher (writes work_dirs/ensemble/rednet26_cifar10/
-#   #    teacher.pth, the path in teacher_ckpts below)
+#   #    teacher.pth, the path in teacher_ckpts of ./_base_/cifar10_teachers.py)
 #   python tools/train_involution_teacher.py \
 #       configs/ensemble/teachers/rednet26_cifar10.py
 #   # 1. cache both teachers on the same 8 views per training image
@@ -37,37 +37,10 @@
 _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/cifar10_jpeg.py',
+    './_base_/cifar10_teachers.py',  # teacher_names, teachers, teacher_ckpts
 ]
 
 num_classes = 10
-teacher_names = ['cnn', 'involution']
-teachers = dict(
-    # configs/_base_/models/cifar_resnet56.py
-    cnn=dict(
-        type='ImageClassifier',
-        backbone=dict(type='kdep_mm.CIFARResNet', depth=56),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=10, in_channels=64)),
-    # must match configs/ensemble/teachers/rednet26_cifar10.py (tested)
-    involution=dict(
-        type='ImageClassifier',
-        backbone=dict(
-            type='kdep_mm.RedNet',
-            depth=26,
-            stem='cifar',
-            stem_channels=32,
-            base_channels=16,
-            strides=(2, 2, 2, 1),
-            out_indices=(3, )),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=10, in_channels=512)))
-teacher_ckpts = dict(
-    cnn='../shared/data/cifar10_resnets/resnet56-4bfd9763.th',
-    involution='work_dirs/ensemble/rednet26_cifar10/teacher.pth')
-teacher_revise_keys = dict(
-    # the original checkpoint's keys (see configs/kdep/cifar10_r56_to_r20.py)
-    cnn=[(r'^module\.linear\.', 'head.fc.'), (r'^module\.', 'backbone.')],
-    involution=[(r'^module\.', '')])
 stores = dict(
     cnn='work_dirs/stores/cifar10_r56_logits_v8',
     involution='work_dirs/stores/cifar10_rednet26_logits_v8')
@@ -103,7 +76,7 @@ model = dict(
         average='logits',
         loss=dict(
             type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
-    teacher_names=teacher_names,
+    teacher_names={{_base_.teacher_names}},
     # store mode: no model.teachers (None); the online variant sets them
     target='per_teacher',
     temperature=1.0,
@@ -120,7 +93,7 @@ train_pipeline = [
     dict(
         type='kdep_mm.ApplyStoredEnsembleView',
         stores=stores,
-        teacher_names=teacher_names,
+        teacher_names={{_base_.teacher_names}},
         num_views=num_views,
         scale=32),
     dict(
@@ -152,7 +125,7 @@ train_dataloader = dict(
 # tools/cache_teacher.py; a URL is downloaded into torch's hub cache)
 custom_hooks = [
     dict(type='kdep_mm.CheckTeacherStoresHook',
-         teacher_checkpoints=teacher_ckpts),
+         teacher_checkpoints={{_base_.teacher_ckpts}}),
 ]
 
 optim_wrapper = dict(

@@ -1,36 +1,24 @@
 # KDEP at CIFAR scale: the real CIFAR-10 ResNet-56 (He et al. design, 64-d
-# pooled feature) -> ResNet-20 (64-d; the SVD basis is a full rotation, PTS
-# still applies), labels unused. Teacher weights: the original checkpoint
-# (keys 'module.*'), mapped onto an mmpretrain ImageClassifier by
-# teacher_revise_keys.
+# pooled feature; ../_base_/teachers/cifar_resnet56.py) -> ResNet-20 (64-d;
+# the SVD basis is a full rotation, PTS still applies), labels unused.
 #   python tools/train.py configs/kdep/cifar10_r56_to_r20.py
 _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/cifar10_jpeg.py',
+    '../_base_/teachers/cifar_resnet56.py',
 ]
-
-teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
 
 model = dict(
     type='kdep_mm.KDEPDistiller',
     data_preprocessor=dict(
         type='mmpretrain.ClsDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
+        mean={{_base_.data_preprocessor.mean}},
+        std={{_base_.data_preprocessor.std}},
         to_rgb=True),
     student=dict(type='kdep_mm.CIFARResNet', depth=20),
-    teacher=dict(
-        type='mmpretrain.ImageClassifier',
-        backbone=dict(type='kdep_mm.CIFARResNet', depth=56),
-        neck=dict(type='mmpretrain.GlobalAveragePooling'),
-        head=dict(
-            type='mmpretrain.LinearClsHead',
-            num_classes=10,
-            in_channels=64,
-            loss=dict(type='mmpretrain.CrossEntropyLoss'))),
-    teacher_ckpt=teacher_ckpt,
-    teacher_revise_keys=[(r'^module\.linear\.', 'head.fc.'),
-                         (r'^module\.', 'backbone.')],
+    teacher={{_base_.teacher}},
+    teacher_ckpt={{_base_.teacher_ckpt}},
+    teacher_revise_keys={{_base_.teacher_revise_keys}},
     aligner=dict(
         type='kdep_mm.SVDAligner',
         student_channels=64,

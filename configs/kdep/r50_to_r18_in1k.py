@@ -7,10 +7,8 @@ _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/imagenet_10pct_kdep.py',
     '../_base_/schedules/kdep_sgd_90e.py',
+    '../_base_/teachers/in1k_resnet50.py',
 ]
-
-teacher_ckpt = ('https://download.openmmlab.com/mmclassification/v0/resnet/'
-                'resnet50_8xb32_in1k_20210831-ea4938fc.pth')
 
 model = dict(
     type='kdep_mm.KDEPDistiller',
@@ -23,16 +21,8 @@ model = dict(
             dict(type='Kaiming', layer=['Conv2d']),
             dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
         ]),
-    teacher=dict(
-        type='mmpretrain.ImageClassifier',
-        backbone=dict(type='mmpretrain.ResNet', depth=50),
-        neck=dict(type='mmpretrain.GlobalAveragePooling'),
-        head=dict(
-            type='mmpretrain.LinearClsHead',
-            num_classes=1000,
-            in_channels=2048,
-            loss=dict(type='mmpretrain.CrossEntropyLoss'))),
-    teacher_ckpt=teacher_ckpt,
+    teacher={{_base_.teacher}},
+    teacher_ckpt={{_base_.teacher_ckpt}},
     # pre-ReLU output of the last residual block, globally pooled
     student_feature='layer4.1.relu',
     teacher_feature='layer4.2.relu',

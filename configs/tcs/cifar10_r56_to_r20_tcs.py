@@ -41,8 +41,8 @@ model = dict(
     type='kdep_mm.TCSDistiller',
     data_preprocessor=dict(
         type='mmpretrain.ClsDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
+        mean={{_base_.data_preprocessor.mean}},
+        std={{_base_.data_preprocessor.std}},
         to_rgb=True),
     student=dict(type='kdep_mm.CIFARResNet', depth=20),
     teacher=None,  # store mode

@@ -40,25 +40,30 @@
 #   whose files changed (docs/reliability.md has the open times).
 # Export the deployable classifier (ResNet-18 + GAP + folded Linear(512,
 # 1000)) with `tools/export_student.py --as classifier SRC DST`.
-_base_ = ['../_base_/kdep_runtime.py']
+# The teacher (``teacher``, ``teacher_ckpt``): ../_base_/teachers/
+# in1k_resnet50.py; this store-mode config only checks the store against
+# ``teacher_ckpt``.
+_base_ = [
+    '../_base_/kdep_runtime.py',
+    '../_base_/teachers/in1k_resnet50.py',
+    '../_base_/imagenet_normalization.py',  # data_preprocessor
+]
 
 teacher_store = '{{$KDEP_TCS_STORE:data/imagenet/stores/r50_feat_v4}}'
 num_views = 4
-teacher_ckpt = ('https://download.openmmlab.com/mmclassification/v0/resnet/'
-                'resnet50_8xb32_in1k_20210831-ea4938fc.pth')
 
-data_preprocessor = dict(
-    type='mmpretrain.ClsDataPreprocessor',
-    num_classes=1000,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
+data_preprocessor = dict(num_classes=1000)  # + the base's normalisation
 
 model = dict(
     type='kdep_mm.TCSDistiller',
-    data_preprocessor=data_preprocessor,
+    data_preprocessor=dict(
+        type='mmpretrain.ClsDataPreprocessor',
+        num_classes=1000,
+        mean={{_base_.data_preprocessor.mean}},
+        std={{_base_.data_preprocessor.std}},
+        to_rgb=True),
     student=dict(type='mmpretrain.ResNet', depth=18),
-    teacher=None,  # store mode
+    # store mode: no model.teacher (None); the online twin sets it
     student_channels=512,
     teacher_channels=2048,
     num_classes=1000,
@@ -113,7 +118,7 @@ test_evaluator = val_evaluator
 
 custom_hooks = [
     dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store,
-         num_views=num_views, teacher_checkpoint=teacher_ckpt),
+         num_views=num_views, teacher_checkpoint={{_base_.teacher_ckpt}}),
     dict(type='kdep_mm.TCSTailoringHook'),
 ]
 

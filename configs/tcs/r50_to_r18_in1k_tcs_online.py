@@ -16,20 +16,11 @@
 # the moments are summed over ranks).
 _base_ = ['./r50_to_r18_in1k_tcs.py']
 
-teacher_ckpt = {{_base_.teacher_ckpt}}
-
 model = dict(
-    teacher=dict(
-        _delete_=True,  # None (store mode) in the base config
-        type='mmpretrain.ImageClassifier',
-        backbone=dict(type='mmpretrain.ResNet', depth=50),
-        neck=dict(type='mmpretrain.GlobalAveragePooling'),
-        head=dict(
-            type='mmpretrain.LinearClsHead',
-            num_classes=1000,
-            in_channels=2048,
-            loss=dict(type='mmpretrain.CrossEntropyLoss'))),
-    teacher_ckpt=teacher_ckpt,
+    # the base's teacher (../_base_/teachers/in1k_resnet50.py); the store
+    # config leaves model.teacher unset (store mode)
+    teacher={{_base_.teacher}},
+    teacher_ckpt={{_base_.teacher_ckpt}},
     # pre-ReLU output of the last residual block, globally pooled (the
     # feature tools/cache_teacher.py stores with this config)
     teacher_feature='layer4.2.relu',

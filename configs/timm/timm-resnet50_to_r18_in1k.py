@@ -19,14 +19,17 @@
 _base_ = ['../kdep/r50_to_r18_in1k.py']
 
 teacher_ckpt = 'checkpoints/timm_resnet50_a1_in1k.pth'
+# replaces the base's teacher (not merged into it), at the top level and in
+# the model alike
+teacher = dict(
+    _delete_=True,
+    type='mmpretrain.TimmClassifier',
+    model_name='resnet50',
+    pretrained=False,
+    num_classes=1000)
 
 model = dict(
-    teacher=dict(
-        _delete_=True,
-        type='mmpretrain.TimmClassifier',
-        model_name='resnet50',
-        pretrained=False,
-        num_classes=1000),
+    teacher=dict(teacher),  # a copy: each merge consumes its own _delete_
     teacher_ckpt=teacher_ckpt,
     teacher_feature='model.layer4.2.act3',
 )

@@ -8,7 +8,6 @@
 # variable, or with --cfg-options train_dataloader.dataset.data_root=...
 # (and val_/test_dataloader).
 default_scope = 'mmpretrain'
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 
 data_root = '{{$KDEP_TINY_DATA:data/tiny_synthetic}}'
 num_classes = 2

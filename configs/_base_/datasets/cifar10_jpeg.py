@@ -17,17 +17,15 @@
 # runtime base (e.g. ``configs/_base_/kdep_runtime.py``), not from here, since
 # mmengine refuses a key defined in two ``_base_`` files.
 
+_base_ = ['../imagenet_normalization.py']
+
 dataset_type = 'CustomDataset'
 data_root = 'data/shared/cifar10_jpeg/'
 
-# Normalisation of the classic CIFAR ResNet checkpoints (ImageNet statistics
-# on 0-1 RGB, x255). Images are decoded as BGR, hence to_rgb=True. A model
-# config that sets its own ``model.data_preprocessor`` takes precedence.
-data_preprocessor = dict(
-    num_classes=10,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
+# Normalisation of the classic CIFAR ResNet checkpoints: the ImageNet
+# statistics of the base. A model config that sets its own
+# ``model.data_preprocessor`` takes precedence.
+data_preprocessor = dict(num_classes=10)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -2,18 +2,14 @@
 # Write the subset list once with:
 #   python tools/dataset_converters/make_subset.py data/imagenet/train \
 #       data/imagenet/meta/train_10pct.txt --per-class 128 --seed 0
+_base_ = ['../imagenet_normalization.py']
+
 dataset_type = 'ImageNet'
 data_root = 'data/imagenet'
 subset_ann_file = 'meta/train_10pct.txt'
 
-# Images are decoded as BGR; the preprocessor converts them to RGB (to_rgb)
-# and normalises with the RGB ImageNet statistics.
-data_preprocessor = dict(
-    type='mmpretrain.ClsDataPreprocessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
-
+# data_preprocessor: the base's (images decode as BGR; to_rgb, then the RGB
+# ImageNet statistics)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224),

@@ -7,19 +7,16 @@
 # workers programmatically.
 # The types are mmpretrain's: ``default_scope = 'mmpretrain'`` comes from the
 # runtime base (configs/_base_/kdep_runtime.py).
+_base_ = ['../imagenet_normalization.py']
+
 data_root = 'data/synthetic_shapes'
 num_classes = 10
 batch_size = 32
 
-# ImageNet statistics on 0-255 RGB (those of the classic CIFAR ResNet
+# The base's ImageNet statistics (those of the classic CIFAR ResNet
 # checkpoints, so an akamaster teacher sees what it was trained on). Used by
 # the Runner for a model config without its own ``data_preprocessor``.
-data_preprocessor = dict(
-    type='ClsDataPreprocessor',
-    num_classes=num_classes,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
+data_preprocessor = dict(type='ClsDataPreprocessor', num_classes=num_classes)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -16,14 +16,9 @@
 # The types below are mmpretrain's: the final config needs
 # ``default_scope = 'mmpretrain'``, which comes from the runtime base (e.g.
 # ``configs/_base_/kdep_runtime.py``), as mmpretrain keeps it in its
-# ``default_runtime.py``. mmengine refuses a key that two files of one
-# ``_base_`` list define, so do not list this file beside another base that
-# sets ``custom_imports`` (kdep_runtime.py does); copy the ``model`` dict
-# there instead. (With kdep_mm installed, ``kdep_mm.CIFARResNet`` resolves
-# even without ``custom_imports``: mmengine imports ``kdep_mm.registry`` for
-# the ``kdep_mm.`` prefix.)
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
-
+# ``default_runtime.py``; list this file beside it. ``kdep_mm.CIFARResNet``
+# needs no ``custom_imports``: mmengine imports ``kdep_mm.registry`` for the
+# ``kdep_mm.`` prefix.
 model = dict(
     type='ImageClassifier',
     # the checkpoints expect RGB normalised with the ImageNet statistics

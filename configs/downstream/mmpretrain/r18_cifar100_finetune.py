@@ -6,7 +6,6 @@
 # 32x32 images are up-sampled to `img_size` after the CIFAR augmentation.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
 img_size = 224
 

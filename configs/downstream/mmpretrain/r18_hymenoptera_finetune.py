@@ -5,9 +5,11 @@
 # `train/ants/imageNotFound.gif`; `extensions` leaves it out.
 #   python tools/train.py configs/downstream/mmpretrain/r18_hymenoptera_finetune.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<exp>/student_backbone.pth
-_base_ = ['mmpretrain::_base_/default_runtime.py']
+_base_ = [
+    'mmpretrain::_base_/default_runtime.py',
+    '../../_base_/imagenet_normalization.py',  # data_preprocessor
+]
 
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
 num_classes = 2
 
@@ -33,11 +35,7 @@ model = dict(
 dataset_type = 'CustomDataset'
 data_root = 'data/hymenoptera_data'
 extensions = ('.jpg', '.jpeg', '.png')
-data_preprocessor = dict(
-    num_classes=num_classes,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
+data_preprocessor = dict(num_classes=num_classes)
 train_pipeline = [
     dict(type='kdep_mm.LoadImageOrSkip', on_error='skip'),
     dict(type='RandomResizedCrop', scale=224),

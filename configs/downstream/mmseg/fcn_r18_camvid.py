@@ -9,7 +9,6 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
 ]
 
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
 
 num_classes = 11

@@ -10,7 +10,6 @@ _base_ = [
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
 
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
 
 crop_size = (512, 512)

@@ -34,12 +34,14 @@
 _base_ = [
     '../../_base_/kdep_runtime.py',
     '../../_base_/datasets/cifar10_jpeg.py',
+    # the architecture: teachers.involution, shared with the ensemble
+    # configs that distill from this teacher
+    '../_base_/cifar10_teachers.py',
 ]
 
 # the ensemble configs read the teacher from <work_dir>/teacher.pth
 work_dir = './work_dirs/ensemble/rednet26_cifar10'
 
-base_channels = 16
 max_iters = 700
 batch_size = 64
 
@@ -48,23 +50,15 @@ model = dict(
     data_preprocessor=dict(
         type='ClsDataPreprocessor',
         num_classes=10,
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
+        mean={{_base_.data_preprocessor.mean}},
+        std={{_base_.data_preprocessor.std}},
         to_rgb=True),
-    backbone=dict(
-        type='kdep_mm.RedNet',
-        depth=26,
-        stem='cifar',
-        stem_channels=32,
-        base_channels=base_channels,
-        strides=(2, 2, 2, 1),
-        out_indices=(3, )),
+    backbone={{_base_.teachers.involution.backbone}},
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',
         num_classes=10,
-        # 4 (bottleneck expansion) * 8 (3 doublings) * base_channels
-        in_channels=32 * base_channels,
+        in_channels={{_base_.teachers.involution.head.in_channels}},
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1, )))
 

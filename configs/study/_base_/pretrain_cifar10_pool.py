@@ -7,7 +7,13 @@
 #   python tools/train.py configs/study/pretrain/f_kdep_10.py --cfg-options \
 #       train_dataloader.dataset.ann_file=$PWD/benchmarks/study_results/splits/cifar10_pool_10.txt
 # (a KDEP arm then fits its SVD basis itself, into its work dir).
-_base_ = ['../../_base_/kdep_runtime.py']
+# The teacher (``teacher``, ``teacher_ckpt``, ``teacher_revise_keys``): the
+# real CIFAR-10 ResNet-56, ../../_base_/teachers/cifar_resnet56.py.
+_base_ = [
+    '../../_base_/kdep_runtime.py',
+    '../../_base_/teachers/cifar_resnet56.py',
+    '../../_base_/imagenet_normalization.py',  # data_preprocessor
+]
 
 # ------------------------------------------------------------------ data
 # The study's "100%" is a class-balanced pool drawn from CIFAR-10 train
@@ -17,12 +23,7 @@ data_root = 'data/shared/cifar10_jpeg/'
 pool_100 = 'meta/study_pool_100.txt'
 pool_10 = 'meta/study_pool_10.txt'
 
-data_preprocessor = dict(
-    type='mmpretrain.ClsDataPreprocessor',
-    num_classes=10,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
+data_preprocessor = dict(num_classes=10)  # + the base's normalisation
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -52,19 +53,6 @@ test_evaluator = None
 test_cfg = None
 
 # --------------------------------------------------------------- models
-# The real CIFAR-10 ResNet-56 (akamaster checkpoint, 64-d pooled feature).
-teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
-teacher_revise_keys = [(r'^module\.linear\.', 'head.fc.'),
-                       (r'^module\.', 'backbone.')]
-teacher = dict(
-    type='mmpretrain.ImageClassifier',
-    backbone=dict(type='kdep_mm.CIFARResNet', depth=56),
-    neck=dict(type='mmpretrain.GlobalAveragePooling'),
-    head=dict(
-        type='mmpretrain.LinearClsHead',
-        num_classes=10,
-        in_channels=64,
-        loss=dict(type='mmpretrain.CrossEntropyLoss')))
 # The student: CIFAR ResNet-20 (64-d). The study's narrow student is the same
 # net with base_channels=8 (32-d); the script swaps it in (study.py).
 student = dict(type='kdep_mm.CIFARResNet', depth=20, base_channels=16)

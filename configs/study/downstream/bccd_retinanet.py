@@ -14,7 +14,6 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 pretrained = 'work_dirs/study/exports/student.pth'
 data_root = 'data/shared/BCCD/'
 img_scale = (160, 120)

@@ -7,7 +7,6 @@
 # benchmarks/kdep_study.py sets the backbone's width and init, and the seed.
 _base_ = ['mmseg::_base_/default_runtime.py']
 
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 pretrained = 'work_dirs/study/exports/student.pth'
 data_root = 'data/shared/CamVid/'
 img_scale = (128, 96)  # (w, h)

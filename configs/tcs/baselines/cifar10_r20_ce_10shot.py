@@ -21,8 +21,8 @@ model = dict(
     data_preprocessor=dict(
         type='ClsDataPreprocessor',
         num_classes=10,
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
+        mean={{_base_.data_preprocessor.mean}},
+        std={{_base_.data_preprocessor.std}},
         to_rgb=True),
     backbone=dict(type='kdep_mm.CIFARResNet', depth=20),
     neck=dict(type='GlobalAveragePooling'),

@@ -4,7 +4,6 @@
 # (and its torchvision init_cfg) is replaced entirely.
 _base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'
 
-custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
 pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
 
 model = dict(
