@@ -57,6 +57,16 @@ def build_model(cfg: Config, device: str):
     return model.to(device).eval()
 
 
+def load_distiller(args):
+    """The config (``--cfg-options`` applied, ``model.teacher_ckpt`` set
+    from ``--teacher-ckpt`` when given) and its model, in eval mode on
+    ``--device``."""
+    cfg = load_cfg(args)
+    if args.teacher_ckpt:
+        cfg.model.teacher_ckpt = args.teacher_ckpt
+    return cfg, build_model(cfg, args.device)
+
+
 @torch.no_grad()
 def collect(loader, model, fn: Callable, num_samples: int,
             device: str) -> Dict[str, torch.Tensor]:

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from _common import (add_common_args, build_loader, build_model, collect,
-                     default_out, load_cfg, matplotlib_pyplot, save_figure,
+from _common import (add_common_args, build_loader, collect, default_out,
+                     load_distiller, matplotlib_pyplot, save_figure,
                      stage_names, strip_prefix)
 
 
@@ -78,10 +78,7 @@ class StageTaps:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_cfg(args)
-    if args.teacher_ckpt:
-        cfg.model.teacher_ckpt = args.teacher_ckpt
-    model = build_model(cfg, args.device)
+    cfg, model = load_distiller(args)
     if not hasattr(model, 'student') or not hasattr(model, 'teacher'):
         raise SystemExit(f'{args.config}: model {type(model).__name__} is '
                          'not a distiller with a student and a teacher')

@@ -17,8 +17,8 @@ import argparse
 
 import torch
 
-from _common import (add_common_args, build_loader, build_model, collect,
-                     default_out, load_cfg, matplotlib_pyplot, save_figure)
+from _common import (add_common_args, build_loader, collect, default_out,
+                     load_distiller, matplotlib_pyplot, save_figure)
 
 
 def parse_args(argv=None):
@@ -42,10 +42,7 @@ def spectrum(feats: torch.Tensor) -> torch.Tensor:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_cfg(args)
-    if args.teacher_ckpt:
-        cfg.model.teacher_ckpt = args.teacher_ckpt
-    model = build_model(cfg, args.device)
+    cfg, model = load_distiller(args)
     if not hasattr(model, 'teacher_features') or getattr(
             model, '_teacher_recorder', None) is None:
         raise SystemExit(f'{args.config}: model {type(model).__name__} has '
