@@ -28,6 +28,7 @@ import textwrap
 import pytest
 import torch
 
+from helpers.hooks import CUSTOM_IMPORTS
 from helpers.launch import free_port, tool_env
 from tiny_image_folder import make_image_folder
 from kdep_mm.utils.checkpoint import safe_torch_load
@@ -44,9 +45,7 @@ def _write_config(path):
     with open(path, 'w') as f:
         f.write(textwrap.dedent(f'''
             _base_ = [{CONFIG!r}]
-            custom_imports = dict(
-                imports=['kdep_mm', 'helpers.hooks'],
-                allow_failed_imports=False)
+            {CUSTOM_IMPORTS}
             model = dict(student=dict(
                 norm_cfg=dict(type='GN', num_groups=1, requires_grad=True)))
             # no random augmentation: every run sees the same pixels

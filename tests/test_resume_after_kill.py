@@ -1,7 +1,6 @@
 """A KDEP run killed by SIGKILL in the middle of an epoch and resumed with
 ``--resume`` ends with exactly the weights of an uninterrupted run, and the
 fitted SVD basis comes back from the checkpoint instead of being refitted."""
-import glob
 import os.path as osp
 import subprocess
 import sys
@@ -9,7 +8,8 @@ import textwrap
 
 import torch
 
-from helpers.launch import helpers_env
+from helpers.hooks import CUSTOM_IMPORTS
+from helpers.launch import helpers_env, run_log_text
 from tiny_image_folder import make_image_folder
 
 from kdep_mm.utils.checkpoint import safe_torch_load
@@ -28,14 +28,6 @@ def _train(config, work_dir, data, *extra):
                           env=helpers_env(), timeout=600)
 
 
-def _log_text(work_dir):
-    text = ''
-    for path in sorted(glob.glob(osp.join(work_dir, '*', '*.log'))):
-        with open(path) as f:
-            text += f.read()
-    return text
-
-
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     data = str(tmp_path / 'data')
     make_image_folder(data, num_classes=2, per_class=8, size=32, seed=0)
@@ -50,9 +42,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     with open(killed_cfg, 'w') as f:
         f.write(textwrap.dedent(f'''
             _base_ = [{CONFIG!r}]
-            custom_imports = dict(
-                imports=['kdep_mm', 'helpers.hooks'],
-                allow_failed_imports=False)
+            {CUSTOM_IMPORTS}
             custom_hooks = [
                 dict(type='kdep_mm.FitAlignerHook', num_samples=None),
                 dict(type='kdep_mm.SigkillAtIterHook', at_iter=6),
@@ -66,7 +56,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
 
     out = _train(CONFIG, run, data, '--resume')
     assert out.returncode == 0, out.stderr[-3000:]
-    log = _log_text(run)
+    log = run_log_text(run)
     assert 'resumed epoch: 1, iter: 4' in log.replace('Resumed', 'resumed')
     assert 'aligner basis restored from the checkpoint' in log
 

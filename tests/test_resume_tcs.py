@@ -3,7 +3,6 @@ resumed with ``tools/train.py --resume`` ends with exactly the state of an
 uninterrupted run: student weights, the coordinate system (restored from the
 checkpoint, not refitted), the tailoring mask, the schedule counter and the
 importance accumulated since the last prune step."""
-import glob
 import os.path as osp
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import textwrap
 
 import torch
 
-from helpers.launch import tool_env
+from helpers.launch import run_log_text, tool_env
 from tiny_image_folder import make_image_folder
 from kdep_mm.utils.checkpoint import safe_torch_load
 
@@ -80,14 +79,6 @@ def _cmd(config, work_dir, *extra):
     return [sys.executable, TRAIN, config, '--work-dir', work_dir, *extra]
 
 
-def _log_text(work_dir):
-    text = ''
-    for path in sorted(glob.glob(osp.join(work_dir, '*', '*.log'))):
-        with open(path) as f:
-            text += f.read()
-    return text
-
-
 def _make_store(data, store):
     from mmengine.registry import DefaultScope
 
@@ -148,7 +139,7 @@ def test_tcs_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
                          text=True, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:]
-    log = _log_text(run)
+    log = run_log_text(run)
     assert 'resumed epoch: 1, iter: 4' in log.replace('Resumed', 'resumed')
     assert 'TCS coordinate system restored from the checkpoint' in log
     assert log.count('TCS coordinate system fitted on') == 1  # before kill

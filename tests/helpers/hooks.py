@@ -1,10 +1,19 @@
-"""Hooks for reliability tests (not for training runs)."""
+"""Hooks for reliability tests (not for training runs).
+
+They are registered only where this module is imported: a training
+subprocess gets them with the config line :data:`CUSTOM_IMPORTS` (its
+``PYTHONPATH`` from :func:`helpers.launch.tool_env` / ``helpers_env``).
+"""
 import os
 import signal
 
 from mmengine.hooks import Hook
 
 from kdep_mm.registry import HOOKS
+
+# the config line that imports these hooks in a training subprocess
+CUSTOM_IMPORTS = ("custom_imports = dict(imports=['kdep_mm', 'helpers.hooks'], "
+                  'allow_failed_imports=False)')
 
 
 @HOOKS.register_module()

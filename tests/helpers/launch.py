@@ -1,4 +1,5 @@
 """Helpers for tests that start the tools in subprocesses."""
+import glob
 import os
 import os.path as osp
 import socket
@@ -13,6 +14,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def run_log_text(work_dir) -> str:
+    """The text of the run logs in ``work_dir`` (``<timestamp>/*.log``: a
+    run and the runs that resumed it), in timestamp order."""
+    text = ''
+    for path in sorted(glob.glob(osp.join(work_dir, '*', '*.log'))):
+        with open(path) as f:
+            text += f.read()
+    return text
 
 
 def helpers_env(**extra) -> dict:
