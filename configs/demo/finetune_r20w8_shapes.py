@@ -10,27 +10,18 @@
 _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/synthetic_shapes.py',
+    # half width (8/16/32 channels, 32-d pooled feature) below
+    '../_base_/models/cifar_resnet20.py',
 ]
 
 model = dict(
-    type='ImageClassifier',
-    data_preprocessor={{_base_.data_preprocessor}},
     backbone=dict(
-        type='kdep_mm.CIFARResNet',
-        depth=20,
         base_channels=8,
-        out_indices=(2, ),
         init_cfg=dict(
             type='Pretrained',
             checkpoint='work_dirs/kdep_demo/student_kdep.pth',
             prefix='backbone.')),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=10,
-        in_channels=32,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, )))
+    head=dict(in_channels=32))
 
 max_epochs = 30
 optim_wrapper = dict(

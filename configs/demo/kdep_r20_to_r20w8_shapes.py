@@ -7,7 +7,7 @@
 # tools/kdep_demo.py sets ``model.teacher_ckpt`` (the checkpoint of stage
 # (b), or --teacher-ckpt), the annotation file of the unlabelled subset, the
 # epochs and the seed. Afterwards the student is exported with
-# ``kdep_mm.utils.export.export_student`` (``student.*`` -> ``backbone.*``).
+# ``kdep_mm.apis.export.export_student`` (``student.*`` -> ``backbone.*``).
 _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/synthetic_shapes.py',

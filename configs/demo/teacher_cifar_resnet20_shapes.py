@@ -12,23 +12,8 @@
 _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/synthetic_shapes.py',
+    '../_base_/models/cifar_resnet20.py',  # + GAP + 10-class linear head
 ]
-
-model = dict(
-    type='ImageClassifier',
-    data_preprocessor={{_base_.data_preprocessor}},
-    backbone=dict(
-        type='kdep_mm.CIFARResNet',
-        depth=20,
-        base_channels=16,
-        out_indices=(2, )),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=10,
-        in_channels=64,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, )))
 
 max_epochs = 10
 optim_wrapper = dict(

@@ -38,6 +38,7 @@ _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/cifar10_jpeg.py',
     './_base_/cifar10_teachers.py',  # teacher_names, teachers, teacher_ckpts
+    './_base_/deit_recipe.py',  # student, targets, augmentation, schedule
 ]
 
 num_classes = 10
@@ -46,48 +47,20 @@ stores = dict(
     involution='work_dirs/stores/cifar10_rednet26_logits_v8')
 num_views = 8
 
+# the recipe's preprocessor with this data base's ImageNet normalisation
 data_preprocessor = dict(
     type='kdep_mm.EnsembleDataPreprocessor',
-    num_classes=num_classes,
-    # the normalisation of both teachers' checkpoints (and the student's)
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True,
-    batch_augments=dict(augments=[
-        dict(type='Mixup', alpha=0.8),
-        dict(type='CutMix', alpha=1.0)
-    ]))
-
+    batch_augments={{_base_.model.data_preprocessor.batch_augments}})
 model = dict(
-    type='kdep_mm.EnsembleDistiller',
-    data_preprocessor=data_preprocessor,
-    student=dict(
-        type='kdep_mm.MultiTokenViT',
-        arch='deit-tiny',
-        img_size=32,
-        patch_size=4,
-        num_teacher_tokens=2,
-        drop_path_rate=0.1),
-    head=dict(
-        type='kdep_mm.MultiTokenClsHead',
+    data_preprocessor=dict(
         num_classes=num_classes,
-        in_channels=192,
-        num_tokens=3,
-        average='logits',
-        loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
-    teacher_names={{_base_.teacher_names}},
-    # store mode: no model.teachers (None); the online variant sets them
-    target='per_teacher',
-    temperature=1.0,
-    teacher_weights=dict(cnn=1.0, involution=1.0),
-    init_cfg=[
-        dict(type='TruncNormal', layer='Linear', std=.02),
-        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
-    ])
+        # the normalisation of both teachers' checkpoints (and the student's)
+        mean={{_base_.data_preprocessor.mean}},
+        std={{_base_.data_preprocessor.std}}),
+    student=dict(img_size=32, patch_size=4),
+    head=dict(num_classes=num_classes),
+    teacher_names={{_base_.teacher_names}})
 
-bgr_mean = data_preprocessor['mean'][::-1]
-bgr_std = data_preprocessor['std'][::-1]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
@@ -96,23 +69,8 @@ train_pipeline = [
         teacher_names={{_base_.teacher_names}},
         num_views=num_views,
         scale=32),
-    dict(
-        type='RandAugment',
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=9,
-        magnitude_std=0.5,
-        hparams=dict(
-            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
-    dict(
-        type='RandomErasing',
-        erase_prob=0.25,
-        mode='rand',
-        min_area_ratio=0.02,
-        max_area_ratio=1 / 3,
-        fill_color=bgr_mean,
-        fill_std=bgr_std),
+    {{_base_.rand_augment}},
+    {{_base_.random_erasing}},
     dict(type='PackInputs', algorithm_keys=('teacher_outputs', )),
 ]
 train_dataloader = dict(
@@ -128,27 +86,6 @@ custom_hooks = [
          teacher_checkpoints={{_base_.teacher_ckpts}}),
 ]
 
-optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=5e-4 * 128 / 512, weight_decay=0.05,
-                   eps=1e-8, betas=(0.9, 0.999)),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.0),
-            '.pos_embed': dict(decay_mult=0.0),
-            '.teacher_tokens': dict(decay_mult=0.0),
-            '.teacher_pos_embed': dict(decay_mult=0.0),
-        }),
-    clip_grad=dict(max_norm=5.0))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=5,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5,
-         end=300)
-]
-train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=10)
-val_cfg = dict()
-test_cfg = dict()
+optim_wrapper = dict(optimizer=dict(lr=5e-4 * 128 / 512))
 auto_scale_lr = dict(base_batch_size=128)
 default_hooks = dict(logger=dict(interval=50))

@@ -13,36 +13,8 @@
 # and use ``load_from = DST``. ``map_location='cpu'`` is needed on a machine
 # without CUDA: the original files hold CUDA tensors.
 #
-# The types below are mmpretrain's: the final config needs
-# ``default_scope = 'mmpretrain'``, which comes from the runtime base (e.g.
-# ``configs/_base_/kdep_runtime.py``), as mmpretrain keeps it in its
-# ``default_runtime.py``; list this file beside it. ``kdep_mm.CIFARResNet``
-# needs no ``custom_imports``: mmengine imports ``kdep_mm.registry`` for the
-# ``kdep_mm.`` prefix.
-model = dict(
-    type='ImageClassifier',
-    # the checkpoints expect RGB normalised with the ImageNet statistics
-    # (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) on 0-1, here x255;
-    # LoadImageFromFile gives BGR, hence to_rgb=True.
-    data_preprocessor=dict(
-        type='ClsDataPreprocessor',
-        num_classes=10,
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True),
-    backbone=dict(
-        type='kdep_mm.CIFARResNet',
-        depth=56,
-        base_channels=16,
-        out_indices=(2, ),
-        frozen_stages=-1,
-        norm_eval=False,
-        norm_cfg=dict(type='BN', requires_grad=True)),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=10,
-        in_channels=64,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, ),
-    ))
+# The classifier of ./cifar_resnet20.py (types, normalisation, head), 9
+# blocks per stage instead of 3.
+_base_ = ['./cifar_resnet20.py']
+
+model = dict(backbone=dict(depth=56))

@@ -13,9 +13,8 @@ pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
 
 num_classes = 11
 img_scale = (480, 360)  # (w, h), the released (half) resolution
-crop_size = (352, 352)  # (h, w)
 norm_cfg = dict(type='BN', requires_grad=True)
-data_preprocessor = dict(size=crop_size)
+data_preprocessor = dict(size=(352, 352))  # the crop, (h, w)
 model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=None,
@@ -54,7 +53,7 @@ train_pipeline = [
         scale=img_scale,
         ratio_range=(0.5, 2.0),
         keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomCrop', crop_size=(352, 352), cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs')
@@ -85,22 +84,17 @@ val_dataloader = dict(
         data_root=data_root,
         ann_file='val.txt',
         pipeline=test_pipeline))
+# the same loader on the test split
 test_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='test.txt',
-        pipeline=test_pipeline))
+    val_dataloader, dataset=dict(val_dataloader['dataset'], ann_file='test.txt'))
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
 # schedule: 10k iterations (~220 epochs at 8 images per batch), poly decay
-optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005)
-optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005),
+    clip_grad=None)
 param_scheduler = [
     dict(
         type='PolyLR',

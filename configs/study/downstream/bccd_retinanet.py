@@ -8,11 +8,10 @@
 # cells at 160 x 120). Same recipe for every arm: full fine-tuning, BN in
 # train mode, nothing frozen (a frozen random stem would cripple the
 # random-init arm). benchmarks/kdep_study.py sets the backbone's width and
-# init, and the seed.
-_base_ = [
-    'mmdet::_base_/models/retinanet_r50_fpn.py',
-    'mmdet::_base_/default_runtime.py',
-]
+# init, and the seed. Derived from the full-size config
+# configs/downstream/mmdet/retinanet_r18_fpn_bccd.py (datasets, evaluator,
+# optimiser, runtime); what differs is stated here.
+_base_ = ['../../downstream/mmdet/retinanet_r18_fpn_bccd.py']
 
 pretrained = 'work_dirs/study/exports/student.pth'
 data_root = 'data/shared/BCCD/'
@@ -37,82 +36,59 @@ model = dict(
         add_extra_convs='on_output',
         num_outs=3),
     bbox_head=dict(
-        num_classes=3,
         in_channels=64,
         feat_channels=64,
         stacked_convs=1,
         anchor_generator=dict(octave_base_scale=2, strides=[4, 8, 16])),
     test_cfg=dict(max_per_img=100))
 
-dataset_type = 'kdep_mm.BCCDDataset'
-backend_args = None
+# the base's pipelines at this resolution (a base's variables are
+# substituted when the base is read: img_scale alone would not reach them)
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(
-        type='RandomFlip',
-        prob=[0.25, 0.25],
-        direction=['horizontal', 'vertical']),
+    dict(type='RandomFlip', prob=[0.25, 0.25],
+         direction=['horizontal', 'vertical']),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=None),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor'))
 ]
+# CPU: no workers; iteration-based, no validation during training
 train_dataloader = dict(
-    batch_size=4,
     num_workers=0,
     persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    sampler=dict(type='InfiniteSampler'),
     batch_sampler=None,
     dataset=dict(
-        type=dataset_type,
         data_root=data_root,
-        ann_file='ImageSets/Main/train.txt',
-        data_prefix=dict(sub_data_root=''),
-        filter_cfg=dict(filter_empty_gt=True, min_size=8),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
+        filter_cfg=dict(min_size=8),
+        pipeline=train_pipeline))
 test_dataloader = dict(
     batch_size=4,
     num_workers=0,
     persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='ImageSets/Main/test.txt',
-        data_prefix=dict(sub_data_root=''),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
-test_evaluator = dict(type='VOCMetric', metric='mAP', iou_thrs=0.5,
-                      eval_mode='area')
-test_cfg = dict(type='TestLoop')
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_evaluator = dict(iou_thrs=0.5)
 val_dataloader = None
 val_evaluator = None
 val_cfg = None
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
-                 val_interval=max_iters + 1)
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop',
+                 max_iters=max_iters, val_interval=max_iters + 1)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
          end=max_iters // 4),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=max_iters // 4,
          end=max_iters, eta_min=0.),
 ]
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
-    clip_grad=dict(max_norm=35, norm_type=2))
-auto_scale_lr = dict(enable=False, base_batch_size=4)
+optim_wrapper = dict(optimizer=dict(lr=0.01))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     checkpoint=None)

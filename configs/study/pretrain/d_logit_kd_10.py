@@ -1,19 +1,12 @@
 # Study arm (d): Hinton logit KD (KL at T = 4) from the ResNet-56 into the
 # student + a linear head (thrown away at export), 10% of the pool, labels
 # unused. Same optimiser as the KDEP arms.
-_base_ = ['../_base_/pretrain_cifar10_pool.py']
+_base_ = ['../_base_/distill_cifar10_pool.py']
 
 study_arm = dict(kind='logit_kd', labels=False, data='10%')
 
 model = dict(
     type='kdep_mm.LogitKDDistiller',
-    data_preprocessor={{_base_.data_preprocessor}},
-    student={{_base_.student}},
-    teacher={{_base_.teacher}},
-    teacher_ckpt={{_base_.teacher_ckpt}},
-    teacher_revise_keys={{_base_.teacher_revise_keys}},
     student_channels={{_base_.student_channels}},
     num_classes=10,
     distill_loss=dict(type='kdep_mm.KDLoss', temperature=4., loss_weight=1.))
-train_dataloader = dict(dataset=dict(ann_file={{_base_.pool_10}}))
-optim_wrapper = dict(optimizer=dict(lr=0.02))

@@ -6,17 +6,12 @@
 # The basis: FitAlignerHook fits it before the first iteration from one pass
 # of the teacher over the training data; the study fits it once on the 10%
 # pool (its 'pca' cell) and hands the file to every KDEP run (basis_file).
-_base_ = ['../_base_/pretrain_cifar10_pool.py']
+_base_ = ['../_base_/distill_cifar10_pool.py']
 
 study_arm = dict(kind='kdep', labels=False, data='10%')
 
 model = dict(
     type='kdep_mm.KDEPDistiller',
-    data_preprocessor={{_base_.data_preprocessor}},
-    student={{_base_.student}},
-    teacher={{_base_.teacher}},
-    teacher_ckpt={{_base_.teacher_ckpt}},
-    teacher_revise_keys={{_base_.teacher_revise_keys}},
     aligner=dict(
         type='kdep_mm.SVDAligner',
         student_channels={{_base_.student_channels}},
@@ -28,5 +23,3 @@ custom_hooks = [
     dict(type='kdep_mm.FitAlignerHook', num_samples=None,
          basis_file='svd_basis.pth'),
 ]
-train_dataloader = dict(dataset=dict(ann_file={{_base_.pool_10}}))
-optim_wrapper = dict(optimizer=dict(lr=0.02))

@@ -7,17 +7,12 @@
 # fitted before training (FitTCSCoordinatesHook, one teacher pass over the
 # training data; the study hands it the same teacher moments as KDEP's
 # basis). Export keeps the student backbone only.
-_base_ = ['../_base_/pretrain_cifar10_pool.py']
+_base_ = ['../_base_/distill_cifar10_pool.py']
 
 study_arm = dict(kind='tcs', labels=True, data='10%')
 
 model = dict(
     type='kdep_mm.TCSDistiller',
-    data_preprocessor={{_base_.data_preprocessor}},
-    student={{_base_.student}},
-    teacher={{_base_.teacher}},
-    teacher_ckpt={{_base_.teacher_ckpt}},
-    teacher_revise_keys={{_base_.teacher_revise_keys}},
     student_channels={{_base_.student_channels}},
     teacher_channels=64,
     num_classes=10,
@@ -31,5 +26,4 @@ custom_hooks = [
     dict(type='kdep_mm.FitTCSCoordinatesHook', num_samples=None),
     dict(type='kdep_mm.TCSTailoringHook'),
 ]
-train_dataloader = dict(dataset=dict(ann_file={{_base_.pool_10}}))
 optim_wrapper = dict(optimizer=dict(lr=0.05))

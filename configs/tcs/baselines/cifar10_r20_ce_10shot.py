@@ -8,6 +8,7 @@
 _base_ = [
     '../../_base_/kdep_runtime.py',
     '../../_base_/datasets/cifar10_jpeg.py',
+    '../../_base_/models/cifar_resnet20.py',  # + GAP + linear head
 ]
 
 teacher_store = \
@@ -15,23 +16,6 @@ teacher_store = \
 ann_file = 'meta/train_10shot.txt'
 # the TCS config's teacher: the store is checked to be that config's store
 teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
-
-model = dict(
-    type='ImageClassifier',
-    data_preprocessor=dict(
-        type='ClsDataPreprocessor',
-        num_classes=10,
-        mean={{_base_.data_preprocessor.mean}},
-        std={{_base_.data_preprocessor.std}},
-        to_rgb=True),
-    backbone=dict(type='kdep_mm.CIFARResNet', depth=20),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=10,
-        in_channels=64,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, )))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
