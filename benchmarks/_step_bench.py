@@ -72,6 +72,23 @@ def pool_rounds(prev, res: dict) -> dict:
     return res
 
 
+def print_wall_and_load(t_start: float, load0: float) -> None:
+    """The closing line: the benchmark's wall time since ``t_start`` and
+    the 1-min load average at the start (``load0``) and now."""
+    print(f'\n(total benchmark wall time {time.time() - t_start:.0f} s; '
+          f'1-min load average at start {load0:.2f}, at end '
+          f'{os.getloadavg()[0]:.2f})')
+
+
+def dump_json(path, results: dict) -> None:
+    """``results`` keyed ``(x, y)`` as ``{"x@y": ...}`` in the json file
+    ``path`` (nothing when ``path`` is None)."""
+    if path:
+        with open(path, 'w') as fh:
+            json.dump({f'{x}@{y}': v for (x, y), v in results.items()}, fh,
+                      indent=1)
+
+
 def emit(result: dict) -> None:
     print('RESULT ' + json.dumps(result), flush=True)
 

@@ -355,9 +355,7 @@ def main():
             print(f'Target "truncated <= 0.85 x full step time at 75%" '
                   f'({how}): {ratio75:.3f} -> '
                   f'{"MET" if ok else "NOT MET"}')
-    print(f'\n(total benchmark wall time {time.time() - t_start:.0f} s; '
-          f'1-min load average at start {load0:.2f}, at end '
-          f'{os.getloadavg()[0]:.2f})')
+    sb.print_wall_and_load(t_start, load0)
     if args.json:
         with open(args.json, 'w') as fh:
             out = {f'{a}@{r}': v for (a, r), v in results.items()}

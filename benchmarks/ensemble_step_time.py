@@ -31,7 +31,6 @@ Run::
     python benchmarks/ensemble_step_time.py --settings cifar,in1k
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -200,13 +199,8 @@ def main():
                      results[(setting, 'student')]['median_s'])
             print(f'Target "store <= 1.10 x student step time" ({setting}): '
                   f'{ratio:.3f} -> {"MET" if ratio <= 1.10 else "NOT MET"}')
-    print(f'\n(total benchmark wall time {time.time() - t_start:.0f} s; '
-          f'1-min load average at start {load0:.2f}, at end '
-          f'{os.getloadavg()[0]:.2f})')
-    if args.json:
-        with open(args.json, 'w') as fh:
-            json.dump({f'{s}@{a}': v for (s, a), v in results.items()}, fh,
-                      indent=1)
+    sb.print_wall_and_load(t_start, load0)
+    sb.dump_json(args.json, results)
 
 
 if __name__ == '__main__':

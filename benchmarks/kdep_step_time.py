@@ -34,14 +34,15 @@ Run (about 3 min on 2 busy CPU cores)::
     python benchmarks/kdep_step_time.py --settings cifar --steps 10
 """
 import argparse
-import json
 import os
 import os.path as osp
 import resource
 import statistics
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import _step_bench as sb  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ARMS = ('student', 'teacher', 'kdep')
@@ -148,25 +149,18 @@ def run_one(args):
 def main():
     args = parse_args()
     if args.arm is not None:
-        print('RESULT ' + json.dumps(run_one(args)), flush=True)
+        sb.emit(run_one(args))
         return
     settings = [x for x in args.settings.split(',') if x]
     results = {}
     t_start, load0 = time.time(), os.getloadavg()[0]
     for st in settings:
         for arm in ARMS:
-            cmd = [sys.executable, osp.abspath(__file__), '--arm', arm,
-                   '--setting', st, '--steps', str(args.steps), '--warmup',
-                   str(args.warmup), '--device', args.device, '--threads',
-                   str(args.threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True,
-                                 cwd=REPO)
-            line = [ln for ln in out.stdout.splitlines()
-                    if ln.startswith('RESULT ')]
-            if out.returncode or not line:
-                sys.stderr.write(out.stdout + out.stderr)
-                raise SystemExit(f'{arm}@{st} failed (rc={out.returncode})')
-            res = json.loads(line[-1][7:])
+            res = sb.run_arm(__file__, [
+                '--arm', arm, '--setting', st, '--steps', args.steps,
+                '--warmup', args.warmup, '--device', args.device,
+                '--threads', args.threads
+            ], REPO)
             results[(st, arm)] = res
             print(f'# {st:5s} {arm:7s}: median {res["median_s"]:.3f} s '
                   f'(steps {[round(t, 3) for t in res["times"]]}), mem '
@@ -202,13 +196,8 @@ def main():
               f'{"MET" if ratio <= 1.05 else "NOT MET"} | {wall:.3f} | '
               f'{r["kdep"]["median_cpu_s"] / r["student"]["median_cpu_s"]:.2f}'
               ' |')
-    print(f'\n(total benchmark wall time {time.time() - t_start:.0f} s; '
-          f'1-min load average at start {load0:.2f}, at end '
-          f'{os.getloadavg()[0]:.2f})')
-    if args.json:
-        with open(args.json, 'w') as fh:
-            json.dump({f'{s}@{a}': v for (s, a), v in results.items()}, fh,
-                      indent=1)
+    sb.print_wall_and_load(t_start, load0)
+    sb.dump_json(args.json, results)
 
 
 if __name__ == '__main__':
