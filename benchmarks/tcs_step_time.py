@@ -62,10 +62,12 @@ import os
 import os.path as osp
 import resource
 import statistics
-import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import _step_bench as sb  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ARMS = ('student', 'tcs_store', 'tcs_online')
@@ -340,7 +342,7 @@ def run_one(args):
 def main():
     args = parse_args()
     if args.arm is not None:
-        print('RESULT ' + json.dumps(run_one(args)), flush=True)
+        sb.emit(run_one(args))
         return
 
     settings = [s for s in args.settings.split(',') if s]
@@ -351,25 +353,17 @@ def main():
     for s in settings:
         for rep in range(args.repeats):
             for a in arms:
-                cmd = [sys.executable, osp.abspath(__file__), '--setting', s,
-                       '--arm', a, '--cifar-batch', str(args.cifar_batch),
-                       '--in1k-batch', str(args.in1k_batch), '--device',
-                       args.device]
+                cmd = ['--setting', s, '--arm', a, '--cifar-batch',
+                       args.cifar_batch, '--in1k-batch', args.in1k_batch,
+                       '--device', args.device]
                 if args.warmup is not None:
-                    cmd += ['--warmup', str(args.warmup)]
+                    cmd += ['--warmup', args.warmup]
                 if args.steps:
-                    cmd += ['--steps', str(args.steps)]
+                    cmd += ['--steps', args.steps]
                 if args.threads:
-                    cmd += ['--threads', str(args.threads)]
+                    cmd += ['--threads', args.threads]
                 t0 = time.time()
-                out = subprocess.run(cmd, capture_output=True, text=True,
-                                     cwd=REPO)
-                line = [ln for ln in out.stdout.splitlines()
-                        if ln.startswith('RESULT ')]
-                if out.returncode or not line:
-                    sys.stderr.write(out.stdout[-5000:] + out.stderr[-5000:])
-                    raise SystemExit(f'{s}/{a} failed (rc={out.returncode})')
-                res = json.loads(line[-1][7:])
+                res = sb.run_arm(__file__, cmd, REPO)
                 runs.setdefault((s, a), []).append(res)
                 print(f'# {s:5s} {a:10s} repeat {rep}: median '
                       f'{res["median_s"]:.3f} s/step (steps '
