@@ -47,9 +47,9 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from kdep_mm.datasets.teacher_store import (SHARD_DIR,  # noqa: E402
-                                            TeacherStore, TeacherStoreWriter,
-                                            build_manifest)
+from kdep_mm.datasets.store import (SHARD_DIR,  # noqa: E402
+                                    TeacherStore, TeacherStoreWriter,
+                                    build_manifest)
 
 FEAT = 2048  # ResNet-50's pooled feature, float32: 8 KiB per sample
 

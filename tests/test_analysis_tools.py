@@ -142,7 +142,7 @@ def test_cka_refuses_a_checkpoint_of_another_student(tools, tiny_data_env,
 
 @pytest.mark.slow
 def test_store_browser_draws_the_stored_views(tools, tiny_data_env, capsys):
-    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.datasets.store import TeacherStore
     store_dir = str(tiny_data_env['root'] / 'store')
     png = str(tiny_data_env['root'] / 'views.png')
     tools['store_browser'].main([CONFIG, store_dir, '--index', '0', '5',

@@ -14,11 +14,11 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from kdep_mm.apis import cache_teacher_outputs, draw_views, \
-    teacher_fingerprint
-from kdep_mm.datasets.teacher_store import TeacherStore, encode_topk
-from kdep_mm.datasets.transforms.stored_view import (ApplyStoredView,
-                                                     crop_view, sample_view)
+from kdep_mm.apis import TeacherCacher
+from kdep_mm.datasets.store import (TeacherStore, crop_view, draw_views,
+                                    encode_topk, sample_view)
+from kdep_mm.datasets.transforms.stored_view import ApplyStoredView
+from kdep_mm.models.teachers import teacher_fingerprint
 from kdep_mm.registry import DATASETS, MODELS
 from helpers.launch import REPO, free_port, tool_env
 from tiny_image_folder import make_image_folder
@@ -26,13 +26,25 @@ from tiny_image_folder import make_image_folder
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_kdep_synthetic.py')
 TOOL = osp.join(REPO, 'tools', 'cache_teacher.py')
 V, SIZE, SHARD, BATCH, SEED = 3, 24, 5, 4, 7  # 12 images: shards 5 + 5 + 2
-ARGS = dict(num_views=V, view_mode='random', out_size=SIZE, shard_size=SHARD,
-            batch_size=BATCH, seed=SEED)
+VIEWS = dict(num_views=V, view_mode='random', out_size=SIZE, seed=SEED)
+RUN = dict(shard_size=SHARD, batch_size=BATCH, progress=False)
 CLI_ARGS = ['--views', str(V), '--view-mode', 'random', '--out-size',
             str(SIZE), '--shard-size', str(SHARD), '--batch-size', str(BATCH),
             '--seed', str(SEED), '--no-progress']
 THROUGHPUT = re.compile(r'cached (\d+) images x (\d+) views in [\d.]+ s '
                         r'\([\d.]+ images/s\)')
+
+
+def _cache(env, root, teacher=None, views=(), outputs=(), run=(),
+           record=()):
+    """TeacherCacher(...).run() with the module's option groups, each
+    updated by the given pairs."""
+    return TeacherCacher(
+        env['teacher'] if teacher is None else teacher, env['dataset'],
+        root, views=dict(VIEWS, **dict(views)), outputs=dict(outputs),
+        run=dict(RUN, **dict(run)),
+        record=dict(env['record'], **dict(record)),
+        data_preprocessor=env['preprocessor']).run()
 
 
 def _files(root):
@@ -70,14 +82,13 @@ def env(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        kwargs = dict(ARGS, data_preprocessor=preprocessor, progress=False,
-                      teacher_config=cfg.model.teacher.to_dict(),
-                      teacher_checkpoint=ckpt)
-        root = str(tmp / 'lib')
-        result = cache_teacher_outputs(teacher, dataset, root, **kwargs)
-        yield dict(tmp=tmp, data=data, cfg=cfg, teacher=teacher,
+        env = dict(tmp=tmp, data=data, cfg=cfg, teacher=teacher,
                    preprocessor=preprocessor, dataset=dataset, ckpt=ckpt,
-                   root=root, result=result, kwargs=kwargs)
+                   record=dict(teacher_config=cfg.model.teacher.to_dict(),
+                               teacher_checkpoint=ckpt))
+        env['root'] = str(tmp / 'lib')
+        env['result'] = _cache(env, env['root'])
+        yield env
     finally:
         torch.set_num_threads(threads)
 
@@ -155,9 +166,8 @@ def test_library_values_match_independent_teacher(env):
 
 def test_topk_and_center_mode(env, tmp_path):
     full = TeacherStore(env['root'])
-    kwargs = dict(env['kwargs'], shard_size=12)
-    res = cache_teacher_outputs(env['teacher'], env['dataset'],
-                                str(tmp_path / 'topk'), topk=1, **kwargs)
+    res = _cache(env, str(tmp_path / 'topk'), outputs=dict(topk=1),
+                 run=dict(shard_size=12))
     assert sorted(res['fields']) == ['feat', 'logits_topk_idx',
                                      'logits_topk_prob']
     topk = TeacherStore(str(tmp_path / 'topk'))
@@ -169,17 +179,16 @@ def test_topk_and_center_mode(env, tmp_path):
             np.testing.assert_array_equal(got['logits_topk_idx'], idx)
             np.testing.assert_allclose(got['logits_topk_prob'], prob,
                                        rtol=1e-3)
-    kwargs.update(num_views=1, view_mode='center', fields=('feat', ))
-    cache_teacher_outputs(env['teacher'], env['dataset'],
-                          str(tmp_path / 'center'), **kwargs)
+    center_views = dict(num_views=1, view_mode='center')
+    _cache(env, str(tmp_path / 'center'), views=center_views,
+           outputs=dict(fields=('feat', )), run=dict(shard_size=12))
     center = TeacherStore(str(tmp_path / 'center'))
     boxes, flips = center.views(3)
     np.testing.assert_array_equal(boxes, [[0, 0, 1, 1]])
     assert not flips.any()
     with pytest.raises(ValueError, match='num_views=1'):
-        cache_teacher_outputs(env['teacher'], env['dataset'],
-                              str(tmp_path / 'bad'), **dict(kwargs,
-                                                            num_views=2))
+        _cache(env, str(tmp_path / 'bad'),
+               views=dict(center_views, num_views=2))
     b1 = draw_views(32, 32, 5, V, SEED)
     b2 = draw_views(32, 32, 5, V, SEED)
     np.testing.assert_array_equal(b1[0], b2[0])
@@ -207,15 +216,12 @@ def test_cli_single_and_two_ranks_equal_library(env):
 # ------------------------------------------------------------------ (d)
 def test_resume_skips_finished_shards(env, tmp_path):
     root = str(tmp_path / 'resume')
-    kwargs = dict(env['kwargs'])
-    first = cache_teacher_outputs(env['teacher'], env['dataset'], root,
-                                  max_shards=1, **kwargs)
+    first = _cache(env, root, run=dict(max_shards=1))
     assert first['written'] == [0] and first['images'] == SHARD
     with pytest.raises(ValueError, match='shard 1 is missing'):
         TeacherStore(root)
     lines = []
-    second = cache_teacher_outputs(env['teacher'], env['dataset'], root,
-                                   logger=_logger(lines), **kwargs)
+    second = _cache(env, root, run=dict(logger=_logger(lines)))
     assert second['skipped'] == [0] and second['written'] == [1, 2]
     assert second['images'] == 12 - SHARD
     assert any('skips 1 finished shard(s) [0]' in x for x in lines)
@@ -223,8 +229,7 @@ def test_resume_skips_finished_shards(env, tmp_path):
     TeacherStore(root)  # complete and verified
     assert _files(root) == _files(env['root'])
     # a third run has nothing to do
-    third = cache_teacher_outputs(env['teacher'], env['dataset'], root,
-                                  **kwargs)
+    third = _cache(env, root)
     assert third['written'] == [] and third['skipped'] == [0, 1, 2]
 
 
@@ -255,5 +260,4 @@ def test_wrong_fingerprint_refused(env):
     assert teacher_fingerprint(other) != fp
     # and a writer with another teacher refuses to extend the store
     with pytest.raises(ValueError, match='teacher_fingerprint'):
-        cache_teacher_outputs(other, env['dataset'], env['root'],
-                              **env['kwargs'])
+        _cache(env, env['root'], teacher=other)

@@ -82,7 +82,7 @@ def _cmd(config, work_dir, *extra):
 def _make_store(data, store):
     from mmengine.registry import DefaultScope
 
-    from kdep_mm.apis import cache_teacher_outputs
+    from kdep_mm.apis import TeacherCacher
     from kdep_mm.registry import DATASETS, MODELS
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         torch.manual_seed(0)
@@ -97,13 +97,15 @@ def _make_store(data, store):
         dataset = DATASETS.build(dict(
             type='CustomDataset', data_root=data,
             pipeline=[dict(type='LoadImageFromFile')]))
-        cache_teacher_outputs(
-            teacher.eval(), dataset, store, num_views=2, view_mode='random',
-            out_size=32, fields=('feat', ), batch_size=32, progress=False,
+        TeacherCacher(
+            teacher.eval(), dataset, store,
+            views=dict(num_views=2, view_mode='random', out_size=32),
+            outputs=dict(fields=('feat', )),
+            run=dict(batch_size=32, progress=False),
             data_preprocessor=MODELS.build(dict(
                 type='mmpretrain.ClsDataPreprocessor',
                 mean=[125.3, 123.0, 113.9], std=[63.0, 62.1, 66.7],
-                to_rgb=True)))
+                to_rgb=True))).run()
 
 
 def test_tcs_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):

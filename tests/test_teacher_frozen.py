@@ -111,7 +111,7 @@ def _teachers(model):
 
 
 def _fingerprints(model):
-    from kdep_mm.apis.cache_teacher import teacher_fingerprint
+    from kdep_mm.models.teachers import teacher_fingerprint
     return [teacher_fingerprint(t) for t in _teachers(model)]
 
 

@@ -11,14 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from kdep_mm.datasets.teacher_store import (TeacherStore, TeacherStoreWriter,
-                                            build_manifest, dataset_identity,
-                                            decode_topk, encode_topk,
-                                            topk_fields)
-from kdep_mm.datasets.transforms.stored_view import (ApplyStoredView,
-                                                     box_to_pixels,
-                                                     center_view, crop_view,
-                                                     sample_view)
+from kdep_mm.datasets.store import (TeacherStore, TeacherStoreWriter,
+                                    box_to_pixels, build_manifest,
+                                    center_view, crop_view, dataset_identity,
+                                    decode_topk, encode_topk, sample_view,
+                                    topk_fields)
+from kdep_mm.datasets.transforms.stored_view import ApplyStoredView
 from kdep_mm.registry import TRANSFORMS
 
 N, V, SHARD = 10, 3, 4  # 3 shards: 4 + 4 + 2 samples
@@ -244,14 +242,10 @@ def test_killed_writer_resumes(tmp_path):
 def test_sigkilled_writer_resumes(tmp_path):
     """A real SIGKILL after shard 0, then a rerun in this process."""
     root = str(tmp_path)
-    src = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                   'kdep_mm', 'datasets', 'teacher_store.py')
     script = textwrap.dedent(f"""
-        import importlib.util, os, signal
+        import os, signal
         import numpy as np
-        spec = importlib.util.spec_from_file_location('ts', {src!r})
-        ts = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ts)
+        from kdep_mm.datasets import store as ts
         import json
         m = json.loads({json.dumps(_manifest())!r})
         w = ts.TeacherStoreWriter({root!r}, m, {N}, 1,
@@ -571,12 +565,12 @@ def test_verification_cached_and_redone_on_change(tmp_path, monkeypatch):
     (size, mtime, ctime, sha256) lets later opens skip the hashing; a file
     changed since (same size) is re-hashed and refused; 'full' re-hashes
     all. Before issue 16 every verified open re-hashed the whole store."""
-    from kdep_mm.datasets import teacher_store as ts
+    from kdep_mm.datasets.store import shards
     root = str(tmp_path)
     _write(root)
     hashed = []
-    real = ts._sha256_file
-    monkeypatch.setattr(ts, '_sha256_file',
+    real = shards.file_sha256
+    monkeypatch.setattr(shards, 'file_sha256',
                         lambda p: hashed.append(osp.basename(p)) or real(p))
     TeacherStore(root, _expected())
     assert len(hashed) == 3 * 4  # 3 shards x (2 fields + boxes + flips)
@@ -652,7 +646,7 @@ def test_manifest_checksummed(tmp_path):
     with open(path) as f:
         m = json.load(f)
     assert m['manifest_sha256'] == \
-        __import__('kdep_mm.datasets.teacher_store',
+        __import__('kdep_mm.datasets.store',
                    fromlist=['x']).manifest_checksum(m)
     for key, value in (('num_views', 2), ('teacher_fingerprint', 'b' * 64)):
         edited = dict(m, **{key: value})
@@ -682,10 +676,10 @@ def test_second_different_manifest_refused(tmp_path, monkeypatch):
     with another manifest, is refused instead of replacing the first's
     (before issue 16 the last rename won); with the same manifest it joins.
     """
-    from kdep_mm.datasets import teacher_store as ts
+    from kdep_mm.datasets.store import writer
     root = str(tmp_path)
     real_isfile = osp.isfile
-    monkeypatch.setattr(ts.osp, 'isfile', lambda p: False if p.endswith(
+    monkeypatch.setattr(writer.osp, 'isfile', lambda p: False if p.endswith(
         'manifest.json') else real_isfile(p))
     TeacherStoreWriter(root, _manifest(), N, V, FIELDS, shard_size=SHARD)
     with open(osp.join(root, 'manifest.json'), 'rb') as f:
@@ -717,7 +711,7 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from kdep_mm.datasets.teacher_store import TeacherStore
+from kdep_mm.datasets.store import TeacherStore
 
 store = TeacherStore(sys.argv[1])
 assert store.num_shards >= 2000, store.num_shards
@@ -749,8 +743,8 @@ def test_open_files_capped_many_shards_two_workers(tmp_path, monkeypatch):
     ``max_open_files`` (128) descriptors stay open per process (before
     issue 16 every shard touched kept 3 maps, one descriptor each, open:
     'Too many open files')."""
-    from kdep_mm.datasets import teacher_store as ts
-    monkeypatch.setattr(ts.os, 'fsync', lambda fd: None)  # speed only
+    from kdep_mm.datasets.store import writer
+    monkeypatch.setattr(writer.os, 'fsync', lambda fd: None)  # speed only
     root = str(tmp_path)
     n = 2000
     w = TeacherStoreWriter(root, _manifest(n=n), n, 1,

@@ -32,11 +32,18 @@ import os
 import sys
 
 import torch
+import torch.distributed as dist
 from mmengine.config import Config, DictAction
+from mmengine.dist import barrier, get_dist_info, init_dist, is_distributed
 from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 
-import kdep_mm  # noqa: F401
+import kdep_mm
+from kdep_mm.apis import TeacherCacher
+from kdep_mm.datasets.store import TeacherStore
+from kdep_mm.models.teachers import FrozenTeacher
+from kdep_mm.registry import DATASETS, MODELS
+from kdep_mm.utils.checkpoint import checkpoint_sha256
 from kdep_mm.utils.launch import (prepare_cpu_distributed,
                                   use_gloo_without_cuda)
 
@@ -94,27 +101,18 @@ def parse_args(argv=None):
     return args
 
 
-def build_teacher(cfg, seed: int = 0):
-    """The teacher of ``cfg.model``, loaded strictly from
+def build_teacher(cfg, seed: int = 0) -> FrozenTeacher:
+    """The frozen teacher of ``cfg.model``, loaded strictly from
     ``model.teacher_ckpt`` (random weights from ``seed`` if None)."""
-    from kdep_mm.models.algorithms.base_distiller import \
-        load_teacher_checkpoint
-    from kdep_mm.registry import MODELS
     model_cfg = cfg.model
-    teacher = MODELS.build(model_cfg.teacher)
+    module = MODELS.build(model_cfg.teacher)
     ckpt = model_cfg.get('teacher_ckpt')
-    if ckpt is not None:
-        revise = model_cfg.get('teacher_revise_keys', ((r'^module\.', ''), ))
-        load_teacher_checkpoint(teacher, ckpt, [tuple(p) for p in revise])
-    else:
+    if ckpt is None:
         torch.manual_seed(seed)
-        teacher.init_weights()
         print_log('model.teacher_ckpt is None: caching a RANDOMLY '
                   f'initialised teacher (torch seed {seed})',
                   logger='current', level=logging.WARNING)
-    teacher.eval()
-    teacher.requires_grad_(False)
-    return teacher
+    return FrozenTeacher(module, ckpt, model_cfg.get('teacher_revise_keys'))
 
 
 def select_teacher(cfg, name: str) -> None:
@@ -139,14 +137,12 @@ def select_teacher(cfg, name: str) -> None:
 
 
 def build_preprocessor(cfg):
-    from kdep_mm.registry import MODELS
     pre = cfg.model.get('data_preprocessor') or dict(
         type='mmpretrain.ClsDataPreprocessor')
     return MODELS.build(pre)
 
 
 def build_dataset(cfg, split: str):
-    from kdep_mm.registry import DATASETS
     loader = cfg.get(f'{split}_dataloader')
     if not loader or not loader.get('dataset'):
         raise ValueError(f'the config has no {split}_dataloader.dataset')
@@ -166,57 +162,52 @@ def main(argv=None):
     cfg.launcher = args.launcher
     use_gloo_without_cuda(cfg)
     prepare_cpu_distributed(cfg)  # inits gloo without CUDA
-    if args.launcher != 'none' and torch.cuda.is_available():
-        from mmengine.dist import init_dist, is_distributed
-        if not is_distributed():
-            init_dist(args.launcher,
-                      **dict((cfg.get('env_cfg') or {}).get('dist_cfg')
-                             or {}))
-    from mmengine.dist import barrier, get_dist_info
+    if args.launcher != 'none' and torch.cuda.is_available() and \
+            not is_distributed():
+        init_dist(args.launcher,
+                  **dict((cfg.get('env_cfg') or {}).get('dist_cfg') or {}))
     rank, world_size = get_dist_info()
 
     scope = cfg.get('default_scope', 'kdep_mm')
     DefaultScope.get_instance(f'cache_teacher-{os.getpid()}',
                               scope_name=scope)
-    from kdep_mm.apis import cache_teacher_outputs
-
     teacher = build_teacher(cfg, args.seed)
     preprocessor = build_preprocessor(cfg)
     if torch.cuda.is_available():  # the launcher set the rank's device
-        teacher.cuda()
+        teacher.module.cuda()
         preprocessor.cuda()
-    dataset = build_dataset(cfg, args.split)
     out_size = args.out_size[0] if len(args.out_size) == 1 else tuple(
         args.out_size[:2])
     teacher_cfg = cfg.model.teacher
     ckpt = cfg.model.get('teacher_ckpt')
     # the teacher identity store-mode runs check without building it
-    from kdep_mm.utils.checkpoint import checkpoint_sha256
     ckpt_sha256 = checkpoint_sha256(ckpt) if ckpt is not None else None
-    result = cache_teacher_outputs(
-        teacher, dataset, args.store,
-        num_views=args.views, view_mode=args.view_mode, out_size=out_size,
-        fields=args.fields, topk=args.topk, shard_size=args.shard_size,
-        batch_size=args.batch_size, seed=args.seed, rank=rank,
-        world_size=world_size, data_preprocessor=preprocessor,
-        teacher_feature=cfg.model.get('teacher_feature'),
-        progress=not args.no_progress and rank == 0,
-        teacher_config=teacher_cfg.to_dict() if hasattr(
+    result = TeacherCacher(
+        teacher, build_dataset(cfg, args.split), args.store,
+        views=dict(num_views=args.views, view_mode=args.view_mode,
+                   out_size=out_size, seed=args.seed,
+                   views_from=args.views_from),
+        outputs=dict(fields=args.fields, topk=args.topk,
+                     teacher_feature=cfg.model.get('teacher_feature')),
+        run=dict(shard_size=args.shard_size, batch_size=args.batch_size,
+                 rank=rank, world_size=world_size,
+                 progress=not args.no_progress and rank == 0,
+                 max_shards=args.max_shards),
+        record=dict(teacher_config=teacher_cfg.to_dict() if hasattr(
             teacher_cfg, 'to_dict') else teacher_cfg,
-        teacher_checkpoint=ckpt, teacher_checkpoint_sha256=ckpt_sha256,
-        max_shards=args.max_shards, views_from=args.views_from)
+                    teacher_checkpoint=ckpt,
+                    teacher_checkpoint_sha256=ckpt_sha256),
+        data_preprocessor=preprocessor).run()
     print(f'rank {rank}: wrote shards {result["written"]}, skipped '
           f'{result["skipped"]}', flush=True)
     images = torch.tensor([result['images']], dtype=torch.float64)
     seconds = torch.tensor([result['seconds']], dtype=torch.float64)
     if world_size > 1:
-        import torch.distributed as dist
         dist.all_reduce(images)
         dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
         barrier()
     if rank == 0:
         if args.max_shards is None:
-            from kdep_mm.datasets.teacher_store import TeacherStore
             # hashes every shard once and records it as verified, so that
             # training runs open the store without re-hashing it
             store = TeacherStore(args.store, dict(
@@ -234,7 +225,6 @@ def main(argv=None):
               f'{result["fingerprint"]}; teacher checkpoint sha256 '
               f'{ckpt_sha256}', flush=True)
     if world_size > 1:
-        import torch.distributed as dist
         dist.destroy_process_group()
 
 

@@ -1,86 +1,181 @@
 """Run a teacher over a dataset once and store its outputs per view.
 
-:func:`cache_teacher_outputs` is the library side of
-``tools/cache_teacher.py``: for every image of a dataset it draws ``V`` views
-(crop box + flip, deterministic in ``(seed, sample index)`` so that reruns
-and ranks agree), crops them with
-:func:`~kdep_mm.datasets.transforms.stored_view.crop_view` (the crop that
-:class:`~kdep_mm.datasets.transforms.stored_view.ApplyStoredView` repeats at
-training time), runs the teacher and writes the pooled pre-activation
-feature and/or the logits (optionally top-k probabilities in float16 with
-exact indices) through
-:class:`~kdep_mm.datasets.teacher_store.TeacherStoreWriter`: rank-sharded,
+:class:`TeacherCacher` is the library side of ``tools/cache_teacher.py``:
+for every image of a dataset it draws ``V`` views (crop box + flip,
+deterministic in ``(seed, sample index)`` so that reruns and ranks agree,
+:func:`~kdep_mm.datasets.store.draw_views`), crops them with
+:func:`~kdep_mm.datasets.store.crop_view` (the crop that
+``kdep_mm.ApplyStoredView`` repeats at training time), runs the teacher and
+writes the pooled pre-activation feature and/or the logits (optionally
+top-k probabilities in float16 with exact indices) through
+:class:`~kdep_mm.datasets.store.TeacherStoreWriter`: rank-sharded,
 resumable (finished shards are skipped), verified.
+
+Its options come in four groups (each a dataclass or the dict of one):
+:class:`ViewSpec` (which views), :class:`OutputSpec` (which outputs),
+:class:`RunSpec` (sharding, batching, ranks, logging) and
+:class:`TeacherRecord` (what the manifest records about the teacher).
 """
 import json
 import logging
 import time
-import types
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
 
-from kdep_mm.datasets.teacher_store import (TeacherStoreWriter,
-                                            build_manifest, dataset_identity,
-                                            encode_topk, pipeline_decoder,
-                                            topk_fields)
-from kdep_mm.datasets.transforms.stored_view import (center_view, crop_view,
-                                                     sample_view)
-from kdep_mm.models.utils import FeatureRecorder, default_feature_layer
+from kdep_mm.datasets.store import (VIEW_MODES, TeacherStore,
+                                    TeacherStoreWriter, build_manifest,
+                                    crop_view, dataset_identity, draw_views,
+                                    encode_topk, pipeline_decoder,
+                                    topk_fields)
+from kdep_mm.models.teachers import FrozenTeacher, teacher_fingerprint
+from kdep_mm.models.utils import (FeatureRecorder, global_pool, last_output,
+                                  resolve_feature_layer)
+from kdep_mm.utils.checkpoint import checkpoint_sha256
 
-VIEW_MODES = ('random', 'center')
 FIELDS = ('feat', 'logits')
 
 
-def teacher_fingerprint(teacher: nn.Module) -> str:
-    """sha256 of the teacher's parameters and buffers (names and bytes).
+@dataclass
+class ViewSpec:
+    """The ``num_views`` views cached per image.
 
-    The same value as ``BaseDistiller.teacher_fingerprint()`` of a distiller
-    holding this teacher (it is that method, called without building a
-    distiller), so a store can be checked against a training run's teacher.
+    Args:
+        num_views (int): V, views per image.
+        view_mode (str): ``'random'`` (``sample_view``, RandomResizedCrop
+            style + flip) or ``'center'`` (``center_view``, the cheap
+            ``V = 1`` mode).
+        out_size (int | tuple): crop output size (``ApplyStoredView``'s
+            ``scale``).
+        seed (int): seed of the views (with the sample index).
+        view_kwargs (dict, optional): extra kwargs of ``sample_view`` /
+            ``center_view`` (``scale``, ``ratio``, ``flip_prob`` /
+            ``crop_frac``); recorded in the manifest.
+        interpolation (str): cv2 interpolation of ``crop_view``.
+        views_from (str | TeacherStore, optional): copy the views (boxes
+            and flips) of this store instead of drawing them, so that
+            several teachers are cached on exactly the same views (an
+            ensemble). Its ``shard_size``, ``view_mode``, ``seed`` and
+            ``view_kwargs`` are used (``num_views`` must match), its
+            dataset identity must be this dataset's, and the manifest
+            records it under ``views_from``.
     """
-    from kdep_mm.models.algorithms.base_distiller import BaseDistiller
-    return BaseDistiller.teacher_fingerprint(
-        types.SimpleNamespace(teacher=teacher))
+    num_views: int = 1
+    view_mode: str = 'random'
+    out_size: Union[int, Sequence[int]] = 224
+    seed: int = 0
+    view_kwargs: Optional[dict] = None
+    interpolation: str = 'bilinear'
+    views_from: Union[str, TeacherStore, None] = None
+
+    def __post_init__(self):
+        if self.view_mode not in VIEW_MODES:
+            raise ValueError(f'view_mode must be one of {VIEW_MODES}, got '
+                             f'{self.view_mode!r}')
+        if self.view_mode == 'center' and self.num_views != 1:
+            raise ValueError("view_mode='center' stores one fixed view: use "
+                             f'num_views=1 (got {self.num_views})')
+
+    @property
+    def out_hw(self) -> Tuple[int, int]:
+        size = self.out_size
+        return (int(size), ) * 2 if isinstance(size, int) else tuple(
+            int(s) for s in size)
 
 
-def _backbone_of(model: nn.Module) -> nn.Module:
-    return model.backbone if hasattr(model, 'backbone') else model
+@dataclass
+class OutputSpec:
+    """What is stored of the teacher's output on each view.
 
-
-def _pool(fmap: torch.Tensor) -> torch.Tensor:
-    # as BaseDistiller._pool
-    return fmap.mean(dim=(2, 3)) if fmap.dim() == 4 else fmap
-
-
-def draw_views(h: int, w: int, index: int, num_views: int, seed: int,
-               view_mode: str = 'random',
-               view_kwargs: Optional[dict] = None
-               ) -> Tuple[np.ndarray, np.ndarray]:
-    """The ``num_views`` views of sample ``index`` (an ``h`` x ``w`` image):
-    ``(boxes float32 (V, 4), flips uint8 (V,))``.
-
-    ``'random'``: :func:`sample_view` with ``np.random.default_rng([seed,
-    index])``, so a view depends on nothing but the seed, the index and the
-    image size. ``'center'``: :func:`center_view` for every view.
+    Args:
+        fields (sequence): ``'feat'`` (pooled pre-activation feature, as
+            KDEP's teacher features) and/or ``'logits'``.
+        topk (int, optional): store ``logits`` as top-k softmax
+            probabilities (float16) + exact int32 indices
+            (``logits_topk_prob`` / ``logits_topk_idx``) instead of full
+            float32 logits.
+        teacher_feature (str, optional): module of the teacher backbone
+            whose input is the feature; ``default_feature_layer`` if None.
     """
-    view_kwargs = dict(view_kwargs or {})
-    boxes = np.zeros((num_views, 4), np.float32)
-    flips = np.zeros((num_views, ), np.uint8)
-    if view_mode == 'random':
-        rng = np.random.default_rng([int(seed), int(index)])
-        for v in range(num_views):
-            boxes[v], flips[v] = sample_view(h, w, rng, **view_kwargs)
-    elif view_mode == 'center':
-        for v in range(num_views):
-            boxes[v], flips[v] = center_view(h, w, **view_kwargs)
-    else:
-        raise ValueError(f'view_mode must be one of {VIEW_MODES}, got '
-                         f'{view_mode!r}')
-    return boxes, flips
+    fields: Sequence[str] = FIELDS
+    topk: Optional[int] = None
+    teacher_feature: Optional[str] = None
+
+    def __post_init__(self):
+        self.fields = tuple(self.fields)
+        bad = [f for f in self.fields if f not in FIELDS]
+        if bad or not self.fields:
+            raise ValueError(f'fields must be a non-empty subset of '
+                             f'{FIELDS}, got {self.fields}')
+        if self.topk is not None and 'logits' not in self.fields:
+            raise ValueError('topk needs the logits field')
+
+
+@dataclass
+class RunSpec:
+    """How the caching runs.
+
+    Args:
+        shard_size (int): images per shard.
+        batch_size (int): crops per teacher forward. Batches never cross a
+            shard, so a shard's bytes do not depend on the rank layout.
+        rank, world_size (int): this process writes shards
+            ``s % world_size == rank``.
+        progress (bool): show an mmengine ``ProgressBar``.
+        logger: where the throughput line goes (``print_log``).
+        max_shards (int, optional): stop after writing this many shards
+            (tests of resuming; a rerun completes the store).
+    """
+    shard_size: int = 1024
+    batch_size: int = 64
+    rank: int = 0
+    world_size: int = 1
+    progress: bool = True
+    logger: Union[str, logging.Logger, None] = 'current'
+    max_shards: Optional[int] = None
+
+    def __post_init__(self):
+        if self.batch_size <= 0:
+            raise ValueError(f'batch_size must be positive, got '
+                             f'{self.batch_size}')
+
+
+@dataclass
+class TeacherRecord:
+    """What the manifest records about the teacher (besides its weights
+    fingerprint, always recorded).
+
+    Args:
+        teacher_config: the teacher's model config (JSON-able).
+        teacher_checkpoint (str, optional): path or URL of its weights.
+        teacher_checkpoint_sha256 (str, optional): sha256 of the
+            checkpoint's file (the identity ``FitTCSCoordinatesHook.
+            teacher_checkpoint`` and ``CheckTeacherStoresHook.
+            teacher_checkpoints`` check). None: computed from
+            ``teacher_checkpoint`` when that is a local file or a
+            downloaded URL, else not recorded (warned).
+        manifest_extra (dict, optional): more manifest keys.
+    """
+    teacher_config: object = None
+    teacher_checkpoint: Optional[str] = None
+    teacher_checkpoint_sha256: Optional[str] = None
+    manifest_extra: dict = field(default_factory=dict)
+
+
+def _spec(cls, value):
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        return cls(**value)
+    raise TypeError(f'{cls.__name__}: a dict or a {cls.__name__}, got '
+                    f'{type(value).__name__}')
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -88,57 +183,6 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
     if img.ndim == 2:
         img = img[..., None]
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-
-
-class _TeacherRunner:
-    """Runs the teacher on a batch of cropped images: feature and logits."""
-
-    def __init__(self, teacher: nn.Module, data_preprocessor: Optional[
-            Union[nn.Module, Callable]], teacher_feature: Optional[str],
-                 need_feat: bool, need_logits: bool):
-        self.teacher = teacher
-        self.data_preprocessor = data_preprocessor
-        self.need_feat, self.need_logits = need_feat, need_logits
-        backbone = _backbone_of(teacher)
-        self.feature_layer = None
-        self.recorder = None
-        if need_feat:
-            self.feature_layer = teacher_feature or default_feature_layer(
-                backbone)
-            self.recorder = FeatureRecorder(backbone, self.feature_layer)
-        if need_logits and not hasattr(teacher, 'head'):
-            raise ValueError(
-                f'logits requested but the teacher ({type(teacher).__name__})'
-                ' has no head; cache fields=("feat",) only')
-
-    def preprocess(self, imgs: List[np.ndarray]) -> torch.Tensor:
-        tensors = [_to_tensor(img) for img in imgs]
-        if self.data_preprocessor is None:
-            return torch.stack(tensors).float()
-        data = self.data_preprocessor(dict(inputs=tensors), False)
-        return data['inputs']
-
-    @torch.no_grad()
-    def __call__(self, inputs: torch.Tensor) -> Dict[str, np.ndarray]:
-        self.teacher.eval()
-        if self.recorder is not None:
-            self.recorder.reset()
-        if self.need_logits:
-            logits = self.teacher(inputs, mode='tensor')
-            if isinstance(logits, (tuple, list)):
-                logits = logits[-1]
-        else:
-            _backbone_of(self.teacher)(inputs)
-        out = {}
-        if self.need_feat:
-            out['feat'] = _pool(self.recorder.pop()).float().cpu().numpy()
-        if self.need_logits:
-            out['logits'] = logits.float().cpu().numpy()
-        return out
-
-    def remove(self):
-        if self.recorder is not None:
-            self.recorder.remove()
 
 
 def _load_image(dataset, index: int) -> np.ndarray:
@@ -150,287 +194,6 @@ def _load_image(dataset, index: int) -> np.ndarray:
             f"'img' (a pipeline ending with LoadImageFromFile), got "
             f'{type(results).__name__}')
     return img
-
-
-def cache_teacher_outputs(teacher: nn.Module,
-                          dataset,
-                          root: str,
-                          num_views: int = 1,
-                          view_mode: str = 'random',
-                          out_size: Union[int, Sequence[int]] = 224,
-                          fields: Sequence[str] = FIELDS,
-                          topk: Optional[int] = None,
-                          shard_size: int = 1024,
-                          batch_size: int = 64,
-                          seed: int = 0,
-                          rank: int = 0,
-                          world_size: int = 1,
-                          data_preprocessor: Optional[nn.Module] = None,
-                          teacher_feature: Optional[str] = None,
-                          progress: bool = True,
-                          logger: Union[str, logging.Logger, None] = 'current',
-                          interpolation: str = 'bilinear',
-                          view_kwargs: Optional[dict] = None,
-                          teacher_config=None,
-                          teacher_checkpoint: Optional[str] = None,
-                          manifest_extra: Optional[dict] = None,
-                          max_shards: Optional[int] = None,
-                          views_from=None,
-                          teacher_checkpoint_sha256: Optional[str] = None
-                          ) -> dict:
-    """Cache the teacher's outputs on ``V`` views of every dataset image.
-
-    Args:
-        teacher (nn.Module): an mmpretrain ``ImageClassifier`` (feature and
-            logits) or a bare backbone (feature only). Put in eval mode;
-            its forward runs under ``torch.no_grad``.
-        dataset: ``dataset[i]`` must return a dict whose ``'img'`` is the
-            decoded original image (HWC uint8, e.g. mmpretrain's
-            ``CustomDataset`` with ``pipeline=[dict(type=
-            'LoadImageFromFile')]``); the training side's
-            ``ApplyStoredView`` must receive the same image. The settings
-            of its pipeline's ``LoadImageFromFile`` (decoding backend, color
-            type, float32) are recorded in the manifest's ``decoder``.
-        root (str): the store directory.
-        num_views (int): V, views per image.
-        view_mode (str): ``'random'`` (``sample_view``, RandomResizedCrop
-            style + flip) or ``'center'`` (``center_view``, the cheap
-            ``V = 1`` mode).
-        out_size (int | tuple): crop output size (``ApplyStoredView``'s
-            ``scale``).
-        fields (sequence): ``'feat'`` (pooled pre-activation feature, as
-            KDEP's ``teacher_features``) and/or ``'logits'``.
-        topk (int, optional): store ``logits`` as top-k softmax
-            probabilities (float16) + exact int32 indices
-            (``logits_topk_prob`` / ``logits_topk_idx``) instead of full
-            float32 logits.
-        shard_size (int): images per shard.
-        batch_size (int): crops per teacher forward. Batches never cross a
-            shard, so a shard's bytes do not depend on the rank layout.
-        seed (int): seed of the views (with the sample index).
-        rank, world_size (int): this process writes shards
-            ``s % world_size == rank``.
-        data_preprocessor: normalisation of the packed crops (e.g.
-            mmpretrain ``ClsDataPreprocessor``), called as
-            ``data_preprocessor(dict(inputs=[CHW uint8 tensors]), False)``.
-            None: the crops are stacked as float, unnormalised.
-        teacher_feature (str, optional): module of the teacher backbone
-            whose input is the feature; :func:`default_feature_layer` if
-            None.
-        progress (bool): show an mmengine ``ProgressBar``.
-        logger: where the throughput line goes (``print_log``).
-        interpolation (str): cv2 interpolation of ``crop_view``.
-        view_kwargs (dict, optional): extra kwargs of ``sample_view`` /
-            ``center_view`` (``scale``, ``ratio``, ``flip_prob`` /
-            ``crop_frac``); recorded in the manifest.
-        teacher_config, teacher_checkpoint: recorded in the manifest.
-        teacher_checkpoint_sha256 (str, optional): sha256 of the teacher
-            checkpoint's file, recorded in the manifest (the identity that
-            ``FitTCSCoordinatesHook.teacher_checkpoint`` and
-            ``CheckTeacherStoresHook.teacher_checkpoints`` check). None:
-            computed from ``teacher_checkpoint`` when that is a local file
-            or a downloaded URL (:func:`kdep_mm.utils.checkpoint.
-            checkpoint_sha256`), else not recorded.
-        manifest_extra (dict, optional): more manifest keys.
-        max_shards (int, optional): stop after writing this many shards
-            (tests of resuming; a rerun completes the store).
-        views_from (str | TeacherStore, optional): copy the views (boxes
-            and flips) of this store instead of drawing them, so that
-            several teachers are cached on exactly the same views (an
-            ensemble, see ``ApplyStoredEnsembleView``). Its ``num_views``,
-            ``shard_size``, ``view_mode``, ``seed`` and ``view_kwargs`` are
-            used (``num_views`` must match), its dataset identity must be
-            this dataset's, and the manifest records it under
-            ``views_from``.
-
-    Returns:
-        dict: ``written`` / ``skipped`` shard lists of this rank,
-        ``images`` (images cached by this rank), ``seconds``,
-        ``images_per_s``, ``fingerprint``, ``fields`` and ``root``.
-    """
-    fields = tuple(fields)
-    bad = [f for f in fields if f not in FIELDS]
-    if bad or not fields:
-        raise ValueError(f'fields must be a non-empty subset of {FIELDS}, '
-                         f'got {fields}')
-    if view_mode not in VIEW_MODES:
-        raise ValueError(f'view_mode must be one of {VIEW_MODES}, got '
-                         f'{view_mode!r}')
-    if view_mode == 'center' and num_views != 1:
-        raise ValueError("view_mode='center' stores one fixed view: use "
-                         f'num_views=1 (got {num_views})')
-    if topk is not None and 'logits' not in fields:
-        raise ValueError('topk needs the logits field')
-    if batch_size <= 0:
-        raise ValueError(f'batch_size must be positive, got {batch_size}')
-    out_hw = (int(out_size), ) * 2 if isinstance(out_size, int) else tuple(
-        int(s) for s in out_size)
-    source = None
-    if views_from is not None:
-        source, views_extra = _views_source(views_from, dataset, num_views)
-        shard_size = source.shard_size
-        view_mode = source.manifest.get('view_mode', view_mode)
-        seed = int(source.manifest.get('seed', seed))
-        view_kwargs = dict(views_extra.pop('view_kwargs') or {})
-        manifest_extra = dict(manifest_extra or {}, views_from=views_extra)
-
-    teacher.eval()
-    runner = _TeacherRunner(teacher, data_preprocessor, teacher_feature,
-                            'feat' in fields, 'logits' in fields)
-    try:
-        # the field shapes, from one dummy forward
-        probe = runner(runner.preprocess(
-            [np.zeros((*out_hw, 3), np.uint8)]))
-        specs = {}
-        if 'feat' in fields:
-            specs['feat'] = (probe['feat'].shape[1:], 'float32')
-        num_classes = None
-        if 'logits' in fields:
-            num_classes = int(probe['logits'].shape[-1])
-            if topk is None:
-                specs['logits'] = (probe['logits'].shape[1:], 'float32')
-            else:
-                specs.update(topk_fields('logits', int(topk)))
-
-        fingerprint = teacher_fingerprint(teacher)
-        pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='crop_view', out_size=list(out_hw),
-                 interpolation=interpolation, view_mode=view_mode,
-                 view_kwargs=dict(view_kwargs or {}), seed=int(seed)),
-            dict(type='PackInputs'),
-            dict(type='data_preprocessor',
-                 cfg=_describe(data_preprocessor)),
-        ]
-        if teacher_checkpoint_sha256 is None and teacher_checkpoint:
-            from kdep_mm.utils.checkpoint import checkpoint_sha256
-            try:
-                teacher_checkpoint_sha256 = checkpoint_sha256(
-                    teacher_checkpoint, download=False)
-            except (OSError, ValueError):
-                print_log(
-                    f'teacher checkpoint {teacher_checkpoint} is not a local '
-                    'file: its sha256 is not recorded, and store-mode runs '
-                    'that check the teacher checkpoint will refuse this '
-                    'store', logger=logger, level=logging.WARNING)
-        manifest = build_manifest(
-            teacher_fingerprint=fingerprint,
-            dataset=dataset_identity(dataset),
-            teacher_config=teacher_config,
-            teacher_checkpoint=teacher_checkpoint,
-            teacher_checkpoint_sha256=teacher_checkpoint_sha256,
-            decoder=pipeline_decoder(dataset),
-            pipeline=pipeline,
-            view_mode=view_mode,
-            out_size=list(out_hw),
-            seed=int(seed),
-            teacher_feature=runner.feature_layer,
-            topk=topk,
-            num_classes=num_classes,
-            **dict(manifest_extra or {}))
-        writer = TeacherStoreWriter(root, manifest, len(dataset), num_views,
-                                    specs, shard_size=shard_size, rank=rank,
-                                    world_size=world_size)
-        pending = writer.pending_shards()
-        skipped = [s for s in writer.my_shards() if s not in pending]
-        if skipped:
-            print_log(f'teacher store {writer.root}: rank {rank} skips '
-                      f'{len(skipped)} finished shard(s) {skipped}',
-                      logger=logger)
-        if max_shards is not None:
-            pending = pending[:max_shards]
-        total = sum(len(range(*writer.shard_range(s))) for s in pending)
-
-        bar = None
-        if progress and total:
-            from mmengine.utils import ProgressBar
-            bar = ProgressBar(total)
-
-        def compute(start: int, stop: int):
-            n, V = stop - start, num_views
-            boxes = np.zeros((n, V, 4), np.float32)
-            flips = np.zeros((n, V), np.uint8)
-            crops = []
-            for j, index in enumerate(range(start, stop)):
-                img = _load_image(dataset, index)
-                h, w = img.shape[:2]
-                if source is None:
-                    boxes[j], flips[j] = draw_views(h, w, index, V, seed,
-                                                    view_mode, view_kwargs)
-                else:
-                    boxes[j], flips[j] = source.views(index)
-                for v in range(V):
-                    crops.append(crop_view(img, boxes[j, v],
-                                           bool(flips[j, v]), out_hw,
-                                           interpolation))
-                if bar is not None:
-                    bar.update()
-            outs: Dict[str, List[np.ndarray]] = {}
-            for b in range(0, len(crops), batch_size):
-                res = runner(runner.preprocess(crops[b:b + batch_size]))
-                for k, a in res.items():
-                    outs.setdefault(k, []).append(a)
-            outputs = {}
-            if 'feat' in fields:
-                outputs['feat'] = np.concatenate(outs['feat']).reshape(
-                    n, V, *specs['feat'][0])
-            if 'logits' in fields:
-                logits = np.concatenate(outs['logits']).reshape(n, V, -1)
-                if topk is None:
-                    outputs['logits'] = logits
-                else:
-                    prob, idx = encode_topk(logits, int(topk))
-                    outputs['logits_topk_prob'] = prob
-                    outputs['logits_topk_idx'] = idx
-            return outputs, boxes, flips
-
-        t0 = time.perf_counter()
-        written = []
-        for shard in pending:
-            outputs, boxes, flips = compute(*writer.shard_range(shard))
-            writer.write_shard(shard, outputs, boxes, flips)
-            written.append(shard)
-        seconds = time.perf_counter() - t0
-    finally:
-        runner.remove()
-    if bar is not None:
-        bar.file.write('\n')
-        bar.file.flush()
-    rate = total / seconds if seconds > 0 else float('inf')
-    print_log(f'cached {total} images x {num_views} views in {seconds:.2f} s '
-              f'({rate:.1f} images/s)', logger=logger)
-    return dict(root=writer.root, written=written, skipped=skipped,
-                images=total, seconds=seconds, images_per_s=rate,
-                fingerprint=fingerprint, fields=writer.fields,
-                num_shards=writer.num_shards)
-
-
-def _views_source(views_from, dataset, num_views: int):
-    """The store whose views are copied, checked against the dataset;
-    and what the new manifest records about it."""
-    from kdep_mm.datasets.teacher_store import TeacherStore
-    src = views_from if isinstance(views_from, TeacherStore) else \
-        TeacherStore(str(views_from))
-    if src.num_views != num_views:
-        raise ValueError(f'views_from: {src.root} holds {src.num_views} '
-                         f'views per image, num_views is {num_views}')
-    ident = dataset_identity(dataset)
-    if src.manifest.get('dataset') != json.loads(json.dumps(ident)):
-        raise ValueError(f'views_from: {src.root} was cached from another '
-                         'dataset (or the same images in another order): '
-                         f'{src.manifest.get("dataset")} vs {ident}')
-    decoder = pipeline_decoder(dataset)
-    if src.manifest.get('decoder') != decoder:
-        raise ValueError(f'views_from: {src.root} was cached from images '
-                         f'decoded with {src.manifest.get("decoder")}, this '
-                         f'dataset decodes with {decoder}')
-    crop = next((p for p in src.manifest.get('pipeline') or []
-                 if isinstance(p, dict) and p.get('type') == 'crop_view'),
-                {})
-    return src, dict(root=src.root,
-                     teacher_fingerprint=src.manifest.get(
-                         'teacher_fingerprint'),
-                     view_kwargs=crop.get('view_kwargs') or {})
 
 
 def _describe(module) -> Optional[dict]:
@@ -448,3 +211,277 @@ def _describe(module) -> Optional[dict]:
             desc['to_rgb'] = bool(getattr(module, name))
             break
     return desc
+
+
+class TeacherCacher:
+    """Cache a teacher's outputs on ``V`` views of every dataset image.
+
+    ``TeacherCacher(teacher, dataset, root, views, outputs, run, record,
+    data_preprocessor).run()`` (or calling it) writes this rank's pending
+    shards of the store under ``root`` and returns ``written`` /
+    ``skipped`` shard lists of this rank, ``images`` (images cached by this
+    rank), ``seconds``, ``images_per_s``, ``fingerprint``, ``fields``,
+    ``num_shards`` and ``root``.
+
+    Args:
+        teacher (nn.Module | FrozenTeacher): an mmpretrain
+            ``ImageClassifier`` (feature and logits) or a bare backbone
+            (feature only). Put in eval mode; it runs under
+            ``torch.no_grad``.
+        dataset: ``dataset[i]`` must return a dict whose ``'img'`` is the
+            decoded original image (HWC uint8, e.g. mmpretrain's
+            ``CustomDataset`` with ``pipeline=[dict(type=
+            'LoadImageFromFile')]``); the training side's
+            ``ApplyStoredView`` must receive the same image. The settings
+            of its pipeline's ``LoadImageFromFile`` are recorded in the
+            manifest's ``decoder``.
+        root (str): the store directory.
+        views (ViewSpec | dict), outputs (OutputSpec | dict), run (RunSpec |
+            dict), record (TeacherRecord | dict): the option groups.
+        data_preprocessor: normalisation of the packed crops (e.g.
+            mmpretrain ``ClsDataPreprocessor``), called as
+            ``data_preprocessor(dict(inputs=[CHW uint8 tensors]), False)``.
+            None: the crops are stacked as float, unnormalised.
+    """
+
+    def __init__(self, teacher: Union[nn.Module, FrozenTeacher], dataset,
+                 root: str, views=None, outputs=None, run=None, record=None,
+                 data_preprocessor: Optional[nn.Module] = None):
+        self.teacher = teacher.module if isinstance(
+            teacher, FrozenTeacher) else teacher
+        self.dataset, self.root = dataset, root
+        self.views = _spec(ViewSpec, views)
+        self.outputs = _spec(OutputSpec, outputs)
+        self.opts = _spec(RunSpec, run)
+        self.record = _spec(TeacherRecord, record)
+        self.data_preprocessor = data_preprocessor
+        self.need_feat = 'feat' in self.outputs.fields
+        # the recorder of the pooled feature's layer, while run() runs
+        self.recorder: Optional[FeatureRecorder] = None
+        self.feature_layer: Optional[str] = None
+        self.need_logits = 'logits' in self.outputs.fields
+        if self.need_logits and not hasattr(self.teacher, 'head'):
+            raise ValueError(
+                f'logits requested but the teacher '
+                f'({type(self.teacher).__name__}) has no head; cache '
+                'fields=("feat",) only')
+
+    # ------------------------------------------------------------ teacher
+    def _preprocess(self, imgs: List[np.ndarray]) -> torch.Tensor:
+        tensors = [_to_tensor(img) for img in imgs]
+        if self.data_preprocessor is None:
+            return torch.stack(tensors).float()
+        return self.data_preprocessor(dict(inputs=tensors), False)['inputs']
+
+    @torch.no_grad()
+    def _forward(self, imgs: List[np.ndarray]) -> Dict[str, np.ndarray]:
+        """The teacher's pooled feature and/or logits of a batch of crops,
+        from one forward."""
+        inputs = self._preprocess(imgs)
+        self.teacher.eval()
+        out = {}
+        if self.recorder is not None:
+            self.recorder.reset()
+        if self.need_logits:
+            logits = last_output(self.teacher(inputs, mode='tensor'))
+            out['logits'] = logits.float().cpu().numpy()
+        else:
+            getattr(self.teacher, 'backbone', self.teacher)(inputs)
+        if self.recorder is not None:
+            out['feat'] = global_pool(
+                self.recorder.pop()).float().cpu().numpy()
+        return out
+
+    def _field_specs(self) -> Tuple[dict, Optional[int]]:
+        """The store fields (from one dummy forward) and the class count."""
+        probe = self._forward([np.zeros((*self.views.out_hw, 3), np.uint8)])
+        specs, num_classes = {}, None
+        if self.need_feat:
+            specs['feat'] = (probe['feat'].shape[1:], 'float32')
+        if self.need_logits:
+            num_classes = int(probe['logits'].shape[-1])
+            if self.outputs.topk is None:
+                specs['logits'] = (probe['logits'].shape[1:], 'float32')
+            else:
+                specs.update(topk_fields('logits', int(self.outputs.topk)))
+        return specs, num_classes
+
+    # ----------------------------------------------------------- manifest
+    def _checkpoint_sha256(self) -> Optional[str]:
+        rec = self.record
+        if rec.teacher_checkpoint_sha256 is not None or \
+                not rec.teacher_checkpoint:
+            return rec.teacher_checkpoint_sha256
+        try:
+            return checkpoint_sha256(rec.teacher_checkpoint, download=False)
+        except (OSError, ValueError):
+            print_log(
+                f'teacher checkpoint {rec.teacher_checkpoint} is not a local '
+                'file: its sha256 is not recorded, and store-mode runs that '
+                'check the teacher checkpoint will refuse this store',
+                logger=self.opts.logger, level=logging.WARNING)
+            return None
+
+    def _manifest(self, views: ViewSpec, num_classes: Optional[int],
+                  extra: dict) -> dict:
+        pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='crop_view', out_size=list(views.out_hw),
+                 interpolation=views.interpolation,
+                 view_mode=views.view_mode,
+                 view_kwargs=dict(views.view_kwargs or {}),
+                 seed=int(views.seed)),
+            dict(type='PackInputs'),
+            dict(type='data_preprocessor',
+                 cfg=_describe(self.data_preprocessor)),
+        ]
+        rec = self.record
+        return build_manifest(
+            teacher_fingerprint=self.fingerprint,
+            dataset=dataset_identity(self.dataset),
+            teacher_config=rec.teacher_config,
+            teacher_checkpoint=rec.teacher_checkpoint,
+            teacher_checkpoint_sha256=self._checkpoint_sha256(),
+            decoder=pipeline_decoder(self.dataset),
+            pipeline=pipeline,
+            view_mode=views.view_mode,
+            out_size=list(views.out_hw),
+            seed=int(views.seed),
+            teacher_feature=self.feature_layer,
+            topk=self.outputs.topk,
+            num_classes=num_classes,
+            **dict(rec.manifest_extra or {}, **extra))
+
+    def _views_source(self) -> Tuple[Optional[TeacherStore], ViewSpec, dict]:
+        """The store whose views are copied (checked against the dataset),
+        the views actually cached, and the manifest keys recording it."""
+        views = self.views
+        if views.views_from is None:
+            return None, views, {}
+        src = views.views_from if isinstance(
+            views.views_from, TeacherStore) else TeacherStore(
+                str(views.views_from))
+        if src.num_views != views.num_views:
+            raise ValueError(f'views_from: {src.root} holds {src.num_views} '
+                             f'views per image, num_views is '
+                             f'{views.num_views}')
+        ident = dataset_identity(self.dataset)
+        if src.manifest.get('dataset') != json.loads(json.dumps(ident)):
+            raise ValueError(f'views_from: {src.root} was cached from '
+                             'another dataset (or the same images in '
+                             f'another order): {src.manifest.get("dataset")}'
+                             f' vs {ident}')
+        decoder = pipeline_decoder(self.dataset)
+        if src.manifest.get('decoder') != decoder:
+            raise ValueError(f'views_from: {src.root} was cached from images '
+                             f'decoded with {src.manifest.get("decoder")}, '
+                             f'this dataset decodes with {decoder}')
+        crop = next((p for p in src.manifest.get('pipeline') or []
+                     if isinstance(p, dict) and p.get('type') == 'crop_view'),
+                    {})
+        kwargs = crop.get('view_kwargs') or {}
+        copied = ViewSpec(
+            num_views=views.num_views,
+            view_mode=src.manifest.get('view_mode', views.view_mode),
+            out_size=views.out_size,
+            seed=int(src.manifest.get('seed', views.seed)),
+            view_kwargs=dict(kwargs), interpolation=views.interpolation,
+            views_from=src)
+        return src, copied, dict(views_from=dict(
+            root=src.root,
+            teacher_fingerprint=src.manifest.get('teacher_fingerprint')))
+
+    # --------------------------------------------------------------- shards
+    def _compute(self, start: int, stop: int, views: ViewSpec,
+                 source: Optional[TeacherStore], specs: dict, bar):
+        """``(outputs, boxes, flips)`` of samples ``start:stop``."""
+        n, V = stop - start, views.num_views
+        boxes = np.zeros((n, V, 4), np.float32)
+        flips = np.zeros((n, V), np.uint8)
+        crops = []
+        for j, index in enumerate(range(start, stop)):
+            img = _load_image(self.dataset, index)
+            h, w = img.shape[:2]
+            if source is None:
+                boxes[j], flips[j] = draw_views(h, w, index, V, views.seed,
+                                                views.view_mode,
+                                                views.view_kwargs)
+            else:
+                boxes[j], flips[j] = source.views(index)
+            for v in range(V):
+                crops.append(crop_view(img, boxes[j, v], bool(flips[j, v]),
+                                       views.out_hw, views.interpolation))
+            if bar is not None:
+                bar.update()
+        outs: Dict[str, List[np.ndarray]] = {}
+        bs = self.opts.batch_size
+        for b in range(0, len(crops), bs):
+            for k, a in self._forward(crops[b:b + bs]).items():
+                outs.setdefault(k, []).append(a)
+        outputs = {}
+        if self.need_feat:
+            outputs['feat'] = np.concatenate(outs['feat']).reshape(
+                n, V, *specs['feat'][0])
+        if self.need_logits:
+            logits = np.concatenate(outs['logits']).reshape(n, V, -1)
+            if self.outputs.topk is None:
+                outputs['logits'] = logits
+            else:
+                prob, idx = encode_topk(logits, int(self.outputs.topk))
+                outputs['logits_topk_prob'] = prob
+                outputs['logits_topk_idx'] = idx
+        return outputs, boxes, flips
+
+    def run(self) -> dict:
+        """Write this rank's pending shards; the summary of the class doc.
+        """
+        opts = self.opts
+        source, views, extra = self._views_source()
+        shard_size = opts.shard_size if source is None else source.shard_size
+        self.teacher.eval()
+        if self.need_feat:
+            backbone = getattr(self.teacher, 'backbone', self.teacher)
+            self.feature_layer = resolve_feature_layer(
+                backbone, self.outputs.teacher_feature,
+                'model.teacher_feature')
+            self.recorder = FeatureRecorder(backbone, self.feature_layer)
+        try:
+            specs, num_classes = self._field_specs()
+            self.fingerprint = teacher_fingerprint(self.teacher)
+            writer = TeacherStoreWriter(
+                self.root, self._manifest(views, num_classes, extra),
+                len(self.dataset), views.num_views, specs,
+                shard_size=shard_size, rank=opts.rank,
+                world_size=opts.world_size)
+            pending = writer.pending_shards()
+            skipped = [s for s in writer.my_shards() if s not in pending]
+            if skipped:
+                print_log(f'teacher store {writer.root}: rank {opts.rank} '
+                          f'skips {len(skipped)} finished shard(s) '
+                          f'{skipped}', logger=opts.logger)
+            if opts.max_shards is not None:
+                pending = pending[:opts.max_shards]
+            total = sum(len(range(*writer.shard_range(s))) for s in pending)
+            bar = ProgressBar(total) if opts.progress and total else None
+            t0 = time.perf_counter()
+            for shard in pending:
+                writer.write_shard(shard, *self._compute(
+                    *writer.shard_range(shard), views, source, specs, bar))
+            seconds = time.perf_counter() - t0
+        finally:
+            if self.recorder is not None:
+                self.recorder.remove()
+                self.recorder = None
+        if bar is not None:
+            bar.file.write('\n')
+            bar.file.flush()
+        rate = total / seconds if seconds > 0 else float('inf')
+        print_log(f'cached {total} images x {views.num_views} views in '
+                  f'{seconds:.2f} s ({rate:.1f} images/s)',
+                  logger=opts.logger)
+        return dict(root=writer.root, written=pending, skipped=skipped,
+                    images=total, seconds=seconds, images_per_s=rate,
+                    fingerprint=self.fingerprint, fields=writer.fields,
+                    num_shards=writer.num_shards)
+
+    __call__ = run

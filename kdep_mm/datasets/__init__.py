@@ -3,7 +3,7 @@ from kdep_mm.registry import DATASETS
 from .transforms import *  # noqa: F401,F403
 from .subset import class_balanced_subset, write_ann_file  # noqa: F401
 from .synthetic_shapes import generate_shapes_dataset  # noqa: F401
-from .teacher_store import TeacherStore, TeacherStoreWriter  # noqa: F401
+from .store import TeacherStore, TeacherStoreWriter  # noqa: F401
 
 # The downstream datasets need their toolboxes: BCCD mmdet (the [det] extra),
 # CamVid mmseg (the [seg] extra), both mmcv with its compiled ops. Without

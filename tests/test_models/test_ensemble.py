@@ -178,7 +178,7 @@ def test_averaged_target_temperature_and_weights():
 @pytest.fixture(scope='module')
 def stores(tmp_path_factory):
     """Two teachers cached with the real cache code on the same views."""
-    from kdep_mm.apis import cache_teacher_outputs
+    from kdep_mm.apis import TeacherCacher
     from kdep_mm.registry import DATASETS
     from tiny_image_folder import make_image_folder
     tmp = tmp_path_factory.mktemp('ensemble')
@@ -190,9 +190,17 @@ def stores(tmp_path_factory):
         dataset = DATASETS.build(dict(
             type='CustomDataset', data_root=data,
             pipeline=[dict(type='LoadImageFromFile')]))
-        kw = dict(num_views=2, out_size=SIZE, fields=('logits', ),
-                  shard_size=4, batch_size=8, seed=3, progress=False,
-                  data_preprocessor=pre)
+        views = dict(num_views=2, out_size=SIZE, seed=3)
+        run = dict(shard_size=4, batch_size=8, progress=False)
+
+        def cache(teacher, root, views_from=None, topk=None, **kw):
+            return TeacherCacher(
+                teacher, dataset, root,
+                views=dict(views, views_from=views_from,
+                           **kw.pop('views', {})),
+                outputs=dict(fields=('logits', ), topk=topk),
+                run=dict(run, **kw.pop('run', {})), data_preprocessor=pre,
+                **kw).run()
         roots, ckpts = {}, {}
         for nm in NAMES:
             roots[nm] = str(tmp / nm)
@@ -201,22 +209,17 @@ def stores(tmp_path_factory):
             ckpts[nm] = str(tmp / f'{nm}.pth')
             torch.save(dict(state_dict=online.teachers[nm].state_dict()),
                        ckpts[nm])
-            cache_teacher_outputs(
-                online.teachers[nm], dataset, roots[nm],
-                views_from=None if nm == 'cnn' else roots['cnn'],
-                teacher_checkpoint=ckpts[nm],
-                **dict(kw, shard_size=4 if nm == 'cnn' else 1024))
+            cache(online.teachers[nm], roots[nm],
+                  views_from=None if nm == 'cnn' else roots['cnn'],
+                  record=dict(teacher_checkpoint=ckpts[nm]),
+                  run=dict(shard_size=4 if nm == 'cnn' else 1024))
         topk = str(tmp / 'res_top2')
-        cache_teacher_outputs(online.teachers['res'], dataset, topk,
-                              views_from=roots['cnn'],
-                              **dict(kw, topk=2))
+        cache(online.teachers['res'], topk, views_from=roots['cnn'], topk=2)
         full_k = str(tmp / 'res_topall')
-        cache_teacher_outputs(online.teachers['res'], dataset, full_k,
-                              views_from=roots['cnn'],
-                              **dict(kw, topk=NC))
+        cache(online.teachers['res'], full_k, views_from=roots['cnn'],
+              topk=NC)
         other_v = str(tmp / 'res_v3')
-        cache_teacher_outputs(online.teachers['res'], dataset, other_v,
-                              **dict(kw, num_views=3))
+        cache(online.teachers['res'], other_v, views=dict(num_views=3))
     return dict(tmp=tmp, data=data, online=online, dataset=dataset,
                 roots=roots, topk=topk, full_k=full_k, other_v=other_v,
                 ckpts=ckpts)
@@ -241,7 +244,7 @@ def _batch(env, stores, view, indices=range(6)):
 
 
 def test_store_and_online_give_the_same_loss(stores):
-    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.datasets.store import TeacherStore
     a, b = (TeacherStore(stores['roots'][n]) for n in NAMES)
     assert b.shard_size == a.shard_size == 4  # copied with the views
     assert b.manifest['views_from']['root'] == a.root

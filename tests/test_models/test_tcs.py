@@ -56,9 +56,8 @@ def samples(n, with_feat=True, seed=0):
 
 
 def test_basis_orthonormal_sorted_from_store(tmp_path):
-    from kdep_mm.datasets.teacher_store import (TeacherStore,
-                                                TeacherStoreWriter,
-                                                build_manifest)
+    from kdep_mm.datasets.store import (TeacherStore, TeacherStoreWriter,
+                                        build_manifest)
     rng = np.random.default_rng(0)
     n, V = 30, 2
     feats = (rng.standard_normal((n, V, C_T)) *
@@ -324,7 +323,7 @@ def test_cifar_store_config_trains(name, tmp_path, fast_pretty_text):
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
-    from kdep_mm.apis import cache_teacher_outputs
+    from kdep_mm.apis import TeacherCacher
     from kdep_mm.registry import DATASETS
     from tiny_image_folder import make_image_folder
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -347,13 +346,16 @@ def test_cifar_store_config_trains(name, tmp_path, fast_pretty_text):
         dataset = DATASETS.build(dict(
             type='CustomDataset', data_root=data,
             pipeline=[dict(type='LoadImageFromFile')]))
-        cache_teacher_outputs(
-            teacher, dataset, store, num_views=cfg.num_views,
-            view_mode='random', out_size=32, fields=('feat', ),
-            batch_size=64, progress=False,
-            data_preprocessor=MODELS.build(kdep.model.data_preprocessor),
-            teacher_config=kdep.model.teacher.to_dict(),
-            teacher_checkpoint=kdep.model.teacher_ckpt)
+        TeacherCacher(
+            teacher, dataset, store,
+            views=dict(num_views=cfg.num_views, view_mode='random',
+                       out_size=32),
+            outputs=dict(fields=('feat', )),
+            run=dict(batch_size=64, progress=False),
+            record=dict(teacher_config=kdep.model.teacher.to_dict(),
+                        teacher_checkpoint=kdep.model.teacher_ckpt),
+            data_preprocessor=MODELS.build(
+                kdep.model.data_preprocessor)).run()
 
     cfg.train_dataloader.dataset.pipeline[1].store.root = store
     cfg.custom_hooks[0].store = store
@@ -462,7 +464,7 @@ def stores(tmp_path_factory):
     (10 images), ``other_imgs`` (12 other images)."""
     from mmengine.registry import DefaultScope
 
-    from kdep_mm.apis import cache_teacher_outputs
+    from kdep_mm.apis import TeacherCacher
     from kdep_mm.registry import DATASETS
     from tiny_image_folder import make_image_folder
     root = tmp_path_factory.mktemp('tcs_stores')
@@ -499,10 +501,12 @@ def stores(tmp_path_factory):
                                      pipeline=[dict(type='LoadImageFromFile')]
                                      ))
             out[name] = str(root / name)
-            cache_teacher_outputs(
-                teachers[t], ds, out[name], num_views=views,
-                view_mode='random', out_size=16, fields=('feat', ),
-                batch_size=32, progress=False, teacher_checkpoint=ckpt)
+            TeacherCacher(
+                teachers[t], ds, out[name],
+                views=dict(num_views=views, view_mode='random', out_size=16),
+                outputs=dict(fields=('feat', )),
+                run=dict(batch_size=32, progress=False),
+                record=dict(teacher_checkpoint=ckpt)).run()
     return out
 
 
@@ -584,7 +588,7 @@ def test_fit_hook_refuses_stores_that_do_not_belong(stores):
 
 
 def TeacherStoreFP(root):
-    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.datasets.store import TeacherStore
     return TeacherStore(root).manifest['teacher_fingerprint']
 
 
@@ -616,7 +620,7 @@ def test_teacher_checkpoint_checked_by_file_sha256(stores, tmp_path):
     and an unreadable checkpoint is refused naming the key."""
     import shutil
 
-    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.datasets.store import TeacherStore
     from kdep_mm.engine.hooks import FitTCSCoordinatesHook
     from kdep_mm.utils.checkpoint import checkpoint_sha256
     a, b = stores['ckpts']
@@ -666,7 +670,7 @@ def test_reordered_dataset_refused(tmp_path):
 
     from mmengine.registry import DefaultScope
 
-    from kdep_mm.apis import cache_teacher_outputs
+    from kdep_mm.apis import TeacherCacher
     from kdep_mm.engine.hooks import FitTCSCoordinatesHook
     from kdep_mm.registry import DATASETS
     from tiny_image_folder import make_image_folder
@@ -695,9 +699,10 @@ def test_reordered_dataset_refused(tmp_path):
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         torch.manual_seed(0)
         teacher = MODELS.build(copy.deepcopy(TEACHER)).eval()
-        cache_teacher_outputs(teacher, dataset('train.txt'), store,
-                              num_views=2, out_size=16, fields=('feat', ),
-                              batch_size=32, progress=False)
+        TeacherCacher(teacher, dataset('train.txt'), store,
+                      views=dict(num_views=2, out_size=16),
+                      outputs=dict(fields=('feat', )),
+                      run=dict(batch_size=32, progress=False)).run()
     _hook_run(FitTCSCoordinatesHook(store=store, num_views=2),
               build(fit=False, num_coords=8), dataset('train.txt', store))
     # the same images, the same ann_file name, another order
@@ -727,7 +732,7 @@ def test_unverified_corruption_never_read(stores, tmp_path):
     import os
     import shutil
 
-    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.datasets.store import TeacherStore
     from kdep_mm.engine.hooks import FitTCSCoordinatesHook
     root = str(tmp_path / 'store')
     shutil.copytree(stores['ok'], root)
@@ -764,7 +769,7 @@ def test_decoder_of_the_training_pipeline_checked(stores):
     naming the pipeline entry."""
     from mmengine.registry import DefaultScope
 
-    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.datasets.store import TeacherStore
     from kdep_mm.engine.hooks import FitTCSCoordinatesHook
     from kdep_mm.registry import DATASETS
     ok = stores['ok']
@@ -824,7 +829,7 @@ def test_fit_refused_before_any_work_when_too_small(stores):
     assert calls == [] and not model.is_fitted
     # store mode: 12 samples x 1 view = 12 features, not more than k = 16:
     # refused before any shard is read
-    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.datasets.store import TeacherStore
     st = TeacherStore(stores['ok'])
     st.num_views = 1  # as a 1-view store of the same 12 samples
     read = []

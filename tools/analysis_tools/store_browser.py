@@ -48,7 +48,7 @@ def main(argv=None):
     args = parse_args(argv)
     from mmengine.registry import DATASETS
 
-    from kdep_mm.datasets.teacher_store import TeacherStore
+    from kdep_mm.datasets.store import TeacherStore
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

@@ -3,10 +3,9 @@ from .loading import (DEFAULT_FORMATS, ImageLoadError, LoadImageOrSkip,
 
 __all__ = ['LoadImageOrSkip', 'ImageLoadError', 'DEFAULT_FORMATS',
            'sniff_format']
-from .stored_view import (ApplyStoredView, center_view,  # noqa: E402
-                          crop_view, sample_view)
+from .stored_view import ApplyStoredView  # noqa: E402
 
-__all__ += ['ApplyStoredView', 'center_view', 'crop_view', 'sample_view']
+__all__ += ['ApplyStoredView']
 from .stored_ensemble_view import ApplyStoredEnsembleView  # noqa: E402
 
 __all__ += ['ApplyStoredEnsembleView']

@@ -15,13 +15,12 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from kdep_mm.registry import TRANSFORMS
-from .stored_view import _hw, crop_view
+from ..store import TeacherStore, check_same_views, crop_view, size_hw
 
 KEY = 'teacher_outputs'
 
 
 def _open(name: str, cfg):
-    from kdep_mm.datasets.teacher_store import TeacherStore
     if isinstance(cfg, TeacherStore):
         return cfg
     if isinstance(cfg, str):
@@ -30,40 +29,6 @@ def _open(name: str, cfg):
         return TeacherStore(**cfg)
     except ValueError as e:
         raise ValueError(f'stores.{name}: {e}') from e
-
-
-def _marker_files(store, shard: int) -> dict:
-    import json
-    import os.path as osp
-    with open(osp.join(store.root, 'shards',
-                       f'{shard:05d}.done.json')) as f:
-        return json.load(f)['files']
-
-
-def check_same_views(ref_name: str, ref, name: str, other) -> None:
-    """Raise ``ValueError`` unless the two stores hold the same views
-    (boxes and flips) for every sample. With equal shard sizes this
-    compares the checksums in the shard markers (no data read); otherwise
-    the view arrays themselves."""
-    if ref.shard_size == other.shard_size:
-        for shard in range(ref.num_shards):
-            a, b = _marker_files(ref, shard), _marker_files(other, shard)
-            for f in ('boxes', 'flips'):
-                if a[f]['sha256'] != b[f]['sha256']:
-                    raise ValueError(
-                        f'stores.{name}: {other.root} holds other views '
-                        f'({f} of shard {shard} differ) than '
-                        f'stores.{ref_name} ({ref.root}); cache it with '
-                        f'tools/cache_teacher.py --views-from {ref.root}')
-        return
-    for i in range(ref.num_samples):
-        ba, fa = ref.views(i)
-        bb, fb = other.views(i)
-        if not (np.array_equal(ba, bb) and np.array_equal(fa, fb)):
-            raise ValueError(
-                f'stores.{name}: {other.root} holds other views than '
-                f'stores.{ref_name} ({ref.root}) for sample {i}; cache it '
-                f'with tools/cache_teacher.py --views-from {ref.root}')
 
 
 @TRANSFORMS.register_module()
@@ -98,7 +63,7 @@ class ApplyStoredEnsembleView(BaseTransform):
 
     Args:
         stores (dict): teacher name -> a store root, the kwargs of a
-            :class:`~kdep_mm.datasets.teacher_store.TeacherStore` (``root``,
+            :class:`~kdep_mm.datasets.store.TeacherStore` (``root``,
             ``expected``, ``verify``) or a store. The first one's views are
             applied.
         scale (int | tuple): output size (the stores' ``out_size``).
@@ -129,7 +94,7 @@ class ApplyStoredEnsembleView(BaseTransform):
                     f'{sorted(set(want) - set(have))}, stores of no teacher '
                     f'{sorted(set(have) - set(want))}')
         self.stores = {n: _open(n, c) for n, c in stores.items()}
-        self.scale = _hw(scale)
+        self.scale = size_hw(scale)
         self.view_index = view_index
         self.interpolation = interpolation
         names = list(self.stores)

@@ -6,11 +6,11 @@ from typing import Dict, List, Optional, Tuple, Union
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from kdep_mm.datasets.teacher_store import (check_store_dataset,
-                                            check_store_decoder)
+from kdep_mm.datasets.store import check_store_dataset, check_store_decoder
 from kdep_mm.datasets.transforms.stored_ensemble_view import \
     ApplyStoredEnsembleView
 from kdep_mm.datasets.transforms.stored_view import ApplyStoredView
+from kdep_mm.models.teachers import teacher_fingerprint
 from kdep_mm.registry import HOOKS
 from kdep_mm.utils.checkpoint import checkpoint_sha256
 
@@ -69,7 +69,6 @@ def check_online_teacher(store, where: str, teacher, teacher_ckpt,
                          key: str = 'model.teacher_ckpt') -> None:
     """Refuse stored outputs of another teacher than the online one (by
     weights fingerprint)."""
-    from kdep_mm.apis.cache_teacher import teacher_fingerprint
     fp = store.manifest.get('teacher_fingerprint')
     have = teacher_fingerprint(teacher)
     if fp is not None and fp != have:

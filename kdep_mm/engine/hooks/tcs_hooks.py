@@ -92,7 +92,7 @@ class FitTCSCoordinatesHook(Hook):
     # ------------------------------------------------------------ checks
     def check_stores(self, runner, model) -> None:
         """The store checks listed in the class doc (``ValueError``)."""
-        from kdep_mm.datasets.teacher_store import TeacherStore
+        from kdep_mm.datasets.store import TeacherStore
         dataset = runner.train_dataloader.dataset
         transforms = pipeline_transforms(dataset)
         in_pipeline = stored_view_stores(dataset)
