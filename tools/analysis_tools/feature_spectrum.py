@@ -43,8 +43,9 @@ def spectrum(feats: torch.Tensor) -> torch.Tensor:
 def main(argv=None):
     args = parse_args(argv)
     cfg, model = load_distiller(args)
+    teacher = getattr(model, 'frozen_teacher', None)
     if not hasattr(model, 'teacher_features') or getattr(
-            model, '_teacher_recorder', None) is None:
+            teacher, 'pooled', None) is None:
         raise SystemExit(f'{args.config}: model {type(model).__name__} has '
                          'no pooled teacher feature (a KDEP / FitNets / TCS '
                          'distiller config is needed)')
