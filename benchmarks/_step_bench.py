@@ -21,11 +21,14 @@ def timed_call(step, cuda: bool) -> float:
     return time.perf_counter() - t0
 
 
-def time_steps(step, warmup: int, steps: int, device: str = 'cpu') -> dict:
+def time_steps(step, warmup: int, steps: int, device: str = 'cpu',
+               cpu_times: bool = False) -> dict:
     """Call ``step()`` ``warmup + steps`` times; the median and all timed
     step times, and the memory the steps added: on CPU the growth of
     ``ru_maxrss`` (peak RSS) over its value before the first step, on CUDA
-    ``max_memory_allocated`` minus the memory allocated before."""
+    ``max_memory_allocated`` minus the memory allocated before. With
+    ``cpu_times`` also the process CPU seconds of each timed step
+    (``cpu_times``, ``median_cpu_s``)."""
     import torch
     cuda = str(device).startswith('cuda')
     if cuda:
@@ -34,20 +37,25 @@ def time_steps(step, warmup: int, steps: int, device: str = 'cpu') -> dict:
         base = torch.cuda.memory_allocated()
     else:
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
-    times = []
+    times, cpu = [], []
     for i in range(warmup + steps):
+        c0 = time.process_time()
         dt = timed_call(step, cuda)
         if i >= warmup:
             times.append(dt)
+            cpu.append(time.process_time() - c0)
     if cuda:
         peak = torch.cuda.max_memory_allocated()
         mem_mib, abs_mib = (peak - base) / 2**20, peak / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         mem_mib, abs_mib = (peak - base) / 1024, peak / 1024
-    return dict(times=times, median_s=statistics.median(times),
-                mem_mib=mem_mib, peak_abs_mib=abs_mib,
-                threads=torch.get_num_threads(), torch=torch.__version__)
+    res = dict(times=times, median_s=statistics.median(times),
+               mem_mib=mem_mib, peak_abs_mib=abs_mib,
+               threads=torch.get_num_threads(), torch=torch.__version__)
+    if cpu_times:
+        res.update(cpu_times=cpu, median_cpu_s=statistics.median(cpu))
+    return res
 
 
 def run_arm(script: str, args, cwd: str) -> dict:

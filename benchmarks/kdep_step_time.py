@@ -36,8 +36,6 @@ Run (about 3 min on 2 busy CPU cores)::
 import argparse
 import os
 import os.path as osp
-import resource
-import statistics
 import sys
 import time
 
@@ -104,13 +102,6 @@ def run_one(args):
     x = torch.randn(s['batch'], 3, s['img'], s['img'], device=dev)
     with torch.no_grad():
         t_feat = model.teacher_features(x)  # for the 'student' arm
-    cuda = dev.type == 'cuda'
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
 
     def step():
         if args.arm == 'teacher':
@@ -126,24 +117,9 @@ def run_one(args):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    times, cpu = [], []
-    for i in range(args.warmup + args.steps):
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-    if cuda:
-        mem = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        mem = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss -
-               base) / 1024
-    return dict(arm=args.arm, setting=args.setting, times=times,
-                median_s=statistics.median(times), cpu_times=cpu,
-                median_cpu_s=statistics.median(cpu), mem_mib=mem,
-                threads=torch.get_num_threads(), torch=torch.__version__)
+    return dict(arm=args.arm, setting=args.setting,
+                **sb.time_steps(step, args.warmup, args.steps, dev,
+                                cpu_times=True))
 
 
 def main():
