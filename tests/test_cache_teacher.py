@@ -16,10 +16,11 @@ from mmengine.registry import DefaultScope
 
 from kdep_mm.apis import TeacherCacher
 from kdep_mm.datasets.store import (TeacherStore, crop_view, draw_views,
-                                    encode_topk, sample_view)
+                                    sample_view)
 from kdep_mm.datasets.transforms.stored_view import ApplyStoredView
 from kdep_mm.models.teachers import teacher_fingerprint
 from kdep_mm.registry import DATASETS, MODELS
+from kdep_mm.utils.topk import encode_topk
 from helpers.launch import REPO, free_port, tool_env
 from tiny_image_folder import make_image_folder
 

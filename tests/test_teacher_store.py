@@ -14,10 +14,10 @@ import pytest
 from kdep_mm.datasets.store import (TeacherStore, TeacherStoreWriter,
                                     box_to_pixels, build_manifest,
                                     center_view, crop_view, dataset_identity,
-                                    decode_topk, encode_topk, sample_view,
-                                    topk_fields)
+                                    sample_view)
 from kdep_mm.datasets.transforms.stored_view import ApplyStoredView
 from kdep_mm.registry import TRANSFORMS
+from kdep_mm.utils.topk import decode_topk, encode_topk, topk_fields
 
 N, V, SHARD = 10, 3, 4  # 3 shards: 4 + 4 + 2 samples
 FIELDS = {'logits': ((5, ), 'float16'), 'feat': ((2, 3), 'float32')}

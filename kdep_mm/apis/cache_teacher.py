@@ -31,12 +31,12 @@ from mmengine.utils import ProgressBar
 from kdep_mm.datasets.store import (VIEW_MODES, TeacherStore,
                                     TeacherStoreWriter, build_manifest,
                                     crop_view, dataset_identity, draw_views,
-                                    encode_topk, pipeline_decoder,
-                                    topk_fields)
+                                    pipeline_decoder)
 from kdep_mm.models.teachers import FrozenTeacher, teacher_fingerprint
 from kdep_mm.models.utils import (FeatureRecorder, global_pool, last_output,
                                   resolve_feature_layer)
 from kdep_mm.utils.checkpoint import checkpoint_sha256
+from kdep_mm.utils.topk import encode_topk, topk_fields
 
 FIELDS = ('feat', 'logits')
 

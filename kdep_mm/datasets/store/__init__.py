@@ -19,8 +19,10 @@ One concept per module:
 * :mod:`.reader`: :class:`TeacherStore` (checked at open, ``os.pread`` per
   sample, shard maps);
 * :mod:`.checks`: the store against the run (dataset identity and order,
-  decoder, the views of an ensemble's stores);
-* :mod:`.topk`: the top-k logit codec.
+  decoder, the views of an ensemble's stores).
+
+The top-k logit codec (``logits_topk_prob`` / ``logits_topk_idx`` fields) is
+:mod:`kdep_mm.utils.topk`, shared with the models that decode it.
 
 The caching API (``kdep_mm.apis.TeacherCacher``) writes stores; the
 stored-view transform (``kdep_mm.ApplyStoredView``) reads them.
@@ -33,7 +35,6 @@ from .format import (FORMAT_VERSION, MANIFEST, SHARD_DIR, VIEW_FILES,
                      read_manifest)
 from .reader import DEFAULT_MAX_OPEN_FILES, TeacherStore
 from .shards import VERIFY_MODES, check_shard, verify_shard
-from .topk import decode_topk, encode_topk, topk_fields
 from .views import (VIEW_MODES, box_to_pixels, center_view, crop_view,
                     draw_views, pixels_to_box, sample_view, size_hw)
 from .writer import TeacherStoreWriter
@@ -45,7 +46,7 @@ __all__ = [
     'DEFAULT_MAX_OPEN_FILES', 'VERIFY_MODES', 'check_shard', 'verify_shard',
     'DECODER_KEYS', 'dataset_identity', 'check_store_dataset',
     'decoder_settings', 'pipeline_decoder', 'check_store_decoder',
-    'check_same_views', 'topk_fields', 'encode_topk', 'decode_topk',
+    'check_same_views',
     'VIEW_MODES', 'draw_views', 'sample_view', 'center_view', 'crop_view',
     'box_to_pixels', 'pixels_to_box', 'size_hw'
 ]

@@ -76,7 +76,7 @@ class EnsembleDistiller(BaseDistiller):
             each (``'averaged'``: the averaging weights; the KD term has
             weight 1).
         topk_rest (str): how stored top-k probabilities become a dense
-            target (:func:`~kdep_mm.datasets.store.decode_topk`):
+            target (:func:`~kdep_mm.utils.topk.decode_topk`):
             ``'renorm'`` (default: the top-k rescaled to sum to 1),
             ``'uniform'`` or ``'zero'``.
         data_preprocessor (dict): defaults to
@@ -171,7 +171,7 @@ class EnsembleDistiller(BaseDistiller):
             probs = F.softmax(logits.to(device) / self.temperature, dim=1)
         elif 'logits_topk_prob' in fields[0] and \
                 'logits_topk_idx' in fields[0]:
-            from kdep_mm.datasets.store import decode_topk
+            from kdep_mm.utils.topk import decode_topk
             dense = decode_topk(
                 np.stack([f['logits_topk_prob'] for f in fields]),
                 np.stack([f['logits_topk_idx'] for f in fields]),

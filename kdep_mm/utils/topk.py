@@ -1,5 +1,8 @@
-"""Top-k mode: instead of the full logits, the ``k`` largest softmax
-probabilities in float16 with their exact integer class indices.
+"""The top-k codec of stored logits: instead of the full logits, the ``k``
+largest softmax probabilities in float16 with their exact integer class
+indices. The caching side encodes (``kdep_mm.apis``), the ensemble decodes
+(``kdep_mm.models``): the codec lives at the bottom layer, beside the key
+names the stored targets travel under (:mod:`kdep_mm.utils.store_keys`).
 
 >>> probs, idx = encode_topk(np.array([[0., 2., 1.]]), k=2)
 >>> idx.tolist()
