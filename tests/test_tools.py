@@ -412,14 +412,14 @@ def test_train_flags_need_config_entries(train_tool):
 def test_gloo_switch_only_without_cuda(train_tool, monkeypatch):
     cfg = _cfg()
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    train_tool.use_gloo_without_cuda(cfg)
+    train_tool.launch.use_gloo_without_cuda(cfg)
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    train_tool.use_gloo_without_cuda(cfg)
+    train_tool.launch.use_gloo_without_cuda(cfg)
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
     # a config without env_cfg (mmengine's default is nccl) gets one
     cfg = _cfg(without=['env_cfg'])
-    train_tool.use_gloo_without_cuda(cfg)
+    train_tool.launch.use_gloo_without_cuda(cfg)
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
 
 

@@ -8,8 +8,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_launch.sh"
 
 kdep_need_args 3 "CONFIG CHECKPOINT GPUS [test.py args...]" "$@"
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
+CONFIG=$1 CHECKPOINT=$2 GPUS=$3
 shift 3
 kdep_torchrun "$GPUS" test.py "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"

@@ -9,7 +9,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_launch.sh"
 
 kdep_need_args 2 "CONFIG GPUS [train.py args...]" "$@"
-CONFIG=$1
-GPUS=$2
+CONFIG=$1 GPUS=$2
 shift 2
 kdep_torchrun "$GPUS" train.py "$CONFIG" --launcher pytorch "$@"

@@ -6,10 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_launch.sh"
 
 kdep_need_args 4 "PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]" "$@"
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
+PARTITION=$1 JOB_NAME=$2 CONFIG=$3 WORK_DIR=$4
 shift 4
 kdep_srun "$PARTITION" "$JOB_NAME" train.py "$CONFIG" \
     --work-dir="$WORK_DIR" --launcher="slurm" "$@"

@@ -22,11 +22,7 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 import kdep_mm  # noqa: F401  (allows mmengine's checkpoint types)
-from kdep_mm.utils.launch import (add_launch_args, apply_launch_args,
-                                  build_runner, parse_launch_args,
-                                  prepare_cpu_distributed,
-                                  shutdown_distributed,
-                                  use_gloo_without_cuda)
+from kdep_mm.utils import launch
 
 
 def parse_args(argv=None):
@@ -66,8 +62,8 @@ def parse_args(argv=None):
         '--no-pin-memory',
         action='store_true',
         help='do not pin memory in the dataloaders')
-    add_launch_args(parser)
-    return parse_launch_args(parser, argv)
+    launch.add_launch_args(parser)
+    return launch.parse_launch_args(parser, argv)
 
 
 def _hook_params(hook_type, default_scope):
@@ -123,7 +119,7 @@ def trigger_visualization_hook(cfg: Config, args) -> None:
 
 def merge_args(cfg: Config, args) -> Config:
     """Apply the command-line options to the config."""
-    apply_launch_args(cfg, args)
+    launch.apply_launch_args(cfg, args)
 
     cfg.load_from = args.checkpoint
     cfg.resume = False
@@ -139,7 +135,7 @@ def merge_args(cfg: Config, args) -> Config:
         raise ValueError('--out-item pred dumps a pickle: --out must end '
                          f'with .pkl or .pickle, got {args.out}')
 
-    use_gloo_without_cuda(cfg)
+    launch.use_gloo_without_cuda(cfg)
     return cfg
 
 
@@ -154,8 +150,8 @@ def main(argv=None):
         if cfg.get(key) is None:
             raise RuntimeError(f'the config has no `{key}`; cannot test')
 
-    prepare_cpu_distributed(cfg)
-    runner = build_runner(cfg)
+    launch.prepare_cpu_distributed(cfg)
+    runner = launch.build_runner(cfg)
 
     if args.out is not None and args.out_item == 'pred':
         runner.test_evaluator.metrics.append(
@@ -169,7 +165,7 @@ def main(argv=None):
             mmengine.mkdir_or_exist(out_dir)
             mmengine.dump(metrics, args.out)
             print_log(f'metrics written to {args.out}', logger='current')
-    shutdown_distributed()
+    launch.shutdown_distributed()
     return metrics
 
 

@@ -17,11 +17,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 import kdep_mm  # noqa: F401  (allows mmengine's checkpoint types)
-from kdep_mm.utils.launch import (add_launch_args, apply_launch_args,
-                                  build_runner, parse_launch_args,
-                                  prepare_cpu_distributed,
-                                  shutdown_distributed,
-                                  use_gloo_without_cuda)
+from kdep_mm.utils import launch
 
 
 def parse_args(argv=None):
@@ -57,8 +53,8 @@ def parse_args(argv=None):
         '--no-persistent-workers',
         action='store_true',
         help='do not use persistent workers in the dataloaders')
-    add_launch_args(parser)
-    return parse_launch_args(parser, argv)
+    launch.add_launch_args(parser)
+    return launch.parse_launch_args(parser, argv)
 
 
 def _set_dataloader_flag(cfg, key, value):
@@ -70,7 +66,7 @@ def _set_dataloader_flag(cfg, key, value):
 
 def merge_args(cfg: Config, args) -> Config:
     """Apply the command-line options to the config."""
-    apply_launch_args(cfg, args)
+    launch.apply_launch_args(cfg, args)
 
     # automatic mixed precision
     if args.amp:
@@ -123,7 +119,7 @@ def merge_args(cfg: Config, args) -> Config:
     if args.no_persistent_workers:
         _set_dataloader_flag(cfg, 'persistent_workers', False)
 
-    use_gloo_without_cuda(cfg)
+    launch.use_gloo_without_cuda(cfg)
     return cfg
 
 
@@ -137,10 +133,10 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
 
-    prepare_cpu_distributed(cfg)
-    runner = build_runner(cfg)
+    launch.prepare_cpu_distributed(cfg)
+    runner = launch.build_runner(cfg)
     runner.train()
-    shutdown_distributed()
+    launch.shutdown_distributed()
 
 
 if __name__ == '__main__':
