@@ -45,24 +45,6 @@ model = dict(
         patch_size=16,
         loss=dict(type='mmpretrain.PixelReconstructionLoss',
                   criterion='L2')),
-    teacher=dict(
-        type='mmpretrain.MAE',
-        backbone=dict(type='mmpretrain.MAEViT', arch='l', patch_size=16),
-        neck=dict(
-            type='mmpretrain.MAEPretrainDecoder',
-            patch_size=16,
-            in_chans=3,
-            embed_dim=1024,
-            decoder_embed_dim=512,
-            decoder_depth=8,
-            decoder_num_heads=16,
-            mlp_ratio=4.),
-        head=dict(
-            type='mmpretrain.MAEPretrainHead',
-            norm_pix=True,
-            patch_size=16,
-            loss=dict(type='mmpretrain.PixelReconstructionLoss',
-                      criterion='L2'))),
     teacher_ckpt=teacher_ckpt,
     # (student block, teacher block), 1-based: ViT-B 9/12 <- ViT-L 18/24
     distill_pairs=[(9, 18)],
@@ -73,6 +55,13 @@ model = dict(
         dict(type='Xavier', layer='Linear', distribution='uniform'),
         dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
     ])
+# the teacher: the whole mmpretrain MAE ViT-L/16, whose decoder and head are
+# the student's at the teacher's width (1024)
+model['teacher'] = dict(
+    type='mmpretrain.MAE',
+    backbone=dict(type='mmpretrain.MAEViT', arch='l', patch_size=16),
+    neck=dict(model['neck'], embed_dim=1024),
+    head=model['head'])
 
 # data: full ImageNet-1K train split, MAE augmentation
 train_pipeline = [

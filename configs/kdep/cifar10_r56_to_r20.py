@@ -6,6 +6,7 @@ _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/cifar10_jpeg.py',
     '../_base_/teachers/cifar_resnet56.py',
+    '../_base_/schedules/sgd_90e_bs128.py',
 ]
 
 model = dict(
@@ -33,26 +34,17 @@ custom_hooks = [
          basis_file='svd_basis.pth'),
 ]
 
-# KDEP's schedule scaled to batch 128: SGD, wd 5e-4 on all parameters,
-# 90 epochs, x0.1 at 30 and 60, no warm-up.
+# KDEP's schedule scaled to batch 128 (the schedule base)
 train_dataloader = dict(batch_size=128)
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = dict(
-    type='MultiStepLR', by_epoch=True, milestones=[30, 60], gamma=0.1)
-train_cfg = dict(by_epoch=True, max_epochs=90, val_interval=10)
-auto_scale_lr = dict(base_batch_size=128)
 
 # Validation every 10 epochs on the held-out CIFAR-10 test images (never
 # trained on): the distillation loss, and the collapse signal: the fraction
 # of the aligned target's variance the student explains (1 - MSE(student,
 # target) / MSE(mean target, target)); a WARNING is logged when it stays
 # below 0.1 for 2 validations in a row.
-val_cfg = dict()
 val_evaluator = [
     dict(type='kdep_mm.DistillLossMetric'),
     dict(type='kdep_mm.ExplainedVarianceMetric', warn_below=0.1, patience=2),
 ]
-test_cfg = dict()
 test_evaluator = val_evaluator
 default_hooks = dict(logger=dict(interval=50))

@@ -29,6 +29,7 @@
 _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/cifar10_jpeg.py',
+    '../_base_/schedules/sgd_90e_bs128.py',  # as the KDEP CIFAR configs
 ]
 
 teacher_store = '{{$KDEP_TCS_STORE:work_dirs/stores/cifar10_r56_feat_v8}}'
@@ -77,16 +78,7 @@ custom_hooks = [
     dict(type='kdep_mm.TCSTailoringHook'),
 ]
 
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = dict(
-    type='MultiStepLR', by_epoch=True, milestones=[30, 60], gamma=0.1)
-train_cfg = dict(by_epoch=True, max_epochs=90, val_interval=10)
-auto_scale_lr = dict(base_batch_size=128)
-
 # validation: top-1 of the student's own (tailored) classifier
-val_cfg = dict()
 val_evaluator = dict(type='Accuracy', topk=(1, ))
-test_cfg = dict()
 test_evaluator = val_evaluator
 default_hooks = dict(logger=dict(interval=50))

@@ -43,16 +43,19 @@
 # The teacher (``teacher``, ``teacher_ckpt``): ../_base_/teachers/
 # in1k_resnet50.py; this store-mode config only checks the store against
 # ``teacher_ckpt``.
+# Data (ImageNet, train / val splits, the standard test transform, top-1 and
+# top-5) and schedule are mmpretrain's imagenet_bs32.py and imagenet_bs256.py.
 _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/teachers/in1k_resnet50.py',
-    '../_base_/imagenet_normalization.py',  # data_preprocessor
+    'mmpretrain::_base_/datasets/imagenet_bs32.py',
+    'mmpretrain::_base_/schedules/imagenet_bs256.py',
 ]
 
 teacher_store = '{{$KDEP_TCS_STORE:data/imagenet/stores/r50_feat_v4}}'
 num_views = 4
 
-data_preprocessor = dict(num_classes=1000)  # + the base's normalisation
+data_preprocessor = dict(type='mmpretrain.ClsDataPreprocessor')
 
 model = dict(
     type='kdep_mm.TCSDistiller',
@@ -74,8 +77,6 @@ model = dict(
     min_coords=256,
 )
 
-dataset_type = 'ImageNet'
-data_root = 'data/imagenet'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
@@ -86,35 +87,13 @@ train_pipeline = [
         scale=224),
     dict(type='PackInputs', algorithm_keys=('teacher_feat', )),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
 train_dataloader = dict(
     batch_size=32,  # x 8 GPUs = 256
     num_workers=8,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='train',
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='val',
-        pipeline=test_pipeline))
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
+    dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=64, num_workers=8, persistent_workers=True)
 test_dataloader = val_dataloader
-test_evaluator = val_evaluator
 
 custom_hooks = [
     dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store,
@@ -122,11 +101,4 @@ custom_hooks = [
     dict(type='kdep_mm.TCSTailoringHook'),
 ]
 
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4))
-param_scheduler = dict(
-    type='MultiStepLR', by_epoch=True, milestones=[30, 60, 90], gamma=0.1)
-train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=5)
-val_cfg = dict()
-test_cfg = dict()
-auto_scale_lr = dict(base_batch_size=256)
+train_cfg = dict(val_interval=5)

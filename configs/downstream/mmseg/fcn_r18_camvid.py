@@ -5,11 +5,9 @@
 # and the split lists {train,val,test}.txt ("train/X.jpg trainannot/X.png").
 #   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<exp>/student_backbone.pth
 _base_ = [
-    'mmseg::_base_/models/fcn_r50-d8.py',
+    '../_base_/models/fcn_r18-d8.py',  # mmpretrain's ResNet-18, dilated
     'mmseg::_base_/default_runtime.py',
 ]
-
-pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
 
 num_classes = 11
 img_scale = (480, 360)  # (w, h), the released (half) resolution
@@ -17,30 +15,9 @@ norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(size=(352, 352))  # the crop, (h, w)
 model = dict(
     data_preprocessor=data_preprocessor,
-    pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='mmpretrain.ResNet',
-        depth=18,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        strides=(1, 2, 1, 1),
-        dilations=(1, 1, 2, 4),
-        style='pytorch',
-        norm_cfg=norm_cfg,
-        norm_eval=False,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    decode_head=dict(
-        in_channels=512,
-        channels=128,
-        num_classes=num_classes,
-        norm_cfg=norm_cfg),
-    auxiliary_head=dict(
-        in_channels=256,
-        channels=64,
-        num_classes=num_classes,
-        norm_cfg=norm_cfg))
+    backbone=dict(norm_cfg=norm_cfg),
+    decode_head=dict(num_classes=num_classes, norm_cfg=norm_cfg),
+    auxiliary_head=dict(num_classes=num_classes, norm_cfg=norm_cfg))
 
 # dataset settings
 dataset_type = 'kdep_mm.CamVidDataset'
