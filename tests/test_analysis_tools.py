@@ -58,7 +58,7 @@ def tiny(tmp_path_factory):
           '--store', str(root / 'store'), '--views', '3', '--view-mode',
           'random', '--out-size', '24', '--batch-size', '8', '--no-progress'],
          env)
-    from kdep_mm.utils.export import export_student
+    from kdep_mm.apis.export import export_student
     export_student(str(root / 'run' / 'epoch_2.pth'),
                    str(root / 'student.pth'))
     return dict(root=root, data=data, env=env)

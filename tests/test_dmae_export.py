@@ -2,7 +2,7 @@
 
 A tiny :class:`~kdep_mm.models.DMAEDistiller` (MAEViT student, 32-d, 4
 blocks, 32 px, patch 8) is saved as a Runner-style checkpoint, exported with
-:func:`kdep_mm.utils.export.export_student` and loaded through
+:func:`kdep_mm.apis.export.export_student` and loaded through
 ``init_cfg=dict(type='Pretrained', prefix='backbone.')`` into
 
 * an mmpretrain ``VisionTransformer`` of the same architecture: no missing,
@@ -86,7 +86,7 @@ def dmae():
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory, dmae):
-    from kdep_mm.utils.export import export_student
+    from kdep_mm.apis.export import export_student
     d = tmp_path_factory.mktemp('dmae_export')
     src = str(d / 'epoch_100.pth')
     torch.save(
@@ -110,7 +110,7 @@ def _exported_backbone_sd(dst):
 
 
 def test_export_holds_exactly_the_student(dmae, exported):
-    from kdep_mm.utils.export import verify_exported
+    from kdep_mm.apis.export import verify_exported
     dst, summary = exported
     ckpt = verify_exported(dst)
     student = _student_sd(dmae)

@@ -36,7 +36,7 @@ def student_ckpt(tmp_path_factory):
     """An exported student (random ResNet-18 weights)."""
     from mmpretrain.models import ResNet
 
-    from kdep_mm.utils.export import export_student
+    from kdep_mm.apis.export import export_student
     torch.manual_seed(0)
     student = ResNet(depth=18, out_indices=(0, 1, 2, 3))
     student.init_weights()

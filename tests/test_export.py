@@ -105,7 +105,7 @@ def distill_ckpt(tmp_path_factory, student):
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory, distill_ckpt):
-    from kdep_mm.utils.export import export_student
+    from kdep_mm.apis.export import export_student
     dst = str(tmp_path_factory.mktemp('export') / 'student_backbone.pth')
     info = export_student(distill_ckpt, dst)
     return dst, info
@@ -186,7 +186,7 @@ def _build_model(cfg):
 
 
 def test_export_content(exported, student, distill_ckpt):
-    from kdep_mm.utils.export import file_sha256, verify_exported
+    from kdep_mm.apis.export import file_sha256, verify_exported
     from kdep_mm.version import __version__
     dst, info = exported
     ckpt = verify_exported(dst)
@@ -217,7 +217,7 @@ def test_export_content(exported, student, distill_ckpt):
 
 
 def test_export_custom_prefixes(tmp_path, student):
-    from kdep_mm.utils.export import export_student, verify_exported
+    from kdep_mm.apis.export import export_student, verify_exported
     src = str(tmp_path / 'bare.pth')
     # a bare state dict (no 'state_dict' / 'meta') under another prefix
     torch.save({'architecture.backbone.' + k: v
@@ -234,7 +234,7 @@ def test_student_cfg_from_runner_pretty_text(tmp_path, student):
     """The Runner stores ``cfg.pretty_text`` (yapf-formatted) in the meta."""
     from mmengine.config import Config
 
-    from kdep_mm.utils.export import export_student
+    from kdep_mm.apis.export import export_student
     backbone = dict(type='mmpretrain.ResNet', depth=18, out_indices=(3, ))
     cfg = Config(
         dict(
@@ -265,7 +265,7 @@ def test_student_cfg_from_runner_pretty_text(tmp_path, student):
 
 
 def test_export_errors(tmp_path, distill_ckpt, student):
-    from kdep_mm.utils.export import ExportError, export_student
+    from kdep_mm.apis.export import ExportError, export_student
     dst = str(tmp_path / 'x.pth')
     with pytest.raises(FileNotFoundError, match='not found'):
         export_student(str(tmp_path / 'nope.pth'), dst)
@@ -292,7 +292,7 @@ def test_export_errors(tmp_path, distill_ckpt, student):
 
 
 def test_verify_exported_rejects(tmp_path, exported):
-    from kdep_mm.utils.export import ExportError, verify_exported
+    from kdep_mm.apis.export import ExportError, verify_exported
     dst, _ = exported
     ckpt = torch.load(dst, weights_only=True)
     with pytest.raises(FileNotFoundError):
@@ -326,7 +326,7 @@ def test_cli(tmp_path, distill_ckpt, capsys):
     dst = str(tmp_path / 'cli' / 'student_backbone.pth')
     assert cli.main([distill_ckpt, dst]) == 0
     out = capsys.readouterr().out
-    from kdep_mm.utils.export import file_sha256
+    from kdep_mm.apis.export import file_sha256
     assert file_sha256(dst) in out
     ckpt = torch.load(dst, weights_only=True)
     assert f'tensors:  {len(ckpt["state_dict"])}' in out
@@ -351,7 +351,7 @@ def test_cli_subprocess(tmp_path, distill_ckpt):
 
 def test_sync_pretrained():
     from mmengine.config import Config
-    from kdep_mm.utils.export import sync_pretrained
+    from kdep_mm.utils.pretrained import sync_pretrained
     cfg = Config.fromfile(
         osp.join(CFG_DIR, 'mmdet', 'retinanet_r18_fpn_bccd.py'))
     assert cfg.model.backbone.init_cfg.checkpoint == cfg.pretrained

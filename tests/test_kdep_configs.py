@@ -101,7 +101,7 @@ def test_cifar_kdep_trains_with_real_teacher(tmp_path):
     # export the distilled student and load it into an mmpretrain
     # classifier through init_cfg: zero missing / unexpected keys, and the
     # exported backbone computes exactly what the distilled student computes
-    from kdep_mm.utils.export import export_student
+    from kdep_mm.apis.export import export_student
     out = osp.join(tmp_path, 'student.pth')
     export_student(osp.join(tmp_path, 'iter_2.pth'), out)
     exported = safe_torch_load(out)

@@ -25,6 +25,10 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from kdep_mm import register_all_modules  # noqa: E402
+from kdep_mm.apis.export import (ExportError, export_classifier,  # noqa: E402
+                                 export_student)
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -67,10 +71,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from kdep_mm.utils.export import ExportError, export_student
     if args.kind == 'classifier':
-        from kdep_mm.apis import export_classifier
-        from kdep_mm import register_all_modules
         register_all_modules(init_default_scope=False)
         try:
             info = export_classifier(args.src, args.dst, config=args.config)

@@ -464,7 +464,7 @@ def stage_export(args, kdep, work_dir):
     """(d): export the student backbone and check that it loads strictly."""
     from kdep_mm.registry import MODELS
     from kdep_mm.utils.checkpoint import safe_torch_load
-    from kdep_mm.utils.export import export_student
+    from kdep_mm.apis.export import export_student
     dst = osp.join(work_dir, 'student_kdep.pth')
     banner('(d) export', f'student backbone of {kdep["ckpt"]}',
            f'-> {dst} (student.* -> backbone.*)')

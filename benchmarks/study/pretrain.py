@@ -108,9 +108,9 @@ class PrefitTCSHook(Hook):
     def before_train(self, runner):
         from kdep_mm.utils.checkpoint import safe_torch_load
         mom = safe_torch_load(self.path)
-        runner.model.fit_coordinates_from_moments(
-            mom['feat_sum'], mom['feat_outer'], mom['count'],
-            source=self.path)
+        runner.model.check_fit_count(mom['count'], self.path)
+        runner.model.coords.fit_from_moments(
+            mom['feat_sum'], mom['feat_outer'], mom['count'])
 
 
 # ------------------------------------------------------------ recorder
@@ -272,7 +272,7 @@ def gpu_loader(ctx, dl_cfg, split):
 # ---------------------------------------------------------------- cells
 def run_pretrain(cell, ctx):
     from kdep_mm.utils.checkpoint import atomic_save
-    from kdep_mm.utils.export import export_student
+    from kdep_mm.apis.export import export_student
     study = ctx.study
     st = study.students[cell.student]
     cfg = arm_cfg(study, cell.arm)

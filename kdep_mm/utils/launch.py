@@ -21,7 +21,7 @@ from mmengine.registry import MODEL_WRAPPERS, RUNNERS
 from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
 
-from .export import sync_pretrained
+from .pretrained import sync_pretrained
 
 
 def add_launch_args(parser: argparse.ArgumentParser) -> None:

@@ -221,9 +221,10 @@ def test_feature_distance_by_hand():
     l2 = (0.36 + 0.64 + 1.0) / 6
     torch.testing.assert_close(model.feature_distance(s, t),
                                torch.tensor(l1))
-    model.distill_distance = 'l2'
-    torch.testing.assert_close(model.feature_distance(s, t),
+    from kdep_mm.models import NormalizedDistanceLoss
+    torch.testing.assert_close(NormalizedDistanceLoss('l2')(s, t),
                                torch.tensor(l2))
+    assert build(distill_distance='l2').feature_distance.distance == 'l2'
 
 
 @pytest.mark.parametrize('distance', ['l1', 'l2'])

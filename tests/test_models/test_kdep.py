@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import kdep_mm  # noqa: F401
-from kdep_mm.engine import fit_aligner
+from kdep_mm.engine import fit_basis_online
 from kdep_mm.models import (KDEPDistiller, LogitKDDistiller,
                             power_temperature_scaling)
 from kdep_mm.models.utils import FeatureRecorder, default_feature_layer
@@ -219,11 +219,13 @@ def test_fit_aligner_uses_num_samples_and_refuses_too_few():
     imgs = torch.randint(0, 255, (80, 3, 32, 32), dtype=torch.uint8)
     loader = _Loader([dict(inputs=list(imgs[i:i + 20]))
                       for i in range(0, 80, 20)], 80)
-    n = fit_aligner(model, loader, num_samples=65, show_progress=False)
+    n = fit_basis_online(model, model.aligner, loader, num_samples=65,
+                         show_progress=False)
     assert n == 65 and int(model.aligner.num_fit_samples) == 65
     # k = 64 student channels need more than 64 features
     with pytest.raises(ValueError, match='num_samples'):
-        fit_aligner(model, loader, num_samples=64, show_progress=False)
+        fit_basis_online(model, model.aligner, loader, num_samples=64,
+                         show_progress=False)
 
 
 def test_predict_sets_per_sample_loss_matching_batch_loss():

@@ -37,12 +37,12 @@ def _model():
 def _worker(rank, world, port, out_dir):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch_dist.init_process_group('gloo', rank=rank, world_size=world)
-    from kdep_mm.engine import fit_aligner
+    from kdep_mm.engine import fit_basis_online
     model = _model()
     imgs = _data()[rank::world]  # each rank sees its own shard
     loader = _Loader([dict(inputs=list(imgs[i:i + 16]))
                       for i in range(0, len(imgs), 16)], 96)
-    fit_aligner(model, loader, show_progress=False)
+    fit_basis_online(model, model.aligner, loader, show_progress=False)
     torch.save({k: v.clone() for k, v in model.aligner.state_dict().items()},
                osp.join(out_dir, f'rank{rank}.pth'))
     torch_dist.destroy_process_group()
@@ -59,12 +59,12 @@ def test_basis_identical_across_two_ranks_and_equal_to_one_process(tmp_path):
         assert torch.equal(r0[k], r1[k]), k  # bit-identical on both ranks
     assert int(r0['num_fit_samples']) == 96
 
-    from kdep_mm.engine import fit_aligner
+    from kdep_mm.engine import fit_basis_online
     model = _model()
     imgs = _data()
     loader = _Loader([dict(inputs=list(imgs[i:i + 16]))
                       for i in range(0, 96, 16)], 96)
-    fit_aligner(model, loader, show_progress=False)
+    fit_basis_online(model, model.aligner, loader, show_progress=False)
     single = model.aligner.state_dict()
     for k in r0:
         torch.testing.assert_close(single[k].double(), r0[k].double(),

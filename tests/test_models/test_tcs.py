@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import kdep_mm  # noqa: F401
-from kdep_mm.engine.hooks import TCSTailoringHook
-from kdep_mm.models.algorithms.tcs import (TCSDistiller,
-                                           export_tcs_classifier,
-                                           fit_coordinates_from_store)
+from kdep_mm.apis.export import save_classifier
+from kdep_mm.engine.hooks import (TCSTailoringHook, fit_basis_online,
+                                  fit_coordinates_from_store)
+from kdep_mm.models import TCSDistiller
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.checkpoint import safe_torch_load
 
@@ -167,7 +167,7 @@ def test_prune_respects_planted_importance():
 def test_train_step_store_mode_no_teacher():
     from mmengine.optim import OptimWrapper
     model = build(prune_interval=2, prune_ratio=0.25, min_coords=4)
-    assert model.teacher is None and model._teacher == []
+    assert model.teacher is None and not len(model.frozen_teachers)
     assert not any('teacher' in n for n, _ in model.named_modules())
     assert not any(n.startswith('teacher') for n in model.state_dict())
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
@@ -240,7 +240,8 @@ def test_online_mode_no_grad_to_teacher():
             for _ in range(24)]
     loader = [dict(inputs=imgs[i:i + 8], data_samples=samples(8))
               for i in range(0, 24, 8)]
-    assert fresh.fit_coordinates_online(loader, num_samples=20) == 20
+    assert fit_basis_online(fresh, fresh.coords, loader, num_samples=20,
+                            show_progress=False) == 20
     ref = build(fit=False, teacher=copy.deepcopy(TEACHER))
     ref.fit_coordinates(fresh.teacher_features(
         fresh.data_preprocessor(dict(inputs=imgs[:20]), False)['inputs']))
@@ -271,7 +272,7 @@ def test_fold_export_and_predict(tmp_path):
     torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-5)
 
     path = str(tmp_path / 'tcs_cls.pth')
-    export_tcs_classifier(model, path)
+    save_classifier(model, path)
     clf = MODELS.build(dict(
         type='mmpretrain.ImageClassifier', backbone=copy.deepcopy(STUDENT),
         neck=dict(type='mmpretrain.GlobalAveragePooling'),

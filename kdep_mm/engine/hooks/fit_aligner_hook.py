@@ -1,88 +1,102 @@
-"""Fit a distiller's aligner (KDEP's SVD basis) once, before training."""
+"""Fit a distiller's principal basis (KDEP's SVD aligner, TCS's coordinate
+system) once, before training: the one fitting routine (online teacher
+pass or teacher store, both through ``fit_principal_basis``) and KDEP's
+hook."""
 import math
 import os.path as osp
 import time
 from typing import Optional
 
+import numpy as np
 import torch
 from mmengine import dist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.utils import ProgressBar
 
+from kdep_mm.models.utils.principal_basis import (BASIS_KEYS, PrincipalBasis,
+                                                  fit_principal_basis)
 from kdep_mm.registry import HOOKS
 from kdep_mm.utils.checkpoint import atomic_save, safe_torch_load
 
-BASIS_KEYS = ('mean', 'basis', 'eigenvalues', 'num_fit_samples')
+
+def unwrap_model(model):
+    return model.module if is_model_wrapper(model) else model
+
+
+def _teacher_feature_batches(model, dataloader):
+    for batch in dataloader:
+        data = model.data_preprocessor(batch, False)
+        yield model.teacher_features(data['inputs'])
 
 
 @torch.no_grad()
-def fit_aligner(model, dataloader, num_samples: Optional[int] = None,
-                logger=None, show_progress: bool = True) -> int:
-    """Fit ``model.aligner`` from teacher features over ``dataloader``.
+def fit_basis_online(model, basis: PrincipalBasis, dataloader,
+                     num_samples: Optional[int] = None,
+                     show_progress: bool = True) -> int:
+    """Fit ``basis`` from the teacher features of ``dataloader``.
 
-    Each rank runs the teacher (eval, no grad) on its shard of the data
-    through ``model.data_preprocessor`` and accumulates float64 moments
-    (sum f, sum f f^T, N); the moments are summed over ranks, every rank
-    fits the same basis, and rank 0's copy is broadcast so that the buffers
-    are bit-identical everywhere.
+    Each rank runs ``model.teacher_features`` (eval, no grad) on its shard
+    of the data through ``model.data_preprocessor``; the float64 moments are
+    summed over ranks and rank 0's basis is broadcast
+    (:func:`fit_principal_basis`).
 
     Args:
-        model: a distiller with ``aligner``, ``teacher_features`` and
+        model: a distiller with ``teacher_features`` and
             ``data_preprocessor``.
+        basis: the :class:`PrincipalBasis` to fit (KDEP's ``aligner``,
+            TCS's ``coords``).
         dataloader: yields batches as the training loop does.
-        num_samples (int, optional): images to use over all ranks; None =
-            one pass over the dataloader.
+        num_samples (int, optional): images over all ranks
+            (``ceil(num_samples / world)`` per rank); None = one pass.
 
     Returns:
-        int: the number of teacher features the basis was fitted on.
+        int: the number of teacher features fitted on.
     """
-    aligner = model.aligner
+    model = unwrap_model(model)
     world = dist.get_world_size()
     per_rank = None if num_samples is None else math.ceil(num_samples / world)
-    total = len(dataloader.dataset) if per_rank is None else per_rank * world
-    bar = ProgressBar(total) if (show_progress and dist.is_main_process()
-                                 and total) else None
-    feat_sum = feat_outer = None
-    count = 0
-    t0 = time.time()
-    for batch in dataloader:
-        data = model.data_preprocessor(batch, False)
-        feats = model.teacher_features(data['inputs'])
-        if per_rank is not None:
-            feats = feats[:per_rank - count]
-        s, o, n = aligner.moments(feats)
-        feat_sum = s if feat_sum is None else feat_sum + s
-        feat_outer = o if feat_outer is None else feat_outer + o
-        count += n
-        if bar is not None:
-            for _ in range(n * world):
-                bar.update()
-        if per_rank is not None and count >= per_rank:
-            break
-    if feat_sum is None:
-        raise ValueError('the aligner fit got no data: the dataloader is '
-                         'empty')
-    count_t = torch.tensor([float(count)], dtype=torch.float64,
-                           device=feat_sum.device)
-    dist.all_reduce(feat_sum, op='sum')
-    dist.all_reduce(feat_outer, op='sum')
-    dist.all_reduce(count_t, op='sum')
-    aligner.fit_from_moments(feat_sum, feat_outer, int(count_t.item()))
-    for key in BASIS_KEYS:
-        dist.broadcast(getattr(aligner, key), src=0)
+    bar = None
+    if show_progress and dist.is_main_process():
+        total = len(dataloader.dataset) if per_rank is None else \
+            per_rank * world
+        bar = ProgressBar(total) if total else None
+
+    def advance(n):
+        for _ in range(n * world):
+            bar.update()
+
+    count = fit_principal_basis(basis,
+                                _teacher_feature_batches(model, dataloader),
+                                limit=per_rank,
+                                on_batch=advance if bar else None)
     if bar is not None:
         print()
-    if logger is not None:
-        ev = aligner.eigenvalues.double()
-        kept = (ev[:aligner.student_channels].sum() / ev.sum().clamp_min(
-            1e-12)).item()
-        logger.info(
-            f'aligner fitted on {int(count_t.item())} teacher features in '
-            f'{time.time() - t0:.1f}s: {aligner.student_channels} of '
-            f'{aligner.teacher_channels} directions keep {kept:.1%} of the '
-            'variance')
-    return int(count_t.item())
+    return count
+
+
+@torch.no_grad()
+def fit_basis_from_store(basis: PrincipalBasis, store, field: str = 'feat',
+                         chunk: int = 4096) -> int:
+    """Fit ``basis`` from every view of every sample of a teacher store's
+    ``field`` (a ``TeacherStore``), streaming its memory-mapped shards in
+    float64 chunks; every rank reads the whole store, so nothing is
+    exchanged between ranks. Returns the number of features fitted on."""
+
+    def batches():
+        for shard in range(store.num_shards):
+            arr = store.shard_arrays(shard)[field]
+            flat = arr.reshape(-1, *arr.shape[2:])
+            for start in range(0, flat.shape[0], chunk):
+                yield torch.from_numpy(
+                    np.asarray(flat[start:start + chunk], dtype=np.float64))
+
+    try:
+        return fit_principal_basis(basis, batches(), across_ranks=False)
+    except ValueError as e:
+        if store.num_samples == 0:
+            raise ValueError(f'teacher store {store.root} is empty') from e
+        raise
 
 
 def save_basis(aligner, path: str, meta: dict) -> None:
@@ -188,8 +202,7 @@ class FitAlignerHook(Hook):
                 'narrower student (refused before the teacher pass)')
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = unwrap_model(runner.model)
         aligner = getattr(model, 'aligner', None)
         if aligner is None or not getattr(aligner, 'needs_fit', False):
             return
@@ -210,8 +223,14 @@ class FitAlignerHook(Hook):
         runner.logger.info(
             'fitting the aligner on teacher features of '
             f'{self.num_samples or "all"} training images')
-        fit_aligner(model, runner.train_dataloader, self.num_samples,
-                    logger=runner.logger)
+        t0 = time.time()
+        n = fit_basis_online(model, aligner, runner.train_dataloader,
+                             self.num_samples)
+        runner.logger.info(
+            f'aligner fitted on {n} teacher features in '
+            f'{time.time() - t0:.1f}s: {aligner.student_channels} of '
+            f'{aligner.teacher_channels} directions keep '
+            f'{aligner.explained_variance():.1%} of the variance')
         if path is not None and dist.is_main_process():
             save_basis(aligner, path, meta)
             runner.logger.info(f'aligner basis written to {path}')

@@ -6,21 +6,45 @@ import os.path as osp
 from typing import Optional
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
+from kdep_mm.datasets.store import TeacherStore
 from kdep_mm.registry import HOOKS
 
 from .check_stores_hook import (PIPELINE_KEY, check_online_teacher,
                                 check_store_against_run,
                                 check_teacher_checkpoint, pipeline_transforms,
                                 stored_view_stores)
-
-
-def _unwrap(model):
-    return model.module if is_model_wrapper(model) else model
-
+from .fit_aligner_hook import (unwrap_model, fit_basis_from_store,
+                               fit_basis_online)
 
 HOOK_KEY = 'custom_hooks: FitTCSCoordinatesHook'
+
+
+def fit_coordinates_from_store(model, store, field: str = 'feat',
+                               source: Optional[str] = None) -> int:
+    """Fit a :class:`TCSDistiller`'s coordinate system from every view of
+    every sample of a teacher store (``fit_basis_from_store``). ``store``:
+    a ``TeacherStore`` or its root (then opened with verification). A store
+    of no more than ``model.num_coords`` features (samples x views) is
+    refused before any shard is read. Returns the number of features."""
+    if isinstance(store, str):
+        store = TeacherStore(store)
+    model = unwrap_model(model)
+    if field not in store.fields:
+        raise ValueError(f'teacher store {store.root} has no field {field!r}'
+                         f' (fields: {sorted(store.fields)})')
+    where = f'teacher store {store.root} field {field!r}'
+    if source is not None:
+        where = f'{source}: {where}'
+    model.check_fit_count(store.num_samples * store.num_views,
+                          f'{where} ({store.num_samples} samples x '
+                          f'{store.num_views} views)')
+    spec = store.fields[field]
+    if list(spec['shape']) != [model.teacher_channels]:
+        raise ValueError(f'{where}: features of shape {spec["shape"]}, '
+                         f'model.teacher_channels is '
+                         f'{model.teacher_channels}')
+    return fit_basis_from_store(model.coords, store, field)
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -92,7 +116,6 @@ class FitTCSCoordinatesHook(Hook):
     # ------------------------------------------------------------ checks
     def check_stores(self, runner, model) -> None:
         """The store checks listed in the class doc (``ValueError``)."""
-        from kdep_mm.datasets.store import TeacherStore
         dataset = runner.train_dataloader.dataset
         transforms = pipeline_transforms(dataset)
         in_pipeline = stored_view_stores(dataset)
@@ -153,8 +176,15 @@ class FitTCSCoordinatesHook(Hook):
                     f'{model.teacher_channels}')
 
     def before_train(self, runner) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         self.check_stores(runner, model)
+        if model.prune_interval > 0 and not any(
+                isinstance(h, TCSTailoringHook)
+                for h in getattr(runner, 'hooks', None) or ()):
+            runner.logger.warning(
+                f'model.prune_interval is {model.prune_interval} but no '
+                'TCSTailoringHook drives the tailoring schedule: add '
+                "dict(type='kdep_mm.TCSTailoringHook') to custom_hooks")
         if model.is_fitted:
             runner.logger.info(
                 'TCS coordinate system restored from the checkpoint (not '
@@ -163,8 +193,6 @@ class FitTCSCoordinatesHook(Hook):
                 f'{model.num_active} active)')
             return
         if self.store is not None:
-            from kdep_mm.models.algorithms.tcs import \
-                fit_coordinates_from_store
             n = fit_coordinates_from_store(model, self.store, self.field,
                                            source=f'{HOOK_KEY}.store')
         else:
@@ -185,8 +213,9 @@ class FitTCSCoordinatesHook(Hook):
                     f'student_channels = {model.student_channels}); use more '
                     'data or lower model.num_coords (refused before the '
                     'teacher pass)')
-            n = model.fit_coordinates_online(runner.train_dataloader,
-                                             self.num_samples)
+            n = fit_basis_online(model, model.coords,
+                                 runner.train_dataloader, self.num_samples,
+                                 show_progress=False)
         runner.logger.info(f'TCS coordinate system fitted on {n} teacher '
                            f'features (k = {model.num_coords})')
 
@@ -202,7 +231,7 @@ class TCSTailoringHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         model.after_train_iter()
         runner.message_hub.update_scalar('train/active_coords',
                                          model.num_active)

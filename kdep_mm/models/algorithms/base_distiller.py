@@ -39,6 +39,15 @@ class BaseDistiller(BaseModel):
             head (logit distillation).
     """
 
+    #: what ``kdep_mm.apis.export`` writes from this distiller: the student
+    #: backbone always; ``'classifier'`` where :meth:`classifier_checkpoint`
+    #: gives the whole student as an mmpretrain ``ImageClassifier``.
+    exports = ('backbone', )
+    #: the model-config keys that describe the teachers; an export rebuilds
+    #: the model without them (store mode).
+    teacher_keys = ('teacher', 'teacher_ckpt', 'teacher_revise_keys',
+                    'teachers', 'teacher_ckpts')
+
     def __init__(self,
                  student: dict,
                  teacher: Optional[dict] = None,
@@ -133,6 +142,17 @@ class BaseDistiller(BaseModel):
         if teachers is not None:
             teachers.eval()
         return self
+
+    def classifier_checkpoint(self) -> dict:
+        """``dict(state_dict=..., meta=...)`` of the whole student as an
+        mmpretrain ``ImageClassifier``, for distillers that export one."""
+        raise NotImplementedError(f'{type(self).__name__} exports '
+                                  f'{list(self.exports)}')
+
+    def _student_state(self, prefix: str = 'backbone.') -> dict:
+        """The student backbone's state dict under ``prefix``, on the CPU."""
+        return {f'{prefix}{k}': v.detach().cpu().clone()
+                for k, v in self.student.state_dict().items()}
 
     # ------------------------------------------------------------- losses
     @torch.no_grad()

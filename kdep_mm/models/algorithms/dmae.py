@@ -11,9 +11,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from kdep_mm.registry import MODELS
+from ..losses import NormalizedDistanceLoss
 from ..utils import FeatureRecorder
 from .base_distiller import BaseDistiller
 
@@ -176,10 +176,7 @@ class DMAEDistiller(BaseDistiller):
         self.mask_ratio = mask_ratio
         self.student.mask_ratio = mask_ratio
 
-        if distill_distance not in ('l1', 'l2'):
-            raise ValueError("model.distill_distance must be 'l1' or 'l2', "
-                             f'got {distill_distance!r}')
-        self.distill_distance = distill_distance
+        self.feature_distance = NormalizedDistanceLoss(distill_distance)
         self.alpha = float(alpha)
 
         teacher_backbone = self.frozen_teacher.backbone
@@ -222,16 +219,6 @@ class DMAEDistiller(BaseDistiller):
         return vit_forward_visible(self.frozen_teacher.backbone, inputs,
                                    ids_keep,
                                    [t for _, t in self.distill_pairs])
-
-    def feature_distance(self, student: torch.Tensor,
-                         target: torch.Tensor) -> torch.Tensor:
-        """Mean over all elements of |n(s) - n(t)| ('l1') or
-        (n(s) - n(t))^2 ('l2'), n = per-token L2 normalisation."""
-        student = F.normalize(student, dim=-1)
-        target = F.normalize(target, dim=-1)
-        if self.distill_distance == 'l1':
-            return F.l1_loss(student, target)
-        return F.mse_loss(student, target)
 
     @staticmethod
     def _images(inputs):

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.store_keys import TEACHER_OUTPUTS
+from ..losses import SoftTargetKLLoss
 from ..teachers import per_teacher, stored_mix, stored_teacher_outputs
 from ..utils import EnsembleDataPreprocessor
 from .base_distiller import BaseDistiller
@@ -83,6 +84,8 @@ class EnsembleDistiller(BaseDistiller):
             :class:`EnsembleDataPreprocessor`.
     """
 
+    exports = ('backbone', 'classifier')
+
     def __init__(self,
                  student: dict,
                  head: dict,
@@ -132,6 +135,7 @@ class EnsembleDistiller(BaseDistiller):
         self.temperature = float(temperature)
         self.topk_rest = topk_rest
         self.teacher_weights = dict(zip(names, weights))
+        self.kd_loss = SoftTargetKLLoss(self.temperature)
 
         want_tokens = len(names) if target == 'per_teacher' else 1
         got_tokens = getattr(self.student, 'num_teacher_tokens', None)
@@ -224,16 +228,6 @@ class EnsembleDistiller(BaseDistiller):
         return probs
 
     # ------------------------------------------------------------- losses
-    def kd_loss(self, student_logits: torch.Tensor,
-                target_probs: torch.Tensor) -> torch.Tensor:
-        """``T^2 * mean_n KL(p || softmax(s / T))``, summed over classes
-        (zero-probability classes contribute nothing)."""
-        t = self.temperature
-        p = target_probs.detach().to(student_logits.dtype)
-        log_q = F.log_softmax(student_logits / t, dim=1)
-        kl = (torch.xlogy(p, p) - p * log_q).sum(1).mean()
-        return kl * t * t
-
     def student_logits(self, inputs: torch.Tensor) -> List[torch.Tensor]:
         """Logits of every head, class head first."""
         return self.head.token_logits(self.student(inputs))
@@ -268,22 +262,17 @@ class EnsembleDistiller(BaseDistiller):
         """``mode='tensor'``: the heads' outputs on the student's tokens."""
         return self.head(self.student(inputs))
 
-
-def export_ensemble_classifier(model: EnsembleDistiller, path: str) -> dict:
-    """Write the whole student (``backbone.*`` = the MultiTokenViT with its
-    teacher tokens, ``head.*`` = every head) as an mmpretrain
-    ``ImageClassifier`` checkpoint (``atomic_save``); it loads strictly into
-    ``ImageClassifier(backbone=MultiTokenViT, head=MultiTokenClsHead)`` and
-    predicts what the distiller predicts. Returns the state dict."""
-    from kdep_mm.utils.checkpoint import atomic_save
-    model = model.module if hasattr(model, 'module') else model
-    state = {f'backbone.{k}': v.detach().cpu().clone()
-             for k, v in model.student.state_dict().items()}
-    state.update({f'head.{k}': v.detach().cpu().clone()
-                  for k, v in model.head.state_dict().items()})
-    meta = dict(algorithm='EnsembleDistiller',
-                teacher_names=list(model.teacher_names),
-                num_classes=model.head.num_classes,
-                average=model.head.average)
-    atomic_save(dict(state_dict=state, meta=meta), path)
-    return state
+    def classifier_checkpoint(self) -> dict:
+        """The whole student (``backbone.*`` = the MultiTokenViT with its
+        teacher tokens, ``head.*`` = every head) as an mmpretrain
+        ``ImageClassifier`` checkpoint; it loads strictly into
+        ``ImageClassifier(backbone=MultiTokenViT, head=MultiTokenClsHead)``
+        and predicts what the distiller predicts."""
+        state = self._student_state()
+        state.update({f'head.{k}': v.detach().cpu().clone()
+                      for k, v in self.head.state_dict().items()})
+        meta = dict(algorithm='EnsembleDistiller',
+                    teacher_names=list(self.teacher_names),
+                    num_classes=self.head.num_classes,
+                    average=self.head.average)
+        return dict(state_dict=state, meta=meta)

@@ -16,30 +16,21 @@ the still-active coordinates with the smallest accumulated importance
 (first-order Taylor score |c * dCE/dc| of the masked student coordinates) is
 dropped, never below ``min_coords``.
 """
-import logging
 import math
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine import dist
-from mmengine.logging import print_log
 
 from kdep_mm.registry import MODELS
-from kdep_mm.utils.checkpoint import atomic_save
 from kdep_mm.utils.store_keys import TEACHER_FEAT
-from ..aligners.svd_aligner import SVDAligner
+from ..losses import MaskedMSELoss
 from ..teachers import stored_teacher_feat
-from ..utils import global_pool, last_output, resolve_feature_layer
+from ..utils import (PrincipalBasis, global_pool, last_output,
+                     resolve_feature_layer)
 from .base_distiller import BaseDistiller
-
-
-def _accumulate(total, part):
-    if total is None:
-        return list(part)
-    return [total[0] + part[0], total[1] + part[1], total[2] + part[2]]
 
 
 @MODELS.register_module()
@@ -80,6 +71,10 @@ class TCSDistiller(BaseDistiller):
             0 (the first step happens at ``prune_interval``).
         Others: see :class:`BaseDistiller`.
     """
+
+    exports = ('backbone', 'classifier')
+    teacher_keys = BaseDistiller.teacher_keys + ('teacher_feature',
+                                                 'student_feature')
 
     def __init__(self,
                  student: dict,
@@ -139,8 +134,10 @@ class TCSDistiller(BaseDistiller):
         self.min_coords = int(min_coords)
         self.prune_start = int(prune_start)
         # mu, V_k (sorted by variance, deterministic signs), eigenvalues:
-        # the shared float64 fit of KDEP's SVDAligner, without PTS.
-        self.coords = SVDAligner(k, self.teacher_channels, power=None)
+        # the principal basis KDEP's SVDAligner fits too, without PTS.
+        self.coords = PrincipalBasis.build(self.teacher_channels, k,
+                                           'model.num_coords')
+        self._coordinate_mse = MaskedMSELoss()
         self.projector = nn.Linear(self.student_channels, k)  # P, b_P
         self.classifier = nn.Linear(k, self.num_classes)  # W, b
         self.register_buffer('mask', torch.ones(k))
@@ -149,8 +146,6 @@ class TCSDistiller(BaseDistiller):
         # which would overwrite each rank's local accumulation. Saved
         # through get_extra_state; summed over ranks at each prune step.
         self._importance = torch.zeros(k, dtype=torch.float64)
-        self._loss_calls = 0
-        self._warned_no_hook = False
 
     @property
     def importance(self) -> torch.Tensor:
@@ -185,51 +180,16 @@ class TCSDistiller(BaseDistiller):
                 f'{self.num_coords} of them (the centred feature matrix has '
                 'rank <= N - 1); use more data or lower model.num_coords')
 
-    def fit_coordinates_from_moments(self, feat_sum, feat_outer, count,
-                                     source: str = 'the fit') -> None:
-        self.check_fit_count(count, source)
-        if feat_sum.numel() != self.teacher_channels:
-            raise ValueError(
-                f'{source}: teacher features have {feat_sum.numel()} '
-                f'channels, model.teacher_channels is '
-                f'{self.teacher_channels}')
-        self.coords.fit_from_moments(feat_sum, feat_outer, count)
-
     def fit_coordinates(self, features: torch.Tensor) -> None:
-        """Fit mu and V_k from teacher features (N, C_t) in memory."""
-        self.fit_coordinates_from_moments(*SVDAligner.moments(features),
-                                          source='fit_coordinates')
-
-    @torch.no_grad()
-    def fit_coordinates_online(self, dataloader,
-                               num_samples: Optional[int] = None) -> int:
-        """Fit from an online teacher pass over ``dataloader`` (moments are
-        summed over ranks). Returns the number of features used."""
-        if self.frozen_teacher is None:
-            raise RuntimeError('store mode: fit from the store '
-                               '(fit_coordinates_from_store)')
-        total, count = None, 0
-        for batch in dataloader:
-            data = self.data_preprocessor(batch, False)
-            feats = self.teacher_features(data['inputs'])
-            if num_samples is not None:
-                feats = feats[:num_samples - count]
-            total = _accumulate(total, SVDAligner.moments(feats))
-            count += feats.shape[0]
-            if num_samples is not None and count >= num_samples:
-                break
-        if total is None:
-            raise ValueError('fit_coordinates_online: empty dataloader')
-        if dist.get_world_size() > 1:
-            t = torch.cat([total[0], total[1].flatten(),
-                           torch.tensor([float(total[2])],
-                                        dtype=torch.float64)])
-            dist.all_reduce(t)
-            c = self.teacher_channels
-            total = [t[:c], t[c:c + c * c].view(c, c), int(t[-1].item())]
-        self.fit_coordinates_from_moments(*total,
-                                          source='fit_coordinates_online')
-        return int(total[2])
+        """Fit mu and V_k from teacher features (N, C_t) in memory (the
+        fit hook streams them through :func:`fit_principal_basis`)."""
+        self.check_fit_count(features.shape[0], 'fit_coordinates')
+        if features.shape[1] != self.teacher_channels:
+            raise ValueError(
+                f'fit_coordinates: teacher features have {features.shape[1]}'
+                f' channels, model.teacher_channels is '
+                f'{self.teacher_channels}')
+        self.coords.fit(features)
 
     def teacher_coordinates(self, teacher_feat: torch.Tensor) -> torch.Tensor:
         """c_t = (f_t - mu) @ V_k, (N, k), no grad."""
@@ -264,6 +224,20 @@ class TCSDistiller(BaseDistiller):
             fc.bias.copy_(bias.to(fc.bias))
         return fc
 
+    def classifier_checkpoint(self) -> dict:
+        """mmpretrain ``ImageClassifier`` checkpoint: ``backbone.*`` from
+        the student, ``head.fc.*`` = :meth:`fold_head`; loads strictly into
+        backbone + GlobalAveragePooling + LinearClsHead(in_channels=C_s)."""
+        state = self._student_state()
+        fc = self.fold_head()
+        state['head.fc.weight'] = fc.weight.detach().cpu().clone()
+        state['head.fc.bias'] = fc.bias.detach().cpu().clone()
+        meta = dict(algorithm='TCS', num_coords=self.num_coords,
+                    active_coords=self.num_active,
+                    num_classes=self.num_classes,
+                    in_channels=self.student_channels)
+        return dict(state_dict=state, meta=meta)
+
     # -------------------------------------------------------------- teacher
     def _teacher_feat(self, inputs, data_samples) -> torch.Tensor:
         """f_t: the samples' stored ``teacher_feat``, else the online
@@ -283,12 +257,8 @@ class TCSDistiller(BaseDistiller):
     # ------------------------------------------------------------ losses
     def coordinate_loss(self, student: torch.Tensor,
                         target: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the active coordinates (masked ones give
-        nothing; divided by N * active coordinates)."""
-        m = self.mask.to(student.dtype)
-        diff = (student - target.to(student.dtype)) * m
-        active = m.sum().clamp_min(1)
-        return diff.pow(2).sum() / (student.shape[0] * active)
+        """:class:`MaskedMSELoss` over the active coordinates."""
+        return self._coordinate_mse(student, target, self.mask)
 
     def _accumulate_importance(self, coords: torch.Tensor):
         value = coords.detach()
@@ -309,8 +279,7 @@ class TCSDistiller(BaseDistiller):
             raise RuntimeError(
                 'TCSDistiller: the coordinate system is not fitted: add '
                 'kdep_mm.FitTCSCoordinatesHook to custom_hooks, call '
-                'fit_coordinates_from_store / fit_coordinates_online, or '
-                'load a checkpoint that holds coords.*')
+                'fit_coordinates, or load a checkpoint that holds coords.*')
         if data_samples is None:
             raise ValueError('TCSDistiller.loss needs data samples with '
                              'gt_label')
@@ -320,7 +289,6 @@ class TCSDistiller(BaseDistiller):
         masked = coords * self.mask.to(coords.dtype)
         if self.training and masked.requires_grad:
             masked.register_hook(self._accumulate_importance(masked))
-            self._check_tailoring_hook()
         logits = self.classifier(masked)
         labels = torch.cat([s.gt_label for s in data_samples]).to(
             logits.device)
@@ -382,77 +350,3 @@ class TCSDistiller(BaseDistiller):
         if (self.prune_interval > 0 and it >= self.prune_start
                 and it % self.prune_interval == 0):
             self.prune_step()
-
-    def _check_tailoring_hook(self) -> None:
-        self._loss_calls += 1
-        if (self.prune_interval > 0 and not self._warned_no_hook
-                and int(self.train_iter) == 0
-                and self._loss_calls > 2 * self.prune_interval):
-            self._warned_no_hook = True
-            print_log(
-                f'TCSDistiller: {self._loss_calls} training iterations and '
-                'the tailoring schedule never advanced: add '
-                "dict(type='kdep_mm.TCSTailoringHook') to custom_hooks",
-                logger='current', level=logging.WARNING)
-
-
-def _unwrap(model):
-    return model.module if hasattr(model, 'module') else model
-
-
-@torch.no_grad()
-def fit_coordinates_from_store(model: TCSDistiller, store,
-                               field: str = 'feat',
-                               chunk: int = 4096,
-                               source: Optional[str] = None) -> int:
-    """Fit ``model``'s coordinate system from every view of every sample in
-    a teacher store, streaming the memory-mapped shards through
-    ``SVDAligner.moments``. ``store``: a ``TeacherStore`` or its root (then
-    opened with verification, see ``TeacherStore``). A store of no more
-    than ``model.num_coords`` features (samples x views) is refused before
-    any shard is read. Returns the number of features used."""
-    from kdep_mm.datasets.store import TeacherStore
-    if isinstance(store, str):
-        store = TeacherStore(store)
-    model = _unwrap(model)
-    if field not in store.fields:
-        raise ValueError(f'teacher store {store.root} has no field {field!r}'
-                         f' (fields: {sorted(store.fields)})')
-    where = f'teacher store {store.root} field {field!r}'
-    if source is not None:
-        where = f'{source}: {where}'
-    model.check_fit_count(store.num_samples * store.num_views,
-                          f'{where} ({store.num_samples} samples x '
-                          f'{store.num_views} views)')
-    total = None
-    for shard in range(store.num_shards):
-        arr = store.shard_arrays(shard)[field]
-        flat = arr.reshape(-1, *arr.shape[2:])
-        for start in range(0, flat.shape[0], chunk):
-            feats = torch.from_numpy(
-                np.asarray(flat[start:start + chunk], dtype=np.float64))
-            total = _accumulate(total, SVDAligner.moments(
-                feats.reshape(feats.shape[0], -1)))
-    if total is None:
-        raise ValueError(f'teacher store {store.root} is empty')
-    model.fit_coordinates_from_moments(*total, source=where)
-    return int(total[2])
-
-
-def export_tcs_classifier(model: TCSDistiller, path: str) -> dict:
-    """Write an mmpretrain ``ImageClassifier`` checkpoint (``backbone.*``
-    from the student, ``head.fc.*`` = :meth:`TCSDistiller.fold_head`) with
-    ``atomic_save``; loads strictly into backbone + GlobalAveragePooling +
-    LinearClsHead(in_channels=C_s). Returns the state dict."""
-    model = _unwrap(model)
-    state = {f'backbone.{k}': v.detach().cpu().clone()
-             for k, v in model.student.state_dict().items()}
-    fc = model.fold_head()
-    state['head.fc.weight'] = fc.weight.detach().cpu().clone()
-    state['head.fc.bias'] = fc.bias.detach().cpu().clone()
-    meta = dict(algorithm='TCS', num_coords=model.num_coords,
-                active_coords=model.num_active,
-                num_classes=model.num_classes,
-                in_channels=model.student_channels)
-    atomic_save(dict(state_dict=state, meta=meta), path)
-    return state

@@ -5,6 +5,7 @@ from typing import Optional, Tuple
 import torch
 
 from kdep_mm.registry import MODELS
+from ..utils.principal_basis import PrincipalBasis
 from .base_aligner import BaseAligner
 
 
@@ -30,13 +31,11 @@ def checked_pts_args(temperature: float, power: Optional[float]):
 
 
 @MODELS.register_module()
-class SVDAligner(BaseAligner):
+class SVDAligner(BaseAligner, PrincipalBasis):
     """Project teacher features onto their top-k principal directions.
 
-    With teacher features F (N x C_t), mean mu and centred F_c = F - mu, the
-    basis V_k (C_t x k) holds the first k right-singular vectors of F_c (the
-    top-k eigenvectors of F_c^T F_c, sorted by variance; no whitening),
-    k = C_s. Then
+    With mu and V_k the :class:`PrincipalBasis` of the teacher features
+    (C_t x k, k = C_s, sorted by variance; no whitening):
 
         target = PTS((f_t - mu) @ V_k),    student side unchanged.
 
@@ -72,71 +71,8 @@ class SVDAligner(BaseAligner):
                 "directions. Use aligner=dict(type='ProjectorAligner', ...) "
                 '(a learned student-side projection) for such pairs.')
         self.temperature, self.power = checked_pts_args(temperature, power)
-        self.register_buffer('mean', torch.zeros(teacher_channels))
-        self.register_buffer('basis',
-                             torch.zeros(teacher_channels, student_channels))
-        # full eigen-spectrum of the teacher covariance, descending
-        self.register_buffer('eigenvalues', torch.zeros(teacher_channels))
-        self.register_buffer('num_fit_samples', torch.zeros((),
-                                                            dtype=torch.long))
-
-    @property
-    def is_fitted(self) -> bool:
-        return bool(self.num_fit_samples.item() > 0)
-
-    @staticmethod
-    def moments(features: torch.Tensor
-                ) -> Tuple[torch.Tensor, torch.Tensor, int]:
-        """float64 (sum f, sum f f^T, N) of features (N, C): additive, so
-        moments of shards (or ranks) can be summed before fitting."""
-        f = features.detach().to(torch.float64)
-        return f.sum(0), f.T @ f, f.shape[0]
-
-    @torch.no_grad()
-    def fit_from_moments(self, feat_sum: torch.Tensor,
-                         feat_outer: torch.Tensor, count: int) -> None:
-        """Fit mu and V_k from float64 moments of N teacher features.
-
-        Covariance C = (sum f f^T - N mu mu^T); V_k = its top-k
-        eigenvectors, each column's sign fixed so that its entry of largest
-        magnitude is positive (deterministic across runs and ranks).
-
-        Raises:
-            ValueError: N <= k (the centred matrix has rank <= N - 1, so k
-                directions are not determined).
-        """
-        count = int(count)
-        k = self.student_channels
-        if count <= k:
-            raise ValueError(
-                f'the aligner fit saw {count} teacher features but needs more '
-                f'than aligner.student_channels = {k} of them (the centred '
-                f'feature matrix has rank <= N - 1); raise the fit hook\'s '
-                f'num_samples or use more data')
-        feat_sum = feat_sum.to(torch.float64)
-        mean = feat_sum / count
-        cov = feat_outer.to(torch.float64) - count * torch.outer(mean, mean)
-        cov = (cov + cov.T) / 2
-        evals, evecs = torch.linalg.eigh(cov.cpu())
-        order = torch.argsort(evals, descending=True)
-        evals, evecs = evals[order], evecs[:, order]
-        basis = evecs[:, :k]
-        idx = basis.abs().argmax(0)
-        signs = torch.sign(basis[idx, torch.arange(k)])
-        signs[signs == 0] = 1
-        basis = basis * signs
-        self.mean.copy_(mean.to(self.mean))
-        self.basis.copy_(basis.to(self.basis))
-        self.eigenvalues.copy_(evals.clamp_min(0).to(self.eigenvalues))
-        self.num_fit_samples.fill_(count)
-
-    def fit(self, features: torch.Tensor) -> None:
-        """Fit from a feature matrix (N, C_t) held in memory."""
-        self.fit_from_moments(*self.moments(features))
-
-    def project(self, teacher: torch.Tensor) -> torch.Tensor:
-        """z = (f_t - mu) @ V_k, shape (N, k)."""
-        return (teacher - self.mean) @ self.basis
+        self.register_basis(teacher_channels, student_channels,
+                            'aligner.student_channels')
 
     def forward(self, student: torch.Tensor,
                 teacher: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,14 @@
-"""Export the student backbone of a distillation checkpoint for downstream use.
+"""Export the student of a distillation checkpoint: the one export path.
+
+Each distiller declares what it exports (``exports``): every one its
+student backbone (:func:`export_student`, from the checkpoint file alone);
+TCS and the ensemble also the whole student as an mmpretrain
+``ImageClassifier`` (:func:`export_classifier`, which rebuilds the model
+without its teachers; :meth:`classifier_checkpoint` of the distiller).
+``tools/export_student.py --as backbone|classifier`` is its CLI.
+
+Backbone
+--------
 
 A KDEP distillation run saves mmengine Runner checkpoints whose
 ``state_dict`` holds the student backbone under ``student.`` next to the
@@ -22,15 +32,19 @@ mmengine's ``CheckpointLoader`` does for local files.
 import os.path as osp
 import re
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import torch
+from mmengine.config import Config
 
-from .checkpoint import atomic_save, file_sha256, safe_torch_load
+import kdep_mm.models  # noqa: F401  (registers the model classes)
+from kdep_mm.registry import MODELS
+from kdep_mm.utils.checkpoint import atomic_save, file_sha256, safe_torch_load
+from kdep_mm.version import __version__
 
 __all__ = [
     'ExportError', 'export_student', 'verify_exported', 'file_sha256',
-    'sync_pretrained'
+    'export_classifier', 'save_classifier'
 ]
 
 # state-dict entries that are buffers, not learnable parameters
@@ -93,7 +107,6 @@ def _read_student_cfg(meta: Any, student_prefix: str) -> Optional[dict]:
     """
     if not isinstance(meta, dict) or meta.get('cfg') is None:
         return None
-    from mmengine.config import Config
     cfg_obj = meta['cfg']
     try:
         if isinstance(cfg_obj, str):
@@ -199,7 +212,6 @@ def export_student(src_ckpt: str,
             f'prefixes found: {_prefix_summary(state_dict.keys())}. Pass '
             'the right one with student_prefix (--student-prefix).')
 
-    from kdep_mm.version import __version__
     out_meta = dict(
         kdep_mm_version=__version__,
         source=src_abs,
@@ -234,10 +246,6 @@ def _default_exclude(student_cfg: Optional[dict]) -> list:
             student_cfg.get('type'), str):
         return []
     try:
-        import importlib
-
-        from mmengine.registry import MODELS
-        importlib.import_module('kdep_mm.models')  # registers kdep_mm's
         cls = MODELS.get(student_cfg['type'])
     except Exception:  # noqa: BLE001 - unknown types export everything
         return []
@@ -300,27 +308,87 @@ def verify_exported(path: str, out_prefix: Optional[str] = None) -> dict:
     return ckpt
 
 
-def sync_pretrained(cfg, key: str = 'pretrained') -> bool:
-    """Point ``model.backbone.init_cfg.checkpoint`` at ``cfg[key]``.
+# ---------------------------------------------------------------- classifier
+def save_classifier(model, path: str) -> dict:
+    """Write ``model.classifier_checkpoint()`` (an mmpretrain
+    ``ImageClassifier`` checkpoint: ``state_dict`` + ``meta``) to ``path``
+    atomically. Returns the state dict."""
+    model = model.module if hasattr(model, 'module') else model
+    if 'classifier' not in getattr(model, 'exports', ()):
+        raise ExportError(f'{type(model).__name__} exports '
+                          f'{list(getattr(model, "exports", ()))}, not a '
+                          'classifier; export its student backbone')
+    ckpt = model.classifier_checkpoint()
+    atomic_save(ckpt, path)
+    return ckpt['state_dict']
 
-    In mmengine's plain-text configs a top-level variable is substituted
-    when the file is parsed, so ``--cfg-options pretrained=X`` changes
-    ``cfg.pretrained`` but not the ``init_cfg`` that used it. A training
-    script calls this after ``cfg.merge_from_dict(options)`` to carry the
-    override through (equivalently, pass
-    ``--cfg-options model.backbone.init_cfg.checkpoint=X``).
 
-    Returns:
-        bool: whether ``init_cfg.checkpoint`` was changed.
+def _model_cfg(ckpt: dict, src: str, config: Optional[Union[str, Config]]):
+    if config is not None:
+        cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    else:
+        meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+        text = meta.get('cfg') if isinstance(meta, dict) else None
+        if text is None:
+            raise ExportError(f'{src} records no config (meta["cfg"]); pass '
+                              'the training config with --config')
+        cfg = Config.fromstring(text, '.py') if isinstance(text, str) \
+            else Config(text)
+    if 'model' not in cfg:
+        raise ExportError('the config has no "model"')
+    return cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') \
+        else dict(cfg.model)
+
+
+def export_classifier(src_ckpt: str, dst: str,
+                      config: Optional[Union[str, Config]] = None) -> dict:
+    """Write the student of a distillation checkpoint whose model exports a
+    classifier (TCS, the ensemble) as an mmpretrain ``ImageClassifier``
+    checkpoint at ``dst`` (atomic).
+
+    The model is rebuilt from the config recorded in the checkpoint (or
+    ``config``) without its teachers (the model's ``teacher_keys`` are
+    dropped: they are not in the checkpoint and not needed, so the teacher
+    checkpoints need not exist here), the state dict is loaded strictly,
+    and :func:`save_classifier` writes it.
+
+    Returns a summary: ``dst``, ``algorithm``, ``num_tensors``, ``sha256``,
+    ``source``. Raises :class:`ExportError` naming what is wrong: no
+    config, a model that exports no classifier (e.g. KDEP: export its
+    backbone instead), or a state dict that does not fit the model.
     """
-    value = cfg.get(key) if hasattr(cfg, 'get') else None
-    model = cfg.get('model') if hasattr(cfg, 'get') else None
-    if value is None or not isinstance(model, dict):
-        return False
-    init_cfg = (model.get('backbone') or {}).get('init_cfg')
-    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
-        return False
-    if init_cfg.get('checkpoint') == value:
-        return False
-    init_cfg['checkpoint'] = value
-    return True
+    if not osp.isfile(src_ckpt):
+        raise FileNotFoundError(f'distillation checkpoint not found: '
+                                f'{src_ckpt}')
+    if osp.abspath(src_ckpt) == osp.abspath(dst):
+        raise ExportError(f'refusing to overwrite the source checkpoint '
+                          f'{src_ckpt}; choose another destination')
+    ckpt = safe_torch_load(src_ckpt, map_location='cpu')
+    model_cfg = _model_cfg(ckpt, src_ckpt, config)
+    kind = str(model_cfg.get('type', '')).split('.')[-1]
+    try:
+        cls = MODELS.get(model_cfg.get('type', ''))
+    except Exception:  # noqa: BLE001 - reported below
+        cls = None
+    if cls is None or 'classifier' not in getattr(cls, 'exports', ()):
+        raise ExportError(
+            f'model.type {model_cfg.get("type")!r} has no classifier export '
+            '(it exports '
+            f'{list(getattr(cls, "exports", ("backbone", )))}); export its '
+            'student backbone with --as backbone')
+    for key in cls.teacher_keys:
+        model_cfg.pop(key, None)
+    model = MODELS.build(model_cfg)
+    state = ckpt.get('state_dict', ckpt)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ExportError(f'{src_ckpt} does not fit model.type {kind!r} of '
+                          f'the config: {e}') from e
+    if missing or unexpected:
+        raise ExportError(
+            f'{src_ckpt} does not fit model.type {kind!r} of the config: '
+            f'missing keys {missing[:8]}, unexpected keys {unexpected[:8]}')
+    out = save_classifier(model, dst)
+    return dict(dst=dst, algorithm=kind, num_tensors=len(out),
+                sha256=file_sha256(dst), source=osp.abspath(src_ckpt))
