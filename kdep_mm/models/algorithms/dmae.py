@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmpretrain.models.utils import resize_pos_embed
 
 from kdep_mm.registry import MODELS
 from ..losses import NormalizedDistanceLoss
@@ -61,7 +62,6 @@ def vit_forward_visible(backbone: nn.Module,
         list[Tensor]: for each entry of ``out_layers``, the (B, 1 + n_keep, C)
         tokens (CLS first) output by that block.
     """
-    from mmpretrain.models.utils import resize_pos_embed
     if getattr(backbone, 'cls_token', None) is None or getattr(
             backbone, 'num_extra_tokens', 1) != 1:
         raise ValueError('vit_forward_visible needs a ViT with exactly one '

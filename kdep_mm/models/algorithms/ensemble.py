@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.store_keys import TEACHER_OUTPUTS
+from kdep_mm.utils.topk import decode_topk
 from ..losses import SoftTargetKLLoss
 from ..teachers import per_teacher, stored_mix, stored_teacher_outputs
 from ..utils import EnsembleDataPreprocessor
@@ -43,7 +44,7 @@ class EnsembleDistiller(BaseDistiller):
 
     - **store mode** (``teachers=None``): no teacher is built; every
       training sample carries ``teacher_outputs`` (``{name: {field:
-      array}}``, put there by ``kdep_mm.ApplyStoredEnsembleView`` and
+      array}}``, put there by ``kdep_mm.ApplyStoredView(stores=...)`` and
       ``PackInputs(algorithm_keys=('teacher_outputs', ))``), with the full
       ``logits`` or the top-k ``logits_topk_prob`` / ``logits_topk_idx`` of
       each teacher on exactly the view the student sees. With a batch
@@ -175,7 +176,6 @@ class EnsembleDistiller(BaseDistiller):
             probs = F.softmax(logits.to(device) / self.temperature, dim=1)
         elif 'logits_topk_prob' in fields[0] and \
                 'logits_topk_idx' in fields[0]:
-            from kdep_mm.utils.topk import decode_topk
             dense = decode_topk(
                 np.stack([f['logits_topk_prob'] for f in fields]),
                 np.stack([f['logits_topk_idx'] for f in fields]),
@@ -212,7 +212,7 @@ class EnsembleDistiller(BaseDistiller):
                 raise ValueError(
                     f'store mode (model.teachers=None) needs '
                     f'{TEACHER_OUTPUTS} in every data sample: add '
-                    'kdep_mm.ApplyStoredEnsembleView and mmpretrain.'
+                    'kdep_mm.ApplyStoredView(stores=...) and mmpretrain.'
                     f"PackInputs(algorithm_keys=('{TEACHER_OUTPUTS}',)) to "
                     'the training pipeline')
             probs = {}

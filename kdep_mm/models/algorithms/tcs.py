@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine import dist
+from mmpretrain.structures import DataSample
 
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.store_keys import TEACHER_FEAT
@@ -298,7 +299,6 @@ class TCSDistiller(BaseDistiller):
 
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List] = None) -> List:
-        from mmpretrain.structures import DataSample
         with torch.no_grad():
             logits = self.logits_from_coordinates(
                 self.student_coordinates(inputs))
