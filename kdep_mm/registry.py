@@ -2,9 +2,14 @@
 
 Every registry has scope ``kdep_mm`` and a ``locations`` list, so that
 ``Registry.get('kdep_mm.X')`` imports the module that registers ``X`` on
-demand. From an mmdet / mmseg / mmpretrain config, use::
+demand. Each mmengine root has its ``kdep_mm`` child, including those that
+kdep_mm registers nothing into (runners, loops, optimisers, visualizers,
+...): under ``default_scope='kdep_mm'`` (``register_all_modules()``) a root
+without that child builds from itself with a "Failed to search registry"
+warning. From an mmdet / mmseg / mmpretrain config, the ``kdep_mm.``
+prefix is enough (mmengine imports ``kdep_mm.registry`` for it, and the
+registry the module through ``locations``)::
 
-    custom_imports = dict(imports=['kdep_mm'], allow_failed_imports=False)
     model = dict(backbone=dict(type='kdep_mm.CIFARResNet', depth=20))
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
@@ -27,6 +32,7 @@ from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
+from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import \
     WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
@@ -76,4 +82,5 @@ METRICS = _child('metric', MMENGINE_METRICS, ['kdep_mm.evaluation'])
 EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR, ['kdep_mm.evaluation'])
 
 # logging (kdep_mm.NoVisBackend, an empty slot in the visualizer's list)
+VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS, ['kdep_mm.engine'])
 VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS, ['kdep_mm.engine'])
