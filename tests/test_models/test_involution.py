@@ -253,31 +253,63 @@ def test_involution_bad_args_and_registry():
 # ---------------------------------------------------------------------------
 # RedNet
 # ---------------------------------------------------------------------------
-# Parameters with GlobalAveragePooling + a 2048 -> 1000 linear head. The
-# paper (Table 2) and the official model zoo give 9.23M / 12.39M / 15.54M /
-# 25.65M / 33.99M; the exact counts are those of this implementation, which
-# mirrors the official one module for module. RedNet-152 comes out 33.98M
-# (33,984,582): the official configs differ from the other depths only in
-# the stage blocks, so the 0.01M gap is taken to be a rounding of the
-# official table.
-PARAMS = {
-    26: (9_233_166, 9.23),
-    38: (12_386_986, 12.39),
-    50: (15_540_806, 15.54),
-    101: (25_652_950, 25.65),
-    152: (33_984_582, 33.99),
-}
+# Parameters with GlobalAveragePooling + a 2048 -> 1000 linear head, counted
+# in closed form from the architecture (not from the implementation), and
+# the paper's (Table 2) / official model zoo's 9.23M / 12.39M / 15.54M /
+# 25.65M / 33.99M. RedNet-152 comes out 33.98M (33,984,582): the official
+# configs differ from the other depths only in the stage blocks, so the
+# 0.01M gap is taken to be a rounding of the official table.
+OFFICIAL_M = {26: 9.23, 38: 12.39, 50: 15.54, 101: 25.65, 152: 33.99}
+STAGE_BLOCKS = {26: (1, 2, 4, 1), 38: (2, 3, 5, 2), 50: (3, 4, 6, 3),
+                101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
-@pytest.mark.parametrize('depth', sorted(PARAMS))
+def _conv_bn(cin, cout, k=1):
+    """k x k conv without bias + BN (weight, bias)."""
+    return cin * cout * k * k + 2 * cout
+
+
+def _involution(c, k=7, r=4, gc=16):
+    """reduce 1x1 conv C -> C/r + BN, span 1x1 conv C/r -> K*K*G + bias."""
+    red, groups = c // r, c // gc
+    return c * red + 2 * red + red * k * k * groups + k * k * groups
+
+
+def _bottleneck(cin, cout):
+    """1x1 conv + BN, 7x7 involution + BN, 1x1 conv + BN (expansion 4),
+    and a 1x1 conv + BN projection where the width changes."""
+    mid = cout // 4
+    n = _conv_bn(cin, mid) + _involution(mid) + 2 * mid + _conv_bn(mid, cout)
+    return n + (_conv_bn(cin, cout) if cin != cout else 0)
+
+
+def rednet_params(depth, num_classes=1000):
+    """Stem (conv3x3 3->32 + BN, involution 3x3 + BN, conv3x3 32->64 +
+    BN), four stages of widths 256 * 2**i, the linear head."""
+    n = _conv_bn(3, 32, 3) + _involution(32, k=3) + 2 * 32 + \
+        _conv_bn(32, 64, 3)
+    cin = 64
+    for i, blocks in enumerate(STAGE_BLOCKS[depth]):
+        for _ in range(blocks):
+            n += _bottleneck(cin, 256 * 2**i)
+            cin = 256 * 2**i
+    return n + cin * num_classes + num_classes
+
+
+def test_closed_form_counts():
+    assert rednet_params(26) == 9_233_166
+    assert rednet_params(152) == 33_984_582
+
+
+@pytest.mark.parametrize('depth', sorted(OFFICIAL_M))
 def test_parameter_count(depth):
-    exact, official = PARAMS[depth]
     model = _build_classifier(dict(type='kdep_mm.RedNet', depth=depth),
                               num_classes=1000)
     count = sum(p.numel() for p in model.parameters())
-    assert count == exact
-    assert abs(count / 1e6 - official) <= (0.0051 if depth != 152 else 0.011)
-    assert model.backbone.stage_blocks == RedNet.arch_settings[depth][1]
+    assert count == rednet_params(depth)
+    assert abs(count / 1e6 - OFFICIAL_M[depth]) <= (
+        0.0051 if depth != 152 else 0.011)
+    assert model.backbone.stage_blocks == STAGE_BLOCKS[depth]
 
 
 def test_official_layout():
