@@ -9,7 +9,7 @@ Arms (one fresh subprocess each, the same batch shape and optimizer):
   the loop (eval, ``no_grad``).
 * ``store``   -- ``EnsembleDistiller`` in store mode: the teachers' logits
   arrive in the data samples (``teacher_outputs``, numpy, as
-  ``ApplyStoredEnsembleView`` + ``PackInputs`` deliver them; reading the
+  ``ApplyStoredView(stores=...)`` + ``PackInputs`` deliver them; reading the
   store itself happens in the dataloader workers and is not timed).
 
 Settings:

@@ -64,7 +64,7 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
-        type='kdep_mm.ApplyStoredEnsembleView',
+        type='kdep_mm.ApplyStoredView',
         stores=stores,
         teacher_names={{_base_.teacher_names}},
         num_views=num_views,

@@ -229,9 +229,9 @@ def _batch(env, stores, view, indices=range(6)):
     from mmcv.transforms import LoadImageFromFile
     from mmpretrain.datasets.transforms import PackInputs
 
-    from kdep_mm.datasets.transforms import ApplyStoredEnsembleView
-    apply = ApplyStoredEnsembleView(stores, scale=SIZE, view_index=view,
-                                    teacher_names=sorted(stores))
+    from kdep_mm.datasets.transforms import ApplyStoredView
+    apply = ApplyStoredView(stores=stores, scale=SIZE, view_index=view,
+                            teacher_names=sorted(stores))
     load, pack = LoadImageFromFile(), PackInputs(
         algorithm_keys=('teacher_outputs', ))
     items = []
@@ -289,32 +289,32 @@ def test_store_and_online_give_the_same_loss(stores):
 
 
 def test_store_refusals(stores):
-    from kdep_mm.datasets.transforms import ApplyStoredEnsembleView
+    from kdep_mm.datasets.transforms import ApplyStoredView
     roots = stores['roots']
     # wrong teacher set: a store missing, or one the config does not know
     with pytest.raises(ValueError) as e:
-        ApplyStoredEnsembleView(dict(cnn=roots['cnn']), SIZE,
-                                teacher_names=NAMES)
+        ApplyStoredView(stores=dict(cnn=roots['cnn']), scale=SIZE,
+                        teacher_names=NAMES)
     assert 'teacher_names' in str(e.value) and "['res']" in str(e.value)
     # wrong teacher: the fingerprint the config expects is not the store's
     with pytest.raises(ValueError) as e:
-        ApplyStoredEnsembleView(dict(cnn=roots['cnn'], res=dict(
+        ApplyStoredView(stores=dict(cnn=roots['cnn'], res=dict(
             root=roots['res'], expected=dict(teacher_fingerprint='0' * 64))),
-            SIZE)
+            scale=SIZE)
     assert 'stores.res' in str(e.value)
     assert 'teacher_fingerprint' in str(e.value)
     # the same teacher twice
     with pytest.raises(ValueError, match='same teacher'):
-        ApplyStoredEnsembleView(dict(cnn=roots['res'], res=stores['full_k']),
-                                SIZE)
+        ApplyStoredView(stores=dict(cnn=roots['res'],
+                                    res=stores['full_k']), scale=SIZE)
     # wrong view count: against the config, and between the stores
     with pytest.raises(ValueError, match=r'num_views is 4 .*2'):
-        ApplyStoredEnsembleView(roots, SIZE, num_views=4)
+        ApplyStoredView(stores=roots, scale=SIZE, num_views=4)
     with pytest.raises(ValueError, match='different numbers of views'):
-        ApplyStoredEnsembleView(dict(cnn=roots['cnn'],
-                                     res=stores['other_v']), SIZE)
+        ApplyStoredView(stores=dict(cnn=roots['cnn'],
+                                    res=stores['other_v']), scale=SIZE)
     with pytest.raises(ValueError, match='scale'):
-        ApplyStoredEnsembleView(roots, 24)
+        ApplyStoredView(stores=roots, scale=24)
     # the model refuses samples of another teacher set
     model = build()
     with pytest.raises(ValueError) as e:
@@ -324,7 +324,7 @@ def test_store_refusals(stores):
     assert "['res']" in str(e.value) and "['other']" in str(e.value)
     # store mode without stored outputs: refused with the pipeline fix
     from mmpretrain.structures import DataSample
-    with pytest.raises(ValueError, match='ApplyStoredEnsembleView'):
+    with pytest.raises(ValueError, match='ApplyStoredView'):
         model.loss(torch.randn(2, 3, SIZE, SIZE),
                    [DataSample().set_gt_label(0) for _ in range(2)])
 
@@ -485,7 +485,7 @@ def test_ensemble_config_builds(path):
     if not online:
         assert cfg.model.get('teachers') is None
         view = [p for p in pipe
-                if p['type'] == 'kdep_mm.ApplyStoredEnsembleView'][0]
+                if p['type'] == 'kdep_mm.ApplyStoredView'][0]
         assert sorted(view.stores) == sorted(cfg.teacher_names)
         assert view.teacher_names == cfg.teacher_names
         assert [p for p in pipe if p['type'] == 'PackInputs'][0][
@@ -594,7 +594,7 @@ def _ensemble_dataset(data, roots, head=None, **kwargs):
         return DATASETS.build(dict(
             type='CustomDataset', data_root=data, **kwargs,
             pipeline=[head or dict(type='LoadImageFromFile'),
-                      dict(type='kdep_mm.ApplyStoredEnsembleView',
+                      dict(type='kdep_mm.ApplyStoredView',
                            stores=dict(roots), teacher_names=list(NAMES),
                            num_views=2, scale=SIZE),
                       dict(type='PackInputs',
@@ -669,7 +669,7 @@ def test_ensemble_store_checks_on_start_and_on_resume(stores, tmp_path):
 
     def cfg(work, iters, hook_ckpts, **over):
         pipeline = [dict(type='LoadImageFromFile'),
-                    dict(type='kdep_mm.ApplyStoredEnsembleView',
+                    dict(type='kdep_mm.ApplyStoredView',
                          stores=dict(roots), teacher_names=list(NAMES),
                          num_views=2, scale=SIZE),
                     dict(type='PackInputs',

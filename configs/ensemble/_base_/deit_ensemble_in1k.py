@@ -62,7 +62,7 @@ train_pipeline = [
     # the stored crop (RandomResizedCrop-style box + flip) and both
     # teachers' top-10 probabilities on it
     dict(
-        type='kdep_mm.ApplyStoredEnsembleView',
+        type='kdep_mm.ApplyStoredView',
         stores=stores,
         teacher_names=teacher_names,
         num_views=num_views,

@@ -6,9 +6,6 @@ __all__ = ['LoadImageOrSkip', 'ImageLoadError', 'DEFAULT_FORMATS',
 from .stored_view import ApplyStoredView  # noqa: E402
 
 __all__ += ['ApplyStoredView']
-from .stored_ensemble_view import ApplyStoredEnsembleView  # noqa: E402
-
-__all__ += ['ApplyStoredEnsembleView']
 from .lighting import ClippedLighting  # noqa: E402
 
 __all__ += ['ClippedLighting']

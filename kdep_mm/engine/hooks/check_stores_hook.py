@@ -7,8 +7,6 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from kdep_mm.datasets.store import check_store_dataset, check_store_decoder
-from kdep_mm.datasets.transforms.stored_ensemble_view import \
-    ApplyStoredEnsembleView
 from kdep_mm.datasets.transforms.stored_view import ApplyStoredView
 from kdep_mm.models.teachers import teacher_fingerprint
 from kdep_mm.registry import HOOKS
@@ -25,11 +23,11 @@ def pipeline_transforms(dataset) -> list:
 
 
 def stored_view_stores(dataset) -> List[Tuple[int, object]]:
-    """``(pipeline index, TeacherStore)`` of every ``ApplyStoredView`` in
-    the dataset's pipeline."""
+    """``(pipeline index, TeacherStore)`` of every one-store
+    ``ApplyStoredView`` (``store=``) in the dataset's pipeline."""
     return [(i, t.store)
             for i, t in enumerate(pipeline_transforms(dataset))
-            if isinstance(t, ApplyStoredView)]
+            if isinstance(t, ApplyStoredView) and t.single]
 
 
 def check_teacher_checkpoint(store, key: str, where: str,
@@ -96,9 +94,8 @@ class CheckTeacherStoresHook(Hook):
     raises ``ValueError`` (``FileNotFoundError`` for an unreadable
     checkpoint) naming the config key, before any iteration.
 
-    The stores are those of every ``ApplyStoredView`` (``store``) and
-    ``ApplyStoredEnsembleView`` (``stores.<name>``) in
-    ``train_dataloader.dataset.pipeline``. For each:
+    The stores are those of every ``ApplyStoredView`` (``store`` or
+    ``stores.<name>``) in ``train_dataloader.dataset.pipeline``. For each:
 
     * it was cached from ``train_dataloader.dataset``: same length,
       ``ann_file`` and image paths **in index order** (a reordered
@@ -119,8 +116,8 @@ class CheckTeacherStoresHook(Hook):
 
     Args:
         teacher_checkpoints (str | dict, optional): the teacher checkpoint
-            (path or URL) of an ``ApplyStoredView`` store, or a dict teacher
-            name -> checkpoint for an ensemble's stores (e.g. the config's
+            (path or URL) of an ``ApplyStoredView`` ``store``, or a dict
+            teacher name -> checkpoint for an ensemble's ``stores`` (e.g. the config's
             ``teacher_ckpts``). Every store-mode config of kdep_mm sets it.
         teacher_checkpoint_sha256 (str | dict, optional): the same as file
             sha256 (printed by ``tools/cache_teacher.py``), when the
@@ -159,13 +156,15 @@ class CheckTeacherStoresHook(Hook):
         transforms = pipeline_transforms(dataset)
         ident = None
         for i, t in enumerate(transforms):
-            if isinstance(t, ApplyStoredView):
+            if not isinstance(t, ApplyStoredView):
+                continue
+            if t.single:
                 if isinstance(self.teacher_checkpoints, dict) or isinstance(
                         self.teacher_checkpoint_sha256, dict):
                     raise ValueError(
                         f'{CHECK_KEY}.teacher_checkpoints: {PIPELINE_KEY}[{i}]'
-                        ' is an ApplyStoredView (one teacher): give one '
-                        'checkpoint, not a dict')
+                        ' is an ApplyStoredView of one store (one '
+                        'teacher): give one checkpoint, not a dict')
                 where = f'{PIPELINE_KEY}[{i}].store'
                 ident = check_store_against_run(t.store, where, dataset,
                                                  transforms, i, ident)
@@ -176,7 +175,7 @@ class CheckTeacherStoresHook(Hook):
                 if teacher is not None:
                     check_online_teacher(t.store, where, teacher,
                                          getattr(model, 'teacher_ckpt', None))
-            elif isinstance(t, ApplyStoredEnsembleView):
+            else:
                 names = list(t.stores)
                 want = getattr(model, 'teacher_names', None)
                 if want is not None and sorted(want) != sorted(names):

@@ -49,7 +49,7 @@ def stored_teacher_outputs(data_samples: Optional[List],
                 f' {sorted(o)}, model.teacher_names is {list(names)}: '
                 f'missing {sorted(set(names) - set(o))}, not in the config '
                 f'{sorted(set(o) - set(names))}. Give '
-                'ApplyStoredEnsembleView one store per teacher of '
+                'ApplyStoredView one store per teacher of '
                 'model.teacher_names')
     return outs
 
