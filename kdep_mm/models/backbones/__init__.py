@@ -3,8 +3,10 @@ from .cifar_resnet import (AKAMASTER_REVISE_KEYS, CIFARResNet,
                            convert_cifar_resnet_state_dict)
 from .multi_token_vit import MultiTokenViT
 from .rednet import RedNet
+from .vit_visible import num_visible_patches, vit_forward_visible
 
 __all__ = [
     'CIFARResNet', 'AKAMASTER_REVISE_KEYS', 'convert_cifar_resnet_checkpoint',
-    'convert_cifar_resnet_state_dict', 'RedNet', 'MultiTokenViT'
+    'convert_cifar_resnet_state_dict', 'RedNet', 'MultiTokenViT',
+    'num_visible_patches', 'vit_forward_visible'
 ]
