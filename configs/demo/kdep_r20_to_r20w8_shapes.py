@@ -11,10 +11,10 @@
 _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/synthetic_shapes.py',
+    '../_base_/models/kdep.py',  # SVD aligner + PTS, MSE, the fit hook
 ]
 
 model = dict(
-    type='kdep_mm.KDEPDistiller',
     data_preprocessor={{_base_.data_preprocessor}},
     student=dict(
         type='kdep_mm.CIFARResNet',
@@ -43,22 +43,11 @@ model = dict(
     # 'layer3.2.relu' for ResNet-20)
     student_feature=None,
     teacher_feature=None,
-    aligner=dict(
-        type='kdep_mm.SVDAligner',
-        student_channels=32,
-        teacher_channels=64,
-        temperature=0.1,
-        power=3),
+    aligner=dict(student_channels=32, teacher_channels=64),
     # KDEP uses 20 for 2048-d ResNet-50 teachers; 5 (with lr 0.02) trains
     # this 32-d student stably (weight 20 at lr 0.05 collapses it)
-    distill_loss=dict(type='kdep_mm.FeatureMSELoss', loss_weight=5.),
+    distill_loss=dict(loss_weight=5.),
 )
-
-custom_hooks = [
-    # fit the SVD basis once, on teacher features of the distillation data
-    dict(type='kdep_mm.FitAlignerHook', num_samples=None,
-         basis_file='svd_basis.pth'),
-]
 
 test_dataloader = None
 test_evaluator = None

@@ -6,11 +6,11 @@ _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/cifar10_jpeg.py',
     '../_base_/teachers/cifar_resnet56.py',
+    '../_base_/models/kdep.py',  # SVD aligner + PTS, MSE, the fit hook
     '../_base_/schedules/sgd_90e_bs128.py',
 ]
 
 model = dict(
-    type='kdep_mm.KDEPDistiller',
     data_preprocessor=dict(
         type='mmpretrain.ClsDataPreprocessor',
         mean={{_base_.data_preprocessor.mean}},
@@ -20,19 +20,8 @@ model = dict(
     teacher={{_base_.teacher}},
     teacher_ckpt={{_base_.teacher_ckpt}},
     teacher_revise_keys={{_base_.teacher_revise_keys}},
-    aligner=dict(
-        type='kdep_mm.SVDAligner',
-        student_channels=64,
-        teacher_channels=64,
-        temperature=0.1,
-        power=3),
-    distill_loss=dict(type='kdep_mm.FeatureMSELoss', loss_weight=20.),
+    aligner=dict(student_channels=64, teacher_channels=64),
 )
-
-custom_hooks = [
-    dict(type='kdep_mm.FitAlignerHook', num_samples=None,
-         basis_file='svd_basis.pth'),
-]
 
 # KDEP's schedule scaled to batch 128 (the schedule base)
 train_dataloader = dict(batch_size=128)

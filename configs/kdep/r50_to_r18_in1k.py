@@ -8,10 +8,10 @@ _base_ = [
     '../_base_/datasets/imagenet_10pct_kdep.py',
     '../_base_/schedules/kdep_sgd_90e.py',
     '../_base_/teachers/in1k_resnet50.py',
+    '../_base_/models/kdep.py',  # SVD aligner + PTS, MSE, the fit hook
 ]
 
 model = dict(
-    type='kdep_mm.KDEPDistiller',
     data_preprocessor={{_base_.data_preprocessor}},
     student=dict(
         type='mmpretrain.ResNet',
@@ -26,21 +26,8 @@ model = dict(
     # pre-ReLU output of the last residual block, globally pooled
     student_feature='layer4.1.relu',
     teacher_feature='layer4.2.relu',
-    aligner=dict(
-        type='kdep_mm.SVDAligner',
-        student_channels=512,
-        teacher_channels=2048,
-        temperature=0.1,
-        power=3),
-    distill_loss=dict(type='kdep_mm.FeatureMSELoss', loss_weight=20.),
+    aligner=dict(student_channels=512, teacher_channels=2048),
 )
-
-custom_hooks = [
-    # fit mu and V_k once on the distillation data (training pipeline);
-    # reused from work_dir/svd_basis.pth and restored on resume
-    dict(type='kdep_mm.FitAlignerHook', num_samples=None,
-         basis_file='svd_basis.pth'),
-]
 
 # Validation every 5 epochs on 10,000 held-out ImageNet val images (the
 # base's heldout_val_dataset): the distillation loss and the collapse

@@ -52,18 +52,13 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
 
+# the same loader on the test split, unshuffled
 val_dataloader = dict(
+    train_dataloader,
     batch_size=256,
-    num_workers=2,
-    persistent_workers=True,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix='test',
-        with_label=True,
-        pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    dataset=dict(train_dataloader['dataset'], data_prefix='test',
+                 pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 
 test_dataloader = val_dataloader

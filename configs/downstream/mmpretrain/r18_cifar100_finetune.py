@@ -4,39 +4,26 @@
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<exp>/student_backbone.pth
 # The student is an ImageNet-style ResNet-18 (7x7 stem, max-pool), so the
 # 32x32 images are up-sampled to `img_size` after the CIFAR augmentation.
-_base_ = ['mmpretrain::_base_/default_runtime.py']
+# Model and data: mmpretrain's ResNet-18 classifier and CIFAR-100 bases
+# (mmpretrain's CIFAR100 reads the python-pickle release, downloading it to
+# data_root if absent; its statistics, RGB as loaded).
+_base_ = [
+    'mmpretrain::_base_/models/resnet18.py',
+    'mmpretrain::_base_/datasets/cifar100_bs16.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
 
 pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
 img_size = 224
 
 model = dict(
-    type='ImageClassifier',
     backbone=dict(
-        type='mmpretrain.ResNet',
-        depth=18,
-        num_stages=4,
-        out_indices=(3, ),
-        style='pytorch',
+        type='mmpretrain.ResNet',  # the exported student's keys
         init_cfg=dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=100,
-        in_channels=512,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, 5)))
+    head=dict(num_classes=100))
 
-# dataset settings (mmpretrain's CIFAR100 reads the python-pickle release,
-# downloading it to data_root if absent)
-dataset_type = 'CIFAR100'
-data_root = 'data/cifar100'
-data_preprocessor = dict(
-    num_classes=100,
-    mean=[129.304, 124.070, 112.434],
-    std=[68.170, 65.392, 70.418],
-    # CIFAR images are loaded as RGB already
-    to_rgb=False)
+# the base's pipelines, up-sampled to img_size
 train_pipeline = [
     dict(type='RandomCrop', crop_size=32, padding=4),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -48,23 +35,11 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    batch_size=64,
-    num_workers=4,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='train',
-        pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True))
+    batch_size=64, num_workers=4, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=128,
     num_workers=4,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        split='test',
-        pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
+    dataset=dict(data_root='data/cifar100', pipeline=test_pipeline))
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator

@@ -5,31 +5,24 @@
 # `train/ants/imageNotFound.gif`; `extensions` leaves it out.
 #   python tools/train.py configs/downstream/mmpretrain/r18_hymenoptera_finetune.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<exp>/student_backbone.pth
+# Model and transforms: mmpretrain's ResNet-18 classifier and ImageNet
+# bases (RandomResizedCrop 224 + flip; resize 256 + centre crop 224; the
+# ImageNet statistics), on an ImageNet-style folder.
 _base_ = [
+    'mmpretrain::_base_/models/resnet18.py',
+    'mmpretrain::_base_/datasets/imagenet_bs32.py',
     'mmpretrain::_base_/default_runtime.py',
-    '../../_base_/imagenet_normalization.py',  # data_preprocessor
 ]
 
 pretrained = 'work_dirs/kdep_r18/student_backbone.pth'
 num_classes = 2
 
 model = dict(
-    type='ImageClassifier',
     backbone=dict(
-        type='mmpretrain.ResNet',
-        depth=18,
-        num_stages=4,
-        out_indices=(3, ),
-        style='pytorch',
+        type='mmpretrain.ResNet',  # the exported student's keys
         init_cfg=dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=num_classes,
-        in_channels=512,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, )))
+    head=dict(num_classes=num_classes, topk=(1, )))
 
 # dataset settings
 dataset_type = 'CustomDataset'
@@ -42,32 +35,26 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
 train_dataloader = dict(
     batch_size=16,
     num_workers=2,
     dataset=dict(
+        _delete_=True,
         type=dataset_type,
         data_root=data_root,
         data_prefix='train',
         extensions=extensions,
-        pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True))
+        pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=32,
     num_workers=2,
     dataset=dict(
+        _delete_=True,
         type=dataset_type,
         data_root=data_root,
         data_prefix='val',
         extensions=extensions,
-        pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
+        pipeline={{_base_.test_pipeline}}))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator

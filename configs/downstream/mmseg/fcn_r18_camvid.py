@@ -51,16 +51,13 @@ train_dataloader = dict(
         data_root=data_root,
         ann_file='train.txt',
         pipeline=train_pipeline))
+# the same loader on the val split, unshuffled
 val_dataloader = dict(
+    train_dataloader,
     batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='val.txt',
-        pipeline=test_pipeline))
+    dataset=dict(train_dataloader['dataset'], ann_file='val.txt',
+                 pipeline=test_pipeline))
 # the same loader on the test split
 test_dataloader = dict(
     val_dataloader, dataset=dict(val_dataloader['dataset'], ann_file='test.txt'))
