@@ -771,3 +771,73 @@ def test_open_files_capped_many_shards_two_workers(tmp_path, monkeypatch):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert f'read {n} samples of {n} shards' in proc.stdout
+
+
+# ------------------------------------------------------- on-disk format
+GOLDEN = osp.join(osp.dirname(osp.abspath(__file__)), 'golden',
+                  'teacher_store_v2')
+GOLDEN_N, GOLDEN_V = 5, 2
+
+
+def _golden_arrays(start, stop):
+    """The values of the golden store (shards of 3 samples)."""
+    n = stop - start
+    i = np.arange(start, stop)[:, None, None]
+    v = np.arange(GOLDEN_V)[None, :, None]
+    feat = (i * 10 + v + np.arange(3) / 4).astype(np.float32)
+    prob = np.broadcast_to(np.float16([0.75, 0.125]), (n, GOLDEN_V, 2))
+    idx = (np.broadcast_to(np.int32([3, 1]), (n, GOLDEN_V, 2)) +
+           i[..., :1]).astype(np.int32)
+    boxes = np.broadcast_to(np.float32([0.25, 0.0, 1.0, 0.5]),
+                            (n, GOLDEN_V, 4))
+    flips = ((i[..., 0] + v[..., 0]) % 2).astype(np.uint8)
+    return dict(feat=feat, logits_topk_prob=prob,
+                logits_topk_idx=idx), boxes, flips
+
+
+def _golden_write(root):
+    manifest = build_manifest(
+        teacher_fingerprint='a' * 64,
+        dataset={'class': 'Golden', 'data_root': '', 'ann_file':
+                 'golden.txt', 'length': GOLDEN_N, 'paths_sha256': 'b' * 64,
+                 'paths_sorted_sha256': 'c' * 64},
+        teacher_config=dict(type='ResNet', depth=18),
+        teacher_checkpoint='teacher.pth', teacher_checkpoint_sha256='d' * 64,
+        decoder=dict(type='LoadImageFromFile', imdecode_backend='cv2',
+                     color_type='color', to_float32=False),
+        pipeline=[dict(type='LoadImageFromFile')], out_size=[8, 8], topk=2,
+        num_classes=6)
+    fields = {'feat': ((3, ), 'float32'),
+              'logits_topk_prob': ((2, ), 'float16'),
+              'logits_topk_idx': ((2, ), 'int32')}
+    TeacherStoreWriter(root, manifest, GOLDEN_N, GOLDEN_V, fields,
+                       shard_size=3).write_all(_golden_arrays)
+
+
+def test_golden_store_format(tmp_path):
+    """The on-disk format does not change: tests/golden/teacher_store_v2 was
+    written by kdep_mm before the store became a package (format 2,
+    kdep_mm/datasets/teacher_store.py at db675c4). It opens and verifies
+    with today's reader and holds the values it was written with; today's
+    writer, given the same manifest and arrays, writes the same bytes, file
+    for file (manifest, done-markers, every .npy)."""
+    import shutil
+    old = str(tmp_path / 'old')
+    shutil.copytree(GOLDEN, old)  # the reader writes verified markers
+    store = TeacherStore(old, dict(num_views=GOLDEN_V), verify='full')
+    assert store.manifest['format_version'] == 2
+    assert store.num_shards == 2
+    for i in range(GOLDEN_N):
+        shard, row = divmod(i, 3)
+        want, boxes, flips = _golden_arrays(shard * 3,
+                                            min(shard * 3 + 3, GOLDEN_N))
+        for v in range(GOLDEN_V):
+            got = store.get(i, v)
+            for name, arr in want.items():
+                np.testing.assert_array_equal(got[name], arr[row, v])
+                assert got[name].dtype == arr.dtype
+            np.testing.assert_array_equal(got['box'], boxes[row, v])
+            assert got['flip'] == bool(flips[row, v])
+    new = str(tmp_path / 'new')
+    _golden_write(new)
+    assert _files(new) == _files(GOLDEN)
