@@ -16,18 +16,17 @@ the still-active coordinates with the smallest accumulated importance
 (first-order Taylor score |c * dCE/dc| of the masked student coordinates) is
 dropped, never below ``min_coords``.
 """
-import math
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine import dist
 from mmpretrain.structures import DataSample
 
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.store_keys import TEACHER_FEAT
 from ..losses import MaskedMSELoss
+from ..necks import TailoredCoordinates
 from ..teachers import stored_teacher_feat
 from ..utils import (PrincipalBasis, global_pool, last_output,
                      resolve_feature_layer)
@@ -35,7 +34,7 @@ from .base_distiller import BaseDistiller
 
 
 @MODELS.register_module()
-class TCSDistiller(BaseDistiller):
+class TCSDistiller(TailoredCoordinates, BaseDistiller):
     """Knowledge distillation into a tailored teacher coordinate system.
 
     Two teacher modes:
@@ -116,24 +115,10 @@ class TCSDistiller(BaseDistiller):
                 'teacher_channels directions and the student map P (rank <= '
                 'student_channels) cannot match more coordinates '
                 'independently')
-        if min_coords is None:
-            min_coords = math.ceil(k / 2)
-        if not 1 <= int(min_coords) <= k:
-            raise ValueError(f'model.min_coords must be in [1, num_coords={k}]'
-                             f', got {min_coords}')
-        if prune_interval < 0 or not 0 <= prune_ratio < 1:
-            raise ValueError('model.prune_interval must be >= 0 and '
-                             f'model.prune_ratio in [0, 1), got '
-                             f'{prune_interval}, {prune_ratio}')
         self.student_channels = int(student_channels)
         self.teacher_channels = int(teacher_channels)
-        self.num_coords = k
         self.num_classes = int(num_classes)
         self.coord_weight = float(coord_weight)
-        self.prune_interval = int(prune_interval)
-        self.prune_ratio = float(prune_ratio)
-        self.min_coords = int(min_coords)
-        self.prune_start = int(prune_start)
         # mu, V_k (sorted by variance, deterministic signs), eigenvalues:
         # the principal basis KDEP's SVDAligner fits too, without PTS.
         self.coords = PrincipalBasis.build(self.teacher_channels, k,
@@ -141,30 +126,8 @@ class TCSDistiller(BaseDistiller):
         self._coordinate_mse = MaskedMSELoss()
         self.projector = nn.Linear(self.student_channels, k)  # P, b_P
         self.classifier = nn.Linear(k, self.num_classes)  # W, b
-        self.register_buffer('mask', torch.ones(k))
-        self.register_buffer('train_iter', torch.zeros((), dtype=torch.long))
-        # Not a buffer: DDP broadcasts buffers from rank 0 at every forward,
-        # which would overwrite each rank's local accumulation. Saved
-        # through get_extra_state; summed over ranks at each prune step.
-        self._importance = torch.zeros(k, dtype=torch.float64)
-
-    @property
-    def importance(self) -> torch.Tensor:
-        """Accumulated importance of each coordinate since the last prune
-        step (float64, k)."""
-        return self._importance
-
-    def get_extra_state(self):
-        return dict(importance=self._importance.detach().cpu().clone())
-
-    def set_extra_state(self, state):
-        self._importance = state['importance'].to(
-            dtype=torch.float64, device=self.mask.device).clone()
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self._importance = self._importance.to(self.mask.device)
-        return self
+        self.register_tailoring(k, min_coords, prune_interval, prune_ratio,
+                                prune_start)
 
     # ------------------------------------------------------- coordinates
     @property
@@ -191,11 +154,6 @@ class TCSDistiller(BaseDistiller):
                 f' channels, model.teacher_channels is '
                 f'{self.teacher_channels}')
         self.coords.fit(features)
-
-    def teacher_coordinates(self, teacher_feat: torch.Tensor) -> torch.Tensor:
-        """c_t = (f_t - mu) @ V_k, (N, k), no grad."""
-        with torch.no_grad():
-            return self.coords.project(teacher_feat.to(self.coords.basis))
 
     # ----------------------------------------------------------- student
     def student_pooled(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -261,19 +219,6 @@ class TCSDistiller(BaseDistiller):
         """:class:`MaskedMSELoss` over the active coordinates."""
         return self._coordinate_mse(student, target, self.mask)
 
-    def _accumulate_importance(self, coords: torch.Tensor):
-        value = coords.detach()
-
-        def hook(grad):
-            with torch.no_grad():
-                score = (value * grad).abs().sum(0).double()
-                self._importance = self._importance.to(score.device)
-                self._importance.add_(score * self.mask.double().to(
-                    score.device))
-            return grad
-
-        return hook
-
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
         if not self.is_fitted:
@@ -287,10 +232,7 @@ class TCSDistiller(BaseDistiller):
         target = self.teacher_coordinates(self._teacher_feat(inputs,
                                                              data_samples))
         coords = self.student_coordinates(inputs)
-        masked = coords * self.mask.to(coords.dtype)
-        if self.training and masked.requires_grad:
-            masked.register_hook(self._accumulate_importance(masked))
-        logits = self.classifier(masked)
+        logits = self.classifier(self.masked_coordinates(coords))
         labels = torch.cat([s.gt_label for s in data_samples]).to(
             logits.device)
         return dict(loss_cls=F.cross_entropy(logits, labels),
@@ -314,39 +256,3 @@ class TCSDistiller(BaseDistiller):
         """``mode='tensor'``: the logits of the masked student
         coordinates."""
         return self.logits_from_coordinates(self.student_coordinates(inputs))
-
-    # ------------------------------------------------------- tailoring
-    @property
-    def num_active(self) -> int:
-        return int(self.mask.sum().item())
-
-    @torch.no_grad()
-    def prune_step(self) -> List[int]:
-        """Drop floor(prune_ratio * active) (at least 1) of the active
-        coordinates with the smallest importance (ties: the lower-variance,
-        i.e. later, coordinate first), keeping >= min_coords; reset the
-        importance. Returns the dropped indices."""
-        if dist.get_world_size() > 1:
-            dist.all_reduce(self._importance)
-        active = self.num_active
-        n_drop = min(max(int(math.floor(self.prune_ratio * active)), 1),
-                     active - self.min_coords)
-        dropped: List[int] = []
-        if n_drop > 0 and self.prune_ratio > 0:
-            k = self.num_coords
-            idx = [i for i in range(k) if self.mask[i] > 0]
-            score = self.importance.cpu().tolist()
-            # smallest importance first; among equals the later coordinate
-            idx.sort(key=lambda i: (score[i], -i))
-            dropped = sorted(idx[:n_drop])
-            self.mask[dropped] = 0
-        self._importance.zero_()
-        return dropped
-
-    def after_train_iter(self) -> None:
-        """Advance the internal counter; run a prune step when due."""
-        self.train_iter += 1
-        it = int(self.train_iter.item())
-        if (self.prune_interval > 0 and it >= self.prune_start
-                and it % self.prune_interval == 0):
-            self.prune_step()

@@ -1,0 +1,3 @@
+from .tailored_coordinates import TailoredCoordinates
+
+__all__ = ['TailoredCoordinates']
