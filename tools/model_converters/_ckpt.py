@@ -53,3 +53,17 @@ def parse_converter_args(description: str, head_help: str, argv=None):
     parser.add_argument('--trust-pickle', action='store_true',
                         help='unpickle fully (the file holds training args)')
     return parser.parse_args(argv)
+
+
+def run_converter(argv, doc: str, head_help: str, convert, converter: str,
+                  tag_key: str):
+    """A converter's ``main``: parse its CLI (``doc``'s first line is the
+    description), ``convert(official_state, keep_head) -> (state, tag)``
+    and save ``state`` with ``meta = {source, tag_key: tag, converter}``.
+    Returns ``(args, state, tag)`` for the converter's closing message."""
+    args = parse_converter_args(doc.split('\n')[0], head_help, argv)
+    state, tag = convert(load_official(args.src, args.trust_pickle),
+                         args.keep_head)
+    save(state, args.dst, {'source': args.src, tag_key: tag,
+                           'converter': converter})
+    return args, state, tag

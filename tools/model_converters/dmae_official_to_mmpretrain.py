@@ -27,7 +27,7 @@ dropped. Output ``{'state_dict': {'backbone.*'[, 'head.*']}, 'meta'}``::
 import re
 from typing import Dict, Tuple
 
-from _ckpt import load_official, parse_converter_args, save
+from _ckpt import run_converter
 
 DROP = re.compile(r'^(decoder_|mask_token|aligned_feature_projection_heads)')
 RULES = (
@@ -68,17 +68,10 @@ def convert(state: Dict, keep_head: bool = False) -> Tuple[Dict, str]:
     return out, kind
 
 
-def parse_args(argv=None):
-    return parse_converter_args(__doc__.split('\n')[0],
-                                'keep the fine-tuned head as head.layers.head.*', argv)
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    state, kind = convert(load_official(args.src, args.trust_pickle),
-                          args.keep_head)
-    save(state, args.dst, dict(source=args.src, kind=kind,
-                               converter='dmae_official_to_mmpretrain'))
+    args, state, kind = run_converter(
+        argv, __doc__, 'keep the fine-tuned head as head.layers.head.*',
+        convert, 'dmae_official_to_mmpretrain', 'kind')
     hint = ("out_type='cls_token' (final norm ln1)" if kind == 'pretrained'
             else "out_type='avg_featmap', final_norm=False (ln2)")
     print(f'{args.src} -> {args.dst}: {kind} ViT, {len(state)} tensors; '

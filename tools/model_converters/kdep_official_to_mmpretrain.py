@@ -29,7 +29,7 @@ also keeps the 1000-class head (``ImageClassifier`` with ``LinearClsHead``)::
 import re
 from typing import Dict, Tuple
 
-from _ckpt import load_official, parse_converter_args, save
+from _ckpt import run_converter
 
 PREFIXES = ('module.model.model.', 'module.attacker.model.model.')
 DROP = re.compile(r'(^|\.)(emb|l2norm)(\.|$)|normaliz')
@@ -110,17 +110,10 @@ def convert(state: Dict, keep_head: bool = False) -> Tuple[Dict, str]:
     return out, arch
 
 
-def parse_args(argv=None):
-    return parse_converter_args(__doc__.split('\n')[0],
-                                'keep the ImageNet head as head.fc.*', argv)
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    state, arch = convert(load_official(args.src, args.trust_pickle),
-                          args.keep_head)
-    save(state, args.dst, dict(source=args.src, arch=arch,
-                               converter='kdep_official_to_mmpretrain'))
+    args, state, arch = run_converter(
+        argv, __doc__, 'keep the ImageNet head as head.fc.*', convert,
+        'kdep_official_to_mmpretrain', 'arch')
     print(f'{args.src} -> {args.dst}: {arch}, {len(state)} tensors')
 
 
