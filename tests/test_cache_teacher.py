@@ -262,3 +262,39 @@ def test_wrong_fingerprint_refused(env):
     # and a writer with another teacher refuses to extend the store
     with pytest.raises(ValueError, match='teacher_fingerprint'):
         _cache(env, env['root'], teacher=other)
+
+
+# ------------------------------------------------------------ options
+def test_option_groups_checked(env):
+    """The option groups (dicts or their dataclasses) refuse bad values
+    before any work, naming the option."""
+    from kdep_mm.apis import OutputSpec, RunSpec, ViewSpec
+    from kdep_mm.models.teachers import FrozenTeacher
+    bad = [(dict(views=dict(view_mode='zoom')), ValueError, 'view_mode'),
+           (dict(views=dict(num_views=2, view_mode='center')),
+            ValueError, 'num_views=1'),
+           (dict(outputs=dict(fields=('feat', 'probs'))), ValueError,
+            'fields'),
+           (dict(outputs=dict(fields=('feat', ), topk=3)), ValueError,
+            'topk needs the logits'),
+           (dict(run=dict(batch_size=0)), ValueError, 'batch_size'),
+           (dict(run=dict(shards=2)), TypeError, 'shards'),
+           (dict(views=[2]), TypeError, 'ViewSpec')]
+    for kwargs, error, match in bad:
+        with pytest.raises(error, match=match):
+            TeacherCacher(env['teacher'], env['dataset'], 'unused', **kwargs)
+    with pytest.raises(ValueError, match='view_mode'):
+        ViewSpec(view_mode='zoom')
+    with pytest.raises(ValueError, match='fields'):
+        OutputSpec(fields=())
+    # a frozen teacher is cached as its module; a backbone has no logits
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        frozen = FrozenTeacher(env['cfg'].model.teacher.to_dict(),
+                               env['ckpt'])
+    cacher = TeacherCacher(frozen, env['dataset'], 'unused',
+                           run=RunSpec(progress=False))
+    assert cacher.teacher is frozen.module
+    assert teacher_fingerprint(cacher.teacher) == env['result'][
+        'fingerprint']
+    with pytest.raises(ValueError, match='no head'):
+        TeacherCacher(env['teacher'].backbone, env['dataset'], 'unused')

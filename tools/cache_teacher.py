@@ -40,7 +40,8 @@ from mmengine.registry import DefaultScope
 
 import kdep_mm
 from kdep_mm.apis import TeacherCacher
-from kdep_mm.datasets.store import TeacherStore
+from kdep_mm.apis.cache_teacher import FIELDS
+from kdep_mm.datasets.store import VIEW_MODES, TeacherStore
 from kdep_mm.models.teachers import FrozenTeacher
 from kdep_mm.registry import DATASETS, MODELS
 from kdep_mm.utils.checkpoint import checkpoint_sha256
@@ -61,12 +62,12 @@ def parse_args(argv=None):
     parser.add_argument('--store', required=True, help='store directory')
     parser.add_argument('--views', type=int, default=1,
                         help='views per image (V)')
-    parser.add_argument('--view-mode', choices=['random', 'center'],
+    parser.add_argument('--view-mode', choices=list(VIEW_MODES),
                         default='random')
     parser.add_argument('--out-size', type=int, nargs='+', default=[224],
                         help='crop size: S or H W')
-    parser.add_argument('--fields', nargs='+', default=['feat', 'logits'],
-                        choices=['feat', 'logits'])
+    parser.add_argument('--fields', nargs='+', default=list(FIELDS),
+                        choices=list(FIELDS))
     parser.add_argument('--topk', type=int, default=None,
                         help='store top-k float16 probabilities + exact '
                         'indices instead of the full logits')
