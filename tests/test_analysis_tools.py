@@ -7,7 +7,6 @@ The tools run in-process through their ``main(argv)`` (plot_curves also as
 a command, and mmpretrain's own analyze_logs.py on the same log).
 """
 import glob
-import importlib
 import json
 import os.path as osp
 import subprocess
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.launch import tool_env
+from helpers.launch import tool_env, tool_modules
 from tiny_image_folder import make_image_folder
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -27,15 +26,9 @@ CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_kdep_synthetic.py')
 
 @pytest.fixture(scope='module')
 def tools():
-    sys.path.insert(0, TOOLS)
-    try:
-        yield {
-            name: importlib.import_module(name)
-            for name in ('feature_spectrum', 'cka', 'store_browser',
-                         'plot_curves')
-        }
-    finally:
-        sys.path.remove(TOOLS)
+    with tool_modules(TOOLS, 'feature_spectrum', 'cka', 'store_browser',
+                      'plot_curves') as modules:
+        yield modules
 
 
 def _run(cmd, env):

@@ -5,12 +5,11 @@ transform_ckpt_custom2{seg,det}.py, and UCSC-VLAA/DMAE models_mae_distill.py,
 models_vit.py, pretrain.sh), loading with zero missing and zero unexpected
 keys."""
 import argparse
-import importlib
 import os.path as osp
-import sys
 
 import pytest
 import torch
+from helpers.launch import tool_modules
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONVERTERS = osp.join(REPO, 'tools', 'model_converters')
@@ -18,15 +17,9 @@ CONVERTERS = osp.join(REPO, 'tools', 'model_converters')
 
 @pytest.fixture(scope='module')
 def conv():
-    sys.path.insert(0, CONVERTERS)
-    try:
-        yield {
-            name: importlib.import_module(name)
-            for name in ('kdep_official_to_mmpretrain',
-                         'dmae_official_to_mmpretrain')
-        }
-    finally:
-        sys.path.remove(CONVERTERS)
+    with tool_modules(CONVERTERS, 'kdep_official_to_mmpretrain',
+                      'dmae_official_to_mmpretrain') as modules:
+        yield modules
 
 
 def _bare(state):

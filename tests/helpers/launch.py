@@ -1,5 +1,7 @@
 """Helpers for tests that start the tools in subprocesses."""
+import contextlib
 import glob
+import importlib
 import os
 import os.path as osp
 import socket
@@ -14,6 +16,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def tool_modules(folder, *names):
+    """The modules ``names`` of a tools folder (e.g. tools/analysis_tools),
+    imported by name with ``folder`` first on ``sys.path`` while the
+    context lasts: ``{name: module}``."""
+    sys.path.insert(0, folder)
+    try:
+        yield {name: importlib.import_module(name) for name in names}
+    finally:
+        sys.path.remove(folder)
 
 
 def run_log_text(work_dir) -> str:
