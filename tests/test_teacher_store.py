@@ -841,3 +841,40 @@ def test_golden_store_format(tmp_path):
     new = str(tmp_path / 'new')
     _golden_write(new)
     assert _files(new) == _files(GOLDEN)
+
+
+def test_stored_view_one_or_many_stores(tmp_path):
+    """One transform for one store (its fields under 'teacher_<field>') and
+    for many (under 'teacher_outputs'); the arguments of the other case are
+    refused, as are a view_index or num_views the stores do not have."""
+    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+    _write(a)
+    m = _manifest(fp='b' * 64)
+    other = _data(seed=1)[0]  # other outputs on a's views
+    TeacherStoreWriter(b, m, N, V, FIELDS, shard_size=SHARD).write_all(
+        _compute((other, *_data()[1:])))
+    img = np.zeros((12, 12, 3), np.uint8)
+    one = ApplyStoredView(store=a, scale=4, view_index=1)
+    many = ApplyStoredView(stores=dict(x=a, y=b), scale=4, view_index=1,
+                           teacher_names=['y', 'x'], num_views=V)
+    assert one.single and not many.single and many.store.root == a
+    r1 = one(dict(img=img, sample_idx=2))
+    r2 = many(dict(img=img, sample_idx=2))
+    assert 'teacher_outputs' not in r1 and 'teacher_feat' not in r2
+    np.testing.assert_array_equal(r1['teacher_feat'],
+                                  r2['teacher_outputs']['x']['feat'])
+    np.testing.assert_array_equal(r2['teacher_outputs']['y']['logits'],
+                                  other['logits'][2, 1])
+    np.testing.assert_array_equal(r1['img'], r2['img'])
+    for kwargs, match in (
+            (dict(), 'either store'),
+            (dict(store=a, stores=dict(x=a)), 'either store'),
+            (dict(store=a, teacher_names=['x']), 'teacher_names'),
+            (dict(stores=dict(x=a), keys=dict(feat='f')), 'keys'),
+            (dict(store=a, view_index=V), 'view_index'),
+            (dict(store=a, num_views=V + 1), 'num_views'),
+            (dict(stores=dict(x=a, y=a)), 'same teacher')):
+        with pytest.raises(ValueError, match=match):
+            ApplyStoredView(scale=4, **kwargs)
+    with pytest.raises(ValueError, match='scale is required'):
+        ApplyStoredView(store=a)

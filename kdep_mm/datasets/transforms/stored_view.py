@@ -152,7 +152,8 @@ class ApplyStoredView(BaseTransform):
         return next(iter(self.stores.values()))
 
     @property
-    def teacher_names(self):
+    def teacher_names(self) -> list:
+        """The teachers of ``stores=`` (its keys, in order)."""
         return list(self.stores)
 
     def _where(self, name: str) -> str:
