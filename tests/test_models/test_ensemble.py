@@ -709,3 +709,10 @@ def test_ensemble_store_checks_on_start_and_on_resume(stores, tmp_path):
     runner = Runner.from_cfg(c)
     runner.train()
     assert runner.iter == 4
+
+
+def test_head_width_inferred_when_omitted():
+    cfg = model_cfg()
+    del cfg['head']['in_channels']
+    model = MODELS.build(cfg)
+    assert model.head.in_channels == C

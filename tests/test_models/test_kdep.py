@@ -308,3 +308,26 @@ def test_basis_file_reuse_and_refusal(tmp_path):
     other = build_fitted(seed=5)  # another (random) teacher
     with pytest.raises(ValueError, match='basis_file.*teacher_fingerprint'):
         load_basis(other.aligner, path, FitAlignerHook.basis_meta(other))
+
+
+def test_channel_widths_inferred_when_omitted():
+    """aligner.student_channels / teacher_channels and LogitKD's
+    student_channels default to the widths measured on one image: the same
+    model (same parameters, same loss) as with the widths written out."""
+    torch.manual_seed(0)
+    explicit = MODELS.build(kdep_cfg(aligner=dict(
+        type='ProjectorAligner', student_channels=64, teacher_channels=128)))
+    torch.manual_seed(0)
+    inferred = MODELS.build(kdep_cfg(aligner=dict(type='ProjectorAligner')))
+    assert (inferred.aligner.student_channels,
+            inferred.aligner.teacher_channels) == (64, 128)
+    assert inferred.student.training  # the probe restored the mode
+    for (k, a), (_, b) in zip(explicit.state_dict().items(),
+                              inferred.state_dict().items()):
+        assert torch.equal(a, b), k
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(explicit.loss(x)['loss_kd'], inferred.loss(x)['loss_kd'])
+    logit = MODELS.build(dict(type='LogitKDDistiller',
+                              student=copy.deepcopy(STUDENT),
+                              teacher=copy.deepcopy(TEACHER), num_classes=10))
+    assert logit.student_head.in_features == 64

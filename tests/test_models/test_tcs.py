@@ -840,3 +840,20 @@ def test_fit_refused_before_any_work_when_too_small(stores):
                        r'model.num_coords = 16'):
         fit_coordinates_from_store(small, st)
     assert read == [] and not small.is_fitted
+
+
+def test_channel_widths_inferred_when_omitted():
+    online = MODELS.build(dict(type='kdep_mm.TCSDistiller',
+                               student=copy.deepcopy(STUDENT),
+                               teacher=copy.deepcopy(TEACHER),
+                               num_classes=NUM_CLASSES))
+    assert (online.student_channels, online.teacher_channels) == (C_S, C_T)
+    assert online.num_coords == min(C_S, C_T)
+    store = MODELS.build(dict(type='kdep_mm.TCSDistiller',
+                              student=copy.deepcopy(STUDENT),
+                              teacher_channels=C_T, num_classes=NUM_CLASSES))
+    assert store.student_channels == C_S
+    with pytest.raises(ValueError, match='model.teacher_channels'):
+        MODELS.build(dict(type='kdep_mm.TCSDistiller',
+                          student=copy.deepcopy(STUDENT),
+                          num_classes=NUM_CLASSES))

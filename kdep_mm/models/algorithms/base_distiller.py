@@ -10,6 +10,7 @@ from mmengine.structures import BaseDataElement
 
 from kdep_mm.registry import MODELS
 from ..teachers import FrozenTeacher, TeacherSet, build_module
+from ..utils import output_width
 
 
 class BaseDistiller(BaseModel):
@@ -33,7 +34,8 @@ class BaseDistiller(BaseModel):
         teachers (dict, optional): name -> teacher config.
         teacher_ckpts (dict, optional): name -> weights.
         head (dict, optional): a student head, built right after the
-            student.
+            student; its ``in_channels``, when omitted, is the student's
+            output width (``embed_dims``, or measured on one image).
         distill_loss (dict, optional): the distillation loss.
         teachers_need_head (bool): refuse teachers without a classification
             head (logit distillation).
@@ -66,6 +68,8 @@ class BaseDistiller(BaseModel):
                          init_cfg=init_cfg)
         self.student = build_module(student, 'model.student')
         if head is not None:
+            if isinstance(head, dict) and 'in_channels' not in head:
+                head = dict(head, in_channels=output_width(self.student))
             self.head = build_module(head, 'model.head')
         if teacher is not None:
             self.frozen_teachers = TeacherSet({

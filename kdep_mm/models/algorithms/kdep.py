@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from kdep_mm.registry import MODELS
-from ..utils import PooledFeature, global_pool, last_output
+from ..utils import PooledFeature, global_pool, last_output, output_width
 from .base_distiller import BaseDistiller
 
 
@@ -32,7 +32,9 @@ class KDEPDistiller(BaseDistiller):
     and ``aligner.*``; the teacher is reloaded from ``teacher_ckpt``.
 
     Args:
-        aligner (dict): config of the alignment neck.
+        aligner (dict): config of the alignment neck; its
+            ``student_channels`` / ``teacher_channels``, when omitted, are
+            inferred: the widths of f_s and f_t measured on one image.
         distill_loss (dict): config of the feature loss.
         student_feature / teacher_feature (str, optional): name, inside each
             backbone, of the module whose *input* is the distilled feature;
@@ -56,6 +58,11 @@ class KDEPDistiller(BaseDistiller):
         self.student_feature = self._student_pooled.layer
         self.teacher_feature = self.frozen_teacher.watch_pooled(
             teacher_feature, 'model.teacher_feature')
+        aligner = dict(aligner)
+        if aligner.get('student_channels') is None:
+            aligner['student_channels'] = self._student_pooled.width()
+        if aligner.get('teacher_channels') is None:
+            aligner['teacher_channels'] = self.frozen_teacher.pooled.width()
         self.aligner = MODELS.build(aligner)
 
     def student_features(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -103,7 +110,8 @@ class LogitKDDistiller(BaseDistiller):
     as KDEP.
 
     Args:
-        student_channels (int): C_s, width of the student's pooled feature.
+        student_channels (int, optional): C_s, width of the student's
+            pooled feature; inferred (measured on one image) when omitted.
         num_classes (int): classes of the teacher's head.
         distill_loss (dict): Defaults to ``KDLoss(temperature=4)``.
     """
@@ -111,14 +119,16 @@ class LogitKDDistiller(BaseDistiller):
     def __init__(self,
                  student: dict,
                  teacher: dict,
-                 student_channels: int,
                  num_classes: int,
+                 student_channels: Optional[int] = None,
                  distill_loss: dict = dict(type='kdep_mm.KDLoss',
                                            temperature=4.),
                  **kwargs):
         super().__init__(student=student, teacher=teacher,
                          distill_loss=distill_loss, teachers_need_head=True,
                          **kwargs)
+        if student_channels is None:
+            student_channels = output_width(self.student)
         self.student_head = nn.Linear(student_channels, num_classes)
 
     def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:

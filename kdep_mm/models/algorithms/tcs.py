@@ -29,7 +29,7 @@ from ..losses import MaskedMSELoss
 from ..necks import TailoredCoordinates
 from ..teachers import stored_teacher_feat
 from ..utils import (PrincipalBasis, global_pool, last_output,
-                     resolve_feature_layer)
+                     output_width, resolve_feature_layer)
 from .base_distiller import BaseDistiller
 
 
@@ -54,8 +54,10 @@ class TCSDistiller(TailoredCoordinates, BaseDistiller):
             plain ``ImageClassifier`` with a GAP neck classifies, so the
             folded head exports exactly).
         teacher (dict, optional): teacher config; None = store mode.
-        student_channels (int): C_s.
-        teacher_channels (int): C_t.
+        student_channels (int, optional): C_s; inferred from the student
+            (measured on one image) when omitted.
+        teacher_channels (int, optional): C_t; inferred from the online
+            teacher when omitted (store mode needs it).
         num_classes (int): classes of the target task.
         num_coords (int, optional): k, the coordinates kept from the PCA
             basis. Defaults to ``min(C_t, C_s)``; a larger value is
@@ -78,9 +80,9 @@ class TCSDistiller(TailoredCoordinates, BaseDistiller):
 
     def __init__(self,
                  student: dict,
-                 student_channels: int,
-                 teacher_channels: int,
                  num_classes: int,
+                 student_channels: Optional[int] = None,
+                 teacher_channels: Optional[int] = None,
                  teacher: Optional[dict] = None,
                  num_coords: Optional[int] = None,
                  coord_weight: float = 1.,
@@ -103,6 +105,14 @@ class TCSDistiller(TailoredCoordinates, BaseDistiller):
         if student_feature is not None:  # f_s is the pooled last output
             resolve_feature_layer(self.student, student_feature,
                                   'model.student_feature')
+        if student_channels is None:
+            student_channels = output_width(self.student)
+        if teacher_channels is None:
+            if self.frozen_teacher is None:
+                raise ValueError('model.teacher_channels is needed in store '
+                                 'mode (model.teacher=None): there is no '
+                                 'teacher to infer it from')
+            teacher_channels = self.frozen_teacher.pooled.width()
         if num_coords is None:
             num_coords = min(int(teacher_channels), int(student_channels))
         k = int(num_coords)

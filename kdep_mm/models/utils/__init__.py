@@ -2,13 +2,13 @@ from .ensemble_data_preprocessor import EnsembleDataPreprocessor
 from .feature_recorder import FeatureRecorder, default_feature_layer
 from .involution import Involution
 from .pooled_feature import (PooledFeature, global_pool, last_output,
-                             resolve_feature_layer)
+                             output_width, resolve_feature_layer)
 from .principal_basis import (BASIS_KEYS, PrincipalBasis,
                               fit_principal_basis)
 
 __all__ = [
     'FeatureRecorder', 'default_feature_layer', 'Involution',
     'EnsembleDataPreprocessor', 'PooledFeature', 'global_pool',
-    'last_output', 'resolve_feature_layer', 'PrincipalBasis', 'BASIS_KEYS',
+    'last_output', 'output_width', 'resolve_feature_layer', 'PrincipalBasis', 'BASIS_KEYS',
     'fit_principal_basis'
 ]

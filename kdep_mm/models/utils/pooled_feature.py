@@ -40,6 +40,30 @@ def resolve_feature_layer(backbone: nn.Module, name: Optional[str],
     return name
 
 
+@torch.no_grad()
+def _probe(backbone: nn.Module, fn, size: int) -> torch.Tensor:
+    """``fn(zeros(1, 3, size, size))`` with ``backbone`` in eval mode (BN
+    statistics untouched), its training mode restored after."""
+    was = backbone.training
+    backbone.eval()
+    try:
+        return fn(torch.zeros(1, 3, size, size))
+    finally:
+        backbone.train(was)
+
+
+def output_width(backbone: nn.Module, size: int = 32) -> int:
+    """C of the backbone's global-average-pooled last output: its
+    ``embed_dims`` (ViTs), else measured on one ``size`` x ``size`` zero
+    image in eval mode."""
+    dims = getattr(backbone, 'embed_dims', None)
+    if isinstance(dims, int):
+        return dims
+    out = _probe(backbone, lambda x: global_pool(last_output(backbone(x))),
+                 size)
+    return int(out.shape[1])
+
+
 class PooledFeature:
     """``f = global_pool(input of backbone.<layer>)``, shape (N, C).
 
@@ -71,3 +95,8 @@ class PooledFeature:
         self.reset()
         self.backbone(inputs)
         return self.pop()
+
+    def width(self, size: int = 32) -> int:
+        """C of the feature, measured on one ``size`` x ``size`` zero image
+        with the backbone in eval mode (its statistics untouched)."""
+        return int(_probe(self.backbone, self, size).shape[1])
