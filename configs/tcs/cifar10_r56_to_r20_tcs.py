@@ -30,13 +30,14 @@ _base_ = [
     '../_base_/kdep_runtime.py',
     '../_base_/datasets/cifar10_jpeg.py',
     '../_base_/schedules/sgd_90e_bs128.py',  # as the KDEP CIFAR configs
+    # teacher_ckpt: the teacher the store must have been cached with
+    # (compared by the sha256 of the file, recorded in the store's manifest
+    # by tools/cache_teacher.py)
+    '../_base_/teachers/cifar_resnet56.py',
 ]
 
 teacher_store = '{{$KDEP_TCS_STORE:work_dirs/stores/cifar10_r56_feat_v8}}'
 num_views = 8  # --views of the cache command
-# the teacher the store must have been cached with (compared by the sha256
-# of the file, recorded in the store's manifest by tools/cache_teacher.py)
-teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
 
 model = dict(
     type='kdep_mm.TCSDistiller',
@@ -74,7 +75,7 @@ train_dataloader = dict(
 
 custom_hooks = [
     dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store,
-         num_views=num_views, teacher_checkpoint=teacher_ckpt),
+         num_views=num_views, teacher_checkpoint={{_base_.teacher_ckpt}}),
     dict(type='kdep_mm.TCSTailoringHook'),
 ]
 

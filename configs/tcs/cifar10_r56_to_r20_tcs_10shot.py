@@ -32,7 +32,6 @@ _base_ = ['./cifar10_r56_to_r20_tcs.py']
 teacher_store = \
     '{{$KDEP_TCS_STORE:work_dirs/stores/cifar10_r56_feat_10shot_v32}}'
 num_views = 32
-teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
 ann_file = 'meta/train_10shot.txt'
 
 model = dict(prune_interval=40, prune_ratio=0.1, min_coords=32)
@@ -53,7 +52,7 @@ train_dataloader = dict(
 
 custom_hooks = [
     dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store,
-         num_views=num_views, teacher_checkpoint=teacher_ckpt),
+         num_views=num_views, teacher_checkpoint={{_base_.teacher_ckpt}}),
     dict(type='kdep_mm.TCSTailoringHook'),
 ]
 

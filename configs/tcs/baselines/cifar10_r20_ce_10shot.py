@@ -9,13 +9,14 @@ _base_ = [
     '../../_base_/kdep_runtime.py',
     '../../_base_/datasets/cifar10_jpeg.py',
     '../../_base_/models/cifar_resnet20.py',  # + GAP + linear head
+    # teacher_ckpt: the TCS config's teacher; the store is checked to be
+    # that config's store
+    '../../_base_/teachers/cifar_resnet56.py',
 ]
 
 teacher_store = \
     '{{$KDEP_TCS_STORE:work_dirs/stores/cifar10_r56_feat_10shot_v32}}'
 ann_file = 'meta/train_10shot.txt'
-# the TCS config's teacher: the store is checked to be that config's store
-teacher_ckpt = '../shared/data/cifar10_resnets/resnet56-4bfd9763.th'
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -29,7 +30,7 @@ train_dataloader = dict(
 # the views must be those of this dataset (index order), decoder and teacher
 custom_hooks = [
     dict(type='kdep_mm.CheckTeacherStoresHook',
-         teacher_checkpoints=teacher_ckpt),
+         teacher_checkpoints={{_base_.teacher_ckpt}}),
 ]
 
 optim_wrapper = dict(
