@@ -21,8 +21,9 @@ TEACHER_OUTPUTS = 'teacher_outputs'
 #: Index of the view drawn for a sample, an int in ``[0, V)``.
 VIEW_INDEX = 'view_index'
 
-#: Set by the ensemble's batch mixing: ``(index of the partner, lambda)`` per
-#: sample, so that stored targets are mixed as the images were.
+#: Set by the ensemble's batch mixing (Mixup/CutMix): sample i carries row i
+#: of the batch's (N, N) mixing matrix M, ``mixed_i = sum_j M[i, j] x_j``, so
+#: that stored targets are mixed as the images were.
 TEACHER_MIX = 'teacher_mix'
 
 
