@@ -144,13 +144,11 @@ def main(argv=None):
 
     kdep_mm.register_all_modules(init_default_scope=False)
 
-    cfg = Config.fromfile(args.config)
-    cfg = merge_args(cfg, args)
+    cfg = merge_args(Config.fromfile(args.config), args)
     for key in ('test_dataloader', 'test_cfg', 'test_evaluator'):
         if cfg.get(key) is None:
             raise RuntimeError(f'the config has no `{key}`; cannot test')
 
-    launch.prepare_cpu_distributed(cfg)
     runner = launch.build_runner(cfg)
 
     if args.out is not None and args.out_item == 'pred':

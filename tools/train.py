@@ -130,10 +130,7 @@ def main(argv=None):
     # Runner sets it from the config's `default_scope`.
     kdep_mm.register_all_modules(init_default_scope=False)
 
-    cfg = Config.fromfile(args.config)
-    cfg = merge_args(cfg, args)
-
-    launch.prepare_cpu_distributed(cfg)
+    cfg = merge_args(Config.fromfile(args.config), args)
     runner = launch.build_runner(cfg)
     runner.train()
     launch.shutdown_distributed()

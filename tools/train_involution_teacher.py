@@ -61,7 +61,7 @@ def _load_train_tool():
 def main(argv=None):
     args = parse_args(argv)
     import kdep_mm
-    from kdep_mm.utils.launch import build_runner, prepare_cpu_distributed
+    from kdep_mm.utils.launch import build_runner
 
     train_tool = _load_train_tool()
     kdep_mm.register_all_modules(init_default_scope=False)
@@ -71,7 +71,6 @@ def main(argv=None):
     train_args = train_tool.parse_args(train_argv)
     train_args.cfg_options = args.cfg_options
     cfg = train_tool.merge_args(Config.fromfile(args.config), train_args)
-    prepare_cpu_distributed(cfg)
     runner = build_runner(cfg)
 
     start = time.time()

@@ -150,6 +150,9 @@ def prepare_cpu_distributed(cfg: Config) -> None:
 
 
 def build_runner(cfg: Config):
+    """The Runner of ``cfg`` (built by ``RUNNERS`` when the config names a
+    ``runner_type``), after :func:`prepare_cpu_distributed`."""
+    prepare_cpu_distributed(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
