@@ -138,6 +138,7 @@ def test_wheel_contents(wheel):
                 'configs/_base_/kdep_runtime.py',
                 'configs/tiny/tiny_kdep_synthetic.py',
                 'tools/train.py', 'tools/test.py', 'tools/dist_train.sh',
+                'tools/_launch.sh',
                 'model-index.yml', 'configs/kdep/metafile.yml'):
         assert f'kdep_mm/.mim/{rel}' in names, rel
     assert not any('__pycache__' in n for n in names)
