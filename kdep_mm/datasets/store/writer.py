@@ -19,7 +19,7 @@ from kdep_mm.utils.checkpoint import atomic_write_bytes
 from .format import (FORMAT, FORMAT_VERSION, MANIFEST, RESERVED_KEYS,
                      SHARD_DIR, VIEW_FORMAT, compare_manifest, json_bytes,
                      jsonable, manifest_checksum, normalize_fields, npy_bytes,
-                     read_manifest)
+                     read_manifest, shard_file)
 from .shards import check_shard, remove_verified
 
 
@@ -164,11 +164,9 @@ class TeacherStoreWriter:
         """The shards of this rank."""
         return list(range(self.rank, self.num_shards, self.world_size))
 
-    def _path(self, shard: int, name: str) -> str:
-        return osp.join(self.root, SHARD_DIR, f'{shard:05d}.{name}')
-
     def done_path(self, shard: int) -> str:
-        return self._path(shard, 'done.json')
+        """The done-marker of ``shard`` (written last)."""
+        return shard_file(self.root, shard, 'done.json')
 
     def is_done(self, shard: int) -> bool:
         """The shard has a done-marker (of this manifest) and its files pass
@@ -244,7 +242,7 @@ class TeacherStoreWriter:
         files = {}
         for name in sorted(arrays):
             data = npy_bytes(arrays[name])
-            path = self._path(shard, name + '.npy')
+            path = shard_file(self.root, shard, name + '.npy')
             atomic_write_bytes(data, path)
             files[name] = dict(file=osp.basename(path), bytes=len(data),
                                sha256=hashlib.sha256(data).hexdigest())
