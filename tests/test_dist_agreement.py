@@ -63,7 +63,7 @@ def _write_config(path):
                 _delete_=True, type='IterBasedTrainLoop', max_iters={ITERS})
             param_scheduler = []
             custom_hooks = [
-                dict(type='kdep_mm.FitAlignerHook', num_samples=None),
+                dict(type='kdep_mm.FitBasisHook', num_samples=None),
                 dict(type='kdep_mm.DumpRankStateHook'),
             ]
             default_hooks = dict(

@@ -1,7 +1,7 @@
-"""Issue 16, "fail before the work": FitAlignerHook refuses at the start of
+"""Issue 16, "fail before the work": FitBasisHook refuses at the start of
 training a fit that cannot succeed (the SVD needs more teacher features
 than the student width, and the dataset's length bounds them), before the
-teacher runs on any image, naming ``FitAlignerHook.num_samples``, the
+teacher runs on any image, naming ``FitBasisHook.num_samples``, the
 dataset length and the student width. (The TCS fit's own refusals:
 ``tests/test_models/test_tcs.py::test_fit_refused_before_any_work_when_too_small``.)"""
 import copy
@@ -11,7 +11,7 @@ import torch
 from mmengine.logging import MMLogger
 
 import kdep_mm  # noqa: F401
-from kdep_mm.engine import FitAlignerHook
+from kdep_mm.engine import FitBasisHook
 from kdep_mm.registry import MODELS
 
 TEACHER = dict(
@@ -36,7 +36,7 @@ def _model():
 
 
 class _Runner:
-    """What FitAlignerHook reads from mmengine's Runner: a loader of
+    """What FitBasisHook reads from mmengine's Runner: a loader of
     ``n`` random images in batches of 4."""
 
     def __init__(self, model, n, work_dir):
@@ -64,10 +64,10 @@ def test_fit_aligner_hook_refuses_before_the_teacher_runs(
     calls = []
     model.teacher.register_forward_hook(lambda *a: calls.append(1))
     with pytest.raises(ValueError) as err:
-        FitAlignerHook(num_samples=num_samples).before_train(
+        FitBasisHook(num_samples=num_samples).before_train(
             _Runner(model, length, tmp_path))
     msg = str(err.value)
-    assert f'FitAlignerHook.num_samples = {num_samples}' in msg
+    assert f'FitBasisHook.num_samples = {num_samples}' in msg
     assert f'train_dataloader.dataset has {length} images' in msg
     assert f'at most {most} teacher features' in msg
     assert 'aligner.student_channels = 16 (the student width' in msg
@@ -77,7 +77,7 @@ def test_fit_aligner_hook_refuses_before_the_teacher_runs(
 
 def test_fit_aligner_hook_fits_when_large_enough(tmp_path):
     model = _model()
-    FitAlignerHook(num_samples=None).before_train(
+    FitBasisHook(num_samples=None).before_train(
         _Runner(model, 20, tmp_path))
     assert model.aligner.is_fitted
     assert int(model.aligner.num_fit_samples) == 20

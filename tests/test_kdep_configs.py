@@ -72,7 +72,7 @@ def test_cifar_kdep_trains_with_real_teacher(tmp_path):
     cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2,
                                         by_epoch=False)
-    cfg.custom_hooks = [dict(type='kdep_mm.FitAlignerHook', num_samples=64,
+    cfg.custom_hooks = [dict(type='kdep_mm.FitBasisHook', num_samples=64,
                              basis_file='svd_basis.pth')]
     runner = Runner.from_cfg(cfg)
     fp0 = runner.model.teacher_fingerprint()

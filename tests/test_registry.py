@@ -51,7 +51,7 @@ def test_lazy_import_through_locations_without_fallback_warning():
             warnings.simplefilter('always')
             a = MODELS.build(dict(type='kdep_mm.SVDAligner',
                                   student_channels=2, teacher_channels=4))
-            h = HOOKS.build(dict(type='kdep_mm.FitAlignerHook'))
+            h = HOOKS.build(dict(type='kdep_mm.FitBasisHook'))
             m = METRICS.build(dict(type='kdep_mm.DistillLossMetric'))
         assert type(a).__name__ == 'SVDAligner'
         assert 'kdep_mm.models' in sys.modules
@@ -74,7 +74,7 @@ def test_register_all_modules_sets_default_scope():
     assert DefaultScope.get_current_instance().scope_name == 'kdep_mm'
     for name in ('KDEPDistiller', 'SVDAligner', 'CIFARResNet', 'KDLoss'):
         assert name in kreg.MODELS.module_dict, name
-    assert 'FitAlignerHook' in kreg.HOOKS.module_dict
+    assert 'FitBasisHook' in kreg.HOOKS.module_dict
     assert 'DistillLossMetric' in kreg.METRICS.module_dict
     # plain names resolve in kdep_mm under its own default scope
     from mmengine.registry import MODELS

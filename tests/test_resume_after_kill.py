@@ -44,7 +44,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
             _base_ = [{CONFIG!r}]
             {CUSTOM_IMPORTS}
             custom_hooks = [
-                dict(type='kdep_mm.FitAlignerHook', num_samples=None),
+                dict(type='kdep_mm.FitBasisHook', num_samples=None),
                 dict(type='kdep_mm.SigkillAtIterHook', at_iter=6),
             ]
         '''))

@@ -45,7 +45,7 @@ train_dataloader = dict(
     dataset=dict(type='CustomDataset', data_root={data!r},
                  pipeline=train_pipeline))
 custom_hooks = [
-    dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store,
+    dict(type='kdep_mm.FitBasisHook', store=teacher_store,
          num_views=2),
     dict(type='kdep_mm.TCSTailoringHook'),
 ] + {extra_hooks!r}

@@ -31,7 +31,7 @@ def _stored_view(cfg):
 
 def _fit_hook(cfg):
     hooks = [h for h in cfg.get('custom_hooks', [])
-             if h.type == 'kdep_mm.FitTCSCoordinatesHook']
+             if h.type == 'kdep_mm.FitBasisHook']
     assert len(hooks) <= 1
     return hooks[0] if hooks else None
 

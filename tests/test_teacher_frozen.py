@@ -50,7 +50,7 @@ ALGORITHMS = {
         aligner=dict(type='kdep_mm.SVDAligner', student_channels=8,
                      teacher_channels=32),
         distill_loss=dict(type='kdep_mm.FeatureMSELoss', loss_weight=20.)),
-        [dict(type='kdep_mm.FitAlignerHook', num_samples=None)]),
+        [dict(type='kdep_mm.FitBasisHook', num_samples=None)]),
     'kdep_fitnets': (dict(
         type='kdep_mm.KDEPDistiller', student=CNN_STUDENT,
         teacher=CNN_TEACHER,
@@ -66,7 +66,7 @@ ALGORITHMS = {
         teacher=CNN_TEACHER, student_channels=16, teacher_channels=32,
         num_classes=2, num_coords=8, prune_interval=2, prune_ratio=0.25,
         min_coords=4),
-        [dict(type='kdep_mm.FitTCSCoordinatesHook', num_samples=12),
+        [dict(type='kdep_mm.FitBasisHook', num_samples=12),
          dict(type='kdep_mm.TCSTailoringHook')]),
     'dmae': (dict(
         type='kdep_mm.DMAEDistiller',

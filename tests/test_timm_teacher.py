@@ -106,6 +106,6 @@ def test_tiny_kdep_run_with_a_timm_teacher(tmp_path):
         cwd=REPO, env=tool_env(data), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-6000:]
-    assert 'aligner fitted on 16 teacher features' in proc.stdout
+    assert 'aligner basis fitted on 16 teacher features' in proc.stdout
     assert 'Epoch(train) [1][4/4]' in proc.stdout.replace('  ', ' ')
     assert (tmp_path / 'run' / 'epoch_1.pth').exists()

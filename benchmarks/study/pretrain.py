@@ -35,12 +35,11 @@ from .spec import TEACHER_FILE, arm_cfg, setting_id, sweep_settings
 def run_pca(cell, ctx):
     """The teacher's pooled pre-ReLU features (training pipeline, one pass)
     over the 10% pool: float64 moments -> every student's SVD basis
-    (FitAlignerHook's file format) and the eigen-spectrum."""
+    (FitBasisHook's basis file format) and the eigen-spectrum."""
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner, set_random_seed
 
-    from kdep_mm.engine.hooks.fit_aligner_hook import (FitAlignerHook,
-                                                       save_basis)
+    from kdep_mm.engine.hooks.fit_basis_hook import save_basis
     from kdep_mm.models.aligners.svd_aligner import SVDAligner
     from kdep_mm.registry import MODELS
     from kdep_mm.utils.checkpoint import atomic_save
@@ -73,8 +72,7 @@ def run_pca(cell, ctx):
     kept = {}
     for name, m in models.items():
         m.aligner.fit_from_moments(total[0], total[1], n)
-        save_basis(m.aligner, basis_path(ctx, name),
-                   FitAlignerHook.basis_meta(m))
+        save_basis(m.aligner, basis_path(ctx, name), m.basis_identity())
         ev = m.aligner.eigenvalues.double()
         k = m.aligner.student_channels
         kept[name] = dict(k=k, variance_kept=float(ev[:k].sum() / ev.sum()))
@@ -309,7 +307,7 @@ def run_pretrain(cell, ctx):
     fit_cpu_s = 0.
     if kind in ('kdep', 'tcs'):
         for h in cfg.get('custom_hooks', []):
-            if h.type.endswith('FitAlignerHook'):
+            if kind == 'kdep' and h.type.endswith('FitBasisHook'):
                 h.basis_file = basis_path(ctx, cell.student)
         fit_cpu_s = load_result_id(ctx.rdir, 'pca')['fit_cpu_s']
     work_dir = osp.join(ctx.runs, cell.fname)

@@ -12,7 +12,7 @@
 # (the KDEP config holds the same teacher, checkpoint and CIFAR-10 train
 # set; the store index must be this config's train dataset index.)
 # The store path is ONE variable, ``teacher_store`` below, used by both the
-# pipeline (ApplyStoredView) and FitTCSCoordinatesHook; to use a store
+# pipeline (ApplyStoredView) and FitBasisHook; to use a store
 # elsewhere without editing the file, set the environment variable
 # KDEP_TCS_STORE=DIR (read when the config is loaded). Before training the
 # hook refuses a store that does not belong to this run (another dataset or
@@ -22,7 +22,7 @@
 # Narrower student: configs/tcs/cifar10_r56_to_r20_w8_tcs.py (same store).
 # Few-shot mode (10 images per class): configs/tcs/cifar10_r56_to_r20_tcs_10shot.py.
 # The coordinate system (PCA of the stored features) is fitted from the
-# store before the first iteration by FitTCSCoordinatesHook; the tailoring
+# store before the first iteration by FitBasisHook; the tailoring
 # schedule is driven by TCSTailoringHook. Export the deployable classifier
 # (head folded into one Linear) with
 # `tools/export_student.py --as classifier SRC DST`.
@@ -74,7 +74,7 @@ train_dataloader = dict(
     batch_size=128, dataset=dict(pipeline=train_pipeline))
 
 custom_hooks = [
-    dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store,
+    dict(type='kdep_mm.FitBasisHook', store=teacher_store,
          num_views=num_views, teacher_checkpoint={{_base_.teacher_ckpt}}),
     dict(type='kdep_mm.TCSTailoringHook'),
 ]

@@ -20,7 +20,7 @@
 # when that file is read, so only redefining it would not reach them). To
 # use another store without editing the file: KDEP_TCS_STORE=DIR. A store
 # cached from another list, view count or teacher is refused before the
-# first iteration (FitTCSCoordinatesHook), naming the config key.
+# first iteration (FitBasisHook), naming the config key.
 #
 # Choices (not from the paper): 32 views per image, since 100 images cache
 # in seconds and the store is the only source of crop augmentation; batch 50
@@ -51,7 +51,7 @@ train_dataloader = dict(
     dataset=dict(ann_file=ann_file, pipeline=train_pipeline))
 
 custom_hooks = [
-    dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store,
+    dict(type='kdep_mm.FitBasisHook', store=teacher_store,
          num_views=num_views, teacher_checkpoint={{_base_.teacher_ckpt}}),
     dict(type='kdep_mm.TCSTailoringHook'),
 ]

@@ -96,7 +96,7 @@ val_dataloader = dict(batch_size=64, num_workers=8, persistent_workers=True)
 test_dataloader = val_dataloader
 
 custom_hooks = [
-    dict(type='kdep_mm.FitTCSCoordinatesHook', store=teacher_store,
+    dict(type='kdep_mm.FitBasisHook', store=teacher_store,
          num_views=num_views, teacher_checkpoint={{_base_.teacher_ckpt}}),
     dict(type='kdep_mm.TCSTailoringHook'),
 ]

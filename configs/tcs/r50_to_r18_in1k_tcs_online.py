@@ -36,6 +36,6 @@ train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 
 custom_hooks = [
     # 51,200 images = 100 per coordinate (k = 512)
-    dict(type='kdep_mm.FitTCSCoordinatesHook', num_samples=51200),
+    dict(type='kdep_mm.FitBasisHook', num_samples=51200),
     dict(type='kdep_mm.TCSTailoringHook'),
 ]

@@ -45,7 +45,7 @@ train_dataloader = dict(
     dataset=dict(
         type='CustomDataset', data_root=data_root, pipeline=train_pipeline))
 
-custom_hooks = [dict(type='kdep_mm.FitAlignerHook', num_samples=None)]
+custom_hooks = [dict(type='kdep_mm.FitBasisHook', num_samples=None)]
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))

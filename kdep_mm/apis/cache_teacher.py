@@ -154,7 +154,7 @@ class TeacherRecord:
         teacher_config: the teacher's model config (JSON-able).
         teacher_checkpoint (str, optional): path or URL of its weights.
         teacher_checkpoint_sha256 (str, optional): sha256 of the
-            checkpoint's file (the identity ``FitTCSCoordinatesHook.
+            checkpoint's file (the identity ``FitBasisHook.
             teacher_checkpoint`` and ``CheckTeacherStoresHook.
             teacher_checkpoints`` check). None: computed from
             ``teacher_checkpoint`` when that is a local file or a

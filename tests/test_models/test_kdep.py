@@ -294,20 +294,20 @@ def test_non_finite_loss_stops_with_term_and_iteration():
 
 
 def test_basis_file_reuse_and_refusal(tmp_path):
-    from kdep_mm.engine import FitAlignerHook, load_basis, save_basis
+    from kdep_mm.engine import load_basis, save_basis
     model = build_fitted()
-    meta = FitAlignerHook.basis_meta(model)
+    meta = model.basis_identity()
     path = osp.join(tmp_path, 'basis.pth')
     save_basis(model.aligner, path, meta)
     fresh = MODELS.build(kdep_cfg())
     fresh.teacher.load_state_dict(model.teacher.state_dict())
-    load_basis(fresh.aligner, path, FitAlignerHook.basis_meta(fresh))
+    load_basis(fresh.aligner, path, fresh.basis_identity())
     for k in ('mean', 'basis', 'eigenvalues', 'num_fit_samples'):
         assert torch.equal(getattr(fresh.aligner, k),
                            getattr(model.aligner, k))
     other = build_fitted(seed=5)  # another (random) teacher
     with pytest.raises(ValueError, match='basis_file.*teacher_fingerprint'):
-        load_basis(other.aligner, path, FitAlignerHook.basis_meta(other))
+        load_basis(other.aligner, path, other.basis_identity())
 
 
 def test_channel_widths_inferred_when_omitted():

@@ -8,8 +8,8 @@ import torch
 
 import kdep_mm  # noqa: F401
 from kdep_mm.apis.export import save_classifier
-from kdep_mm.engine.hooks import (TCSTailoringHook, fit_basis_online,
-                                  fit_coordinates_from_store)
+from kdep_mm.engine.hooks import (TCSTailoringHook, fit_basis_from_store,
+                                  fit_basis_online)
 from kdep_mm.models import TCSDistiller
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.checkpoint import safe_torch_load
@@ -73,7 +73,7 @@ def test_basis_orthonormal_sorted_from_store(tmp_path):
     writer.write_all(compute)
     model = build(fit=False)
     assert isinstance(model, TCSDistiller)
-    assert fit_coordinates_from_store(model, str(tmp_path)) == n * V
+    assert fit_basis_from_store(model.basis_fit(), str(tmp_path)) == n * V
     basis = model.coords.basis.double()
     k = model.num_coords
     assert k == min(C_T, C_S)
@@ -106,7 +106,8 @@ def test_basis_orthonormal_sorted_from_store(tmp_path):
         np.array([0, 0, 1, 1], np.float32), (b - a, 2, 1)), np.zeros(
             (b - a, 2), np.uint8)))
     with pytest.raises(ValueError) as err:
-        fit_coordinates_from_store(small, TeacherStore(str(tmp_path / 's')))
+        fit_basis_from_store(small.basis_fit(),
+                             TeacherStore(str(tmp_path / 's')))
     assert 'model.num_coords = 16' in str(err.value)
     assert "field 'feat'" in str(err.value) and '10 teacher' in str(err.value)
     assert not small.is_fitted
@@ -434,7 +435,7 @@ def test_non_finite_loss_stops_naming_term_and_iteration():
 
 
 class _FakeRunner:
-    """What FitTCSCoordinatesHook reads from mmengine's Runner."""
+    """What FitBasisHook reads from mmengine's Runner."""
 
     def __init__(self, model, dataset):
         from mmengine.dataset import pseudo_collate
@@ -529,13 +530,13 @@ def test_fit_hook_refuses_stores_that_do_not_belong(stores):
     """A store of another dataset (length, images), view count or teacher,
     or a pipeline store that is not the hook's, is refused before the
     first iteration, naming the config key."""
-    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    from kdep_mm.engine.hooks import FitBasisHook
     data, ok = stores['data'], stores['ok']
 
     def run(store, pipeline_store=None, model=None, dataset=None, **kw):
         model = model or build(fit=False, num_coords=8)
         dataset = dataset or _train_dataset(data, pipeline_store or store)
-        hook = FitTCSCoordinatesHook(store=store, **kw)
+        hook = FitBasisHook(store=store, **kw)
         hook.before_train(_FakeRunner(model, dataset))
         return model
 
@@ -557,17 +558,17 @@ def test_fit_hook_refuses_stores_that_do_not_belong(stores):
         (stores['other_imgs'], None, {}, 'other images than '
          'train_dataloader.dataset'),
         (stores['views3'], None, dict(num_views=2),
-         r'FitTCSCoordinatesHook.num_views is 2.*has 3 views'),
+         r'FitBasisHook.num_views is 2.*has 3 views'),
         # another checkpoint with the same file name (b/t0.pth vs a/t0.pth;
         # the check compared file names before issue 16 and let it pass)
         (stores['other_ckpt'], None, dict(teacher_checkpoint=a),
-         r'FitTCSCoordinatesHook.teacher_checkpoint.*another teacher'),
+         r'FitBasisHook.teacher_checkpoint.*another teacher'),
         (stores['other_ckpt'], None, dict(teacher_checkpoint_sha256='0' * 64),
-         r'FitTCSCoordinatesHook.teacher_checkpoint.*another teacher'),
+         r'FitBasisHook.teacher_checkpoint.*another teacher'),
         (stores['other_teacher'], None,
          dict(teacher_fingerprint=TeacherStoreFP(ok)),
-         r'FitTCSCoordinatesHook.teacher_fingerprint.*another teacher'),
-        (ok, None, dict(field='logits'), r'FitTCSCoordinatesHook.field'),
+         r'FitBasisHook.teacher_fingerprint.*another teacher'),
+        (ok, None, dict(field='logits'), r'FitBasisHook.field'),
     ]
     for store, pipe, kw, match in cases:
         fresh = build(fit=False, num_coords=8)
@@ -594,16 +595,16 @@ def TeacherStoreFP(root):
 
 
 def test_online_fit_sample_not_above_num_coords_refused(stores):
-    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    from kdep_mm.engine.hooks import FitBasisHook
     model = build(fit=False, num_coords=8, teacher=copy.deepcopy(TEACHER))
     model.teacher.load_state_dict(stores['teacher_state'])
     dataset = _train_dataset(stores['data'], stores['ok'])
-    hook = FitTCSCoordinatesHook(num_samples=8)
-    with pytest.raises(ValueError, match=r'FitTCSCoordinatesHook.num_samples'
+    hook = FitBasisHook(num_samples=8)
+    with pytest.raises(ValueError, match=r'FitBasisHook.num_samples'
                        r' = 8.*model.num_coords = 8'):
         hook.before_train(_FakeRunner(model, dataset))
     assert not model.is_fitted
-    FitTCSCoordinatesHook(num_samples=9).before_train(
+    FitBasisHook(num_samples=9).before_train(
         _FakeRunner(model, dataset))
     assert int(model.coords.num_fit_samples) == 9
 
@@ -622,7 +623,7 @@ def test_teacher_checkpoint_checked_by_file_sha256(stores, tmp_path):
     import shutil
 
     from kdep_mm.datasets.store import TeacherStore
-    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    from kdep_mm.engine.hooks import FitBasisHook
     from kdep_mm.utils.checkpoint import checkpoint_sha256
     a, b = stores['ckpts']
     assert osp_basename(a) == osp_basename(b)
@@ -631,26 +632,26 @@ def test_teacher_checkpoint_checked_by_file_sha256(stores, tmp_path):
     assert man['teacher_checkpoint'] == a
     dataset = _train_dataset(stores['data'], stores['other_ckpt'])
     with pytest.raises(ValueError) as err:
-        _hook_run(FitTCSCoordinatesHook(store=stores['other_ckpt'],
+        _hook_run(FitBasisHook(store=stores['other_ckpt'],
                                         teacher_checkpoint=a),
                   build(fit=False, num_coords=8), dataset)
     msg = str(err.value)
-    assert 'FitTCSCoordinatesHook.teacher_checkpoint' in msg
+    assert 'FitBasisHook.teacher_checkpoint' in msg
     assert checkpoint_sha256(a) in msg and checkpoint_sha256(b) in msg
     # the same file copied under another name is the same teacher
     copy_path = str(tmp_path / 'renamed.pth')
     shutil.copy(b, copy_path)
-    _hook_run(FitTCSCoordinatesHook(store=stores['other_ckpt'],
+    _hook_run(FitBasisHook(store=stores['other_ckpt'],
                                     teacher_checkpoint=copy_path),
               build(fit=False, num_coords=8), dataset)
     # or its sha256 given directly (no file on the training machine)
-    _hook_run(FitTCSCoordinatesHook(
+    _hook_run(FitBasisHook(
         store=stores['other_ckpt'],
         teacher_checkpoint_sha256=checkpoint_sha256(b)),
         build(fit=False, num_coords=8), dataset)
     with pytest.raises(FileNotFoundError,
-                       match='FitTCSCoordinatesHook.teacher_checkpoint is'):
-        _hook_run(FitTCSCoordinatesHook(
+                       match='FitBasisHook.teacher_checkpoint is'):
+        _hook_run(FitBasisHook(
             store=stores['other_ckpt'],
             teacher_checkpoint=str(tmp_path / 'missing.pth')),
             build(fit=False, num_coords=8), dataset)
@@ -672,7 +673,7 @@ def test_reordered_dataset_refused(tmp_path):
     from mmengine.registry import DefaultScope
 
     from kdep_mm.apis import TeacherCacher
-    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    from kdep_mm.engine.hooks import FitBasisHook
     from kdep_mm.registry import DATASETS
     from tiny_image_folder import make_image_folder
     data = str(tmp_path / 'data')
@@ -704,13 +705,13 @@ def test_reordered_dataset_refused(tmp_path):
                       views=dict(num_views=2, out_size=16),
                       outputs=dict(fields=('feat', )),
                       run=dict(batch_size=32, progress=False)).run()
-    _hook_run(FitTCSCoordinatesHook(store=store, num_views=2),
+    _hook_run(FitBasisHook(store=store, num_views=2),
               build(fit=False, num_coords=8), dataset('train.txt', store))
     # the same images, the same ann_file name, another order
     ann.write_text(''.join(reversed(ann.read_text().splitlines(True))))
     model = build(fit=False, num_coords=8)
     with pytest.raises(ValueError) as err:
-        _hook_run(FitTCSCoordinatesHook(store=store, num_views=2), model,
+        _hook_run(FitBasisHook(store=store, num_views=2), model,
                   dataset('train.txt', store))
     msg = str(err.value)
     assert 'train_dataloader.dataset' in msg and 'ANOTHER ORDER' in msg
@@ -720,7 +721,7 @@ def test_reordered_dataset_refused(tmp_path):
     (tmp_path / 'data' / 'other.txt').write_text(ann.read_text())
     with pytest.raises(ValueError, match=r'train_dataloader\.dataset\.'
                        r"ann_file='train.txt'.*ann_file='other.txt'"):
-        _hook_run(FitTCSCoordinatesHook(store=store, num_views=2),
+        _hook_run(FitBasisHook(store=store, num_views=2),
                   build(fit=False, num_coords=8),
                   dataset('other.txt', store))
 
@@ -728,13 +729,13 @@ def test_reordered_dataset_refused(tmp_path):
 def test_unverified_corruption_never_read(stores, tmp_path):
     """Issue 16, item 2: a same-size corruption of a shard written after
     the store was verified is refused by the fit hook and by
-    fit_coordinates_from_store (which opened stores with verify=False
+    fit_basis_from_store (which opened stores with verify=False
     before issue 16 and read the corrupted features silently)."""
     import os
     import shutil
 
     from kdep_mm.datasets.store import TeacherStore
-    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    from kdep_mm.engine.hooks import FitBasisHook
     root = str(tmp_path / 'store')
     shutil.copytree(stores['ok'], root)
     TeacherStore(root)  # verified once (markers written)
@@ -748,7 +749,7 @@ def test_unverified_corruption_never_read(stores, tmp_path):
     assert os.path.getsize(path) == size
     model = build(fit=False, num_coords=8)
     with pytest.raises(ValueError, match='corrupted') as err:
-        fit_coordinates_from_store(model, root)
+        fit_basis_from_store(model.basis_fit(), root)
     assert path in str(err.value) and not model.is_fitted
     from mmengine.registry import DefaultScope
 
@@ -759,7 +760,7 @@ def test_unverified_corruption_never_read(stores, tmp_path):
             pipeline=[dict(type='LoadImageFromFile'),
                       dict(type='PackInputs')]))
     with pytest.raises(ValueError, match='corrupted'):
-        _hook_run(FitTCSCoordinatesHook(store=root), model, plain)
+        _hook_run(FitBasisHook(store=root), model, plain)
     assert not model.is_fitted
 
 
@@ -771,7 +772,7 @@ def test_decoder_of_the_training_pipeline_checked(stores):
     from mmengine.registry import DefaultScope
 
     from kdep_mm.datasets.store import TeacherStore
-    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    from kdep_mm.engine.hooks import FitBasisHook
     from kdep_mm.registry import DATASETS
     ok = stores['ok']
     assert TeacherStore(ok).manifest['decoder'] == dict(
@@ -789,7 +790,7 @@ def test_decoder_of_the_training_pipeline_checked(stores):
                          algorithm_keys=('teacher_feat', ))]))
 
     # kdep_mm.LoadImageOrSkip decodes as LoadImageFromFile: accepted
-    _hook_run(FitTCSCoordinatesHook(store=ok),
+    _hook_run(FitBasisHook(store=ok),
               build(fit=False, num_coords=8),
               dataset(dict(type='kdep_mm.LoadImageOrSkip')))
     cases = [
@@ -806,7 +807,7 @@ def test_decoder_of_the_training_pipeline_checked(stores):
     for head, match in cases:
         model = build(fit=False, num_coords=8)
         with pytest.raises(ValueError, match=match):
-            _hook_run(FitTCSCoordinatesHook(store=ok), model, dataset(*head))
+            _hook_run(FitBasisHook(store=ok), model, dataset(*head))
         assert not model.is_fitted
 
 
@@ -814,16 +815,16 @@ def test_fit_refused_before_any_work_when_too_small(stores):
     """Issue 16, fail before the work: the TCS fit is refused at once when
     the dataset (online) or the store (samples x views) cannot give more
     than model.num_coords features; the teacher never runs."""
-    from kdep_mm.engine.hooks import FitTCSCoordinatesHook
+    from kdep_mm.engine.hooks import FitBasisHook
     model = build(fit=False, num_coords=16, teacher=copy.deepcopy(TEACHER))
     model.teacher.load_state_dict(stores['teacher_state'])
     calls = []
     model.teacher.register_forward_hook(lambda *a: calls.append(1))
     dataset = _train_dataset(stores['data'], stores['ok'])  # 12 images
     with pytest.raises(ValueError) as err:
-        FitTCSCoordinatesHook().before_train(_FakeRunner(model, dataset))
+        FitBasisHook().before_train(_FakeRunner(model, dataset))
     msg = str(err.value)
-    assert 'FitTCSCoordinatesHook.num_samples' in msg
+    assert 'FitBasisHook.num_samples' in msg
     assert 'train_dataloader.dataset has 12 images' in msg
     assert 'model.num_coords = 16' in msg
     assert 'model.student_channels = 16' in msg
@@ -838,7 +839,7 @@ def test_fit_refused_before_any_work_when_too_small(stores):
     small = build(fit=False, num_coords=16)
     with pytest.raises(ValueError, match=r'12 samples x 1 views.*'
                        r'model.num_coords = 16'):
-        fit_coordinates_from_store(small, st)
+        fit_basis_from_store(small.basis_fit(), st)
     assert read == [] and not small.is_fitted
 
 

@@ -3,7 +3,7 @@
 # temperature scaling (T = 0.1, n = 3), MSE.
 # Small-scale settings (tools/kdep_demo.py): loss weight 5 and lr 0.02 (the
 # paper's 20 and a large lr collapsed a 32-d student at this scale).
-# The basis: FitAlignerHook fits it before the first iteration from one pass
+# The basis: FitBasisHook fits it before the first iteration from one pass
 # of the teacher over the training data; the study fits it once on the 10%
 # pool (its 'pca' cell) and hands the file to every KDEP run (basis_file).
 _base_ = ['../_base_/distill_cifar10_pool.py']
@@ -20,6 +20,6 @@ model = dict(
         power=3),
     distill_loss=dict(type='kdep_mm.FeatureMSELoss', loss_weight=5.))
 custom_hooks = [
-    dict(type='kdep_mm.FitAlignerHook', num_samples=None,
+    dict(type='kdep_mm.FitBasisHook', num_samples=None,
          basis_file='svd_basis.pth'),
 ]

@@ -4,7 +4,7 @@
 # coordinates), online teacher. k = min(C_t, C_s) coordinates, a prune step
 # (10% of the active coordinates) every epoch of the 10% pool (16 iterations
 # at 500 images / batch 32), never below k / 2. The coordinate system is
-# fitted before training (FitTCSCoordinatesHook, one teacher pass over the
+# fitted before training (FitBasisHook, one teacher pass over the
 # training data; the study hands it the same teacher moments as KDEP's
 # basis). Export keeps the student backbone only.
 _base_ = ['../_base_/distill_cifar10_pool.py']
@@ -23,7 +23,7 @@ model = dict(
     min_coords=32,
 )
 custom_hooks = [
-    dict(type='kdep_mm.FitTCSCoordinatesHook', num_samples=None),
+    dict(type='kdep_mm.FitBasisHook', num_samples=None),
     dict(type='kdep_mm.TCSTailoringHook'),
 ]
 optim_wrapper = dict(optimizer=dict(lr=0.05))

@@ -73,7 +73,7 @@ class ApplyStoredView(BaseTransform):
     The checks that need the training dataset, the pipeline around this
     transform and the configured teachers (dataset identity and order,
     decoder, teacher checkpoint) are done before training, on start and on
-    resume, by ``FitTCSCoordinatesHook`` or ``CheckTeacherStoresHook``.
+    resume, by ``FitBasisHook`` or ``CheckTeacherStoresHook``.
 
     Args:
         store: one store: a :class:`~kdep_mm.datasets.store.TeacherStore`

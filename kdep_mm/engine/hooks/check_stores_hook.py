@@ -111,7 +111,7 @@ class CheckTeacherStoresHook(Hook):
     * an ensemble: the stores are one per ``model.teacher_names``.
 
     (The crop size, the view count and the fields are checked when the
-    transforms open their stores; TCS's fit hook, ``FitTCSCoordinatesHook``,
+    transforms open their stores; TCS's fit hook, ``FitBasisHook``,
     does these checks itself.) A pipeline without stores is not checked.
 
     Args:

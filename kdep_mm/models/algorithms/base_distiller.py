@@ -10,7 +10,7 @@ from mmengine.structures import BaseDataElement
 
 from kdep_mm.registry import MODELS
 from ..teachers import FrozenTeacher, TeacherSet, build_module
-from ..utils import output_width
+from ..utils import BasisFit, output_width
 
 
 class BaseDistiller(BaseModel):
@@ -132,6 +132,11 @@ class BaseDistiller(BaseModel):
         """The (first) teacher's watched pooled feature f_t (N, C_t), no
         grad (see :meth:`FrozenTeacher.watch_pooled`)."""
         return self.frozen_teacher.pooled_features(inputs)
+
+    def basis_fit(self) -> Optional[BasisFit]:
+        """The principal basis this distiller needs fitted before training
+        (driven by ``kdep_mm.FitBasisHook``); None = nothing to fit."""
+        return None
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)

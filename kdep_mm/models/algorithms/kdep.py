@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 from kdep_mm.registry import MODELS
-from ..utils import PooledFeature, global_pool, last_output, output_width
+from ..utils import (BasisFit, PooledFeature, global_pool, last_output,
+                     output_width)
 from .base_distiller import BaseDistiller
 
 
@@ -24,7 +25,7 @@ class KDEPDistiller(BaseDistiller):
 
     With the defaults, ``aligner`` is :class:`SVDAligner` (target =
     PTS((f_t - mu) @ V_k), T = 0.1, n = 3, fitted once by
-    :class:`FitAlignerHook`) and ``distill_loss`` is :class:`FeatureMSELoss`.
+    :class:`FitBasisHook`, see :meth:`basis_fit`) and ``distill_loss`` is :class:`FeatureMSELoss`.
     Swapping in :class:`ProjectorAligner` gives the FitNets baseline on the
     same data and schedule.
 
@@ -64,6 +65,27 @@ class KDEPDistiller(BaseDistiller):
         if aligner.get('teacher_channels') is None:
             aligner['teacher_channels'] = self.frozen_teacher.pooled.width()
         self.aligner = MODELS.build(aligner)
+
+    def basis_fit(self) -> Optional[BasisFit]:
+        """The aligner's SVD basis, fitted online on f_t (None for an
+        aligner without one, e.g. :class:`ProjectorAligner`); its basis file
+        records :meth:`basis_identity`."""
+        if not getattr(self.aligner, 'needs_fit', False):
+            return None
+        return BasisFit(self.aligner, 'aligner basis',
+                        self.aligner.teacher_channels,
+                        'aligner.teacher_channels',
+                        about_k='the student width, k',
+                        remedy='a narrower student',
+                        identity=self.basis_identity)
+
+    def basis_identity(self) -> dict:
+        """What a basis file of this model records (and must match)."""
+        return dict(teacher_fingerprint=self.teacher_fingerprint(),
+                    teacher_ckpt=self.teacher_ckpt,
+                    teacher_feature=self.teacher_feature,
+                    teacher_channels=self.aligner.teacher_channels,
+                    student_channels=self.aligner.student_channels)
 
     def student_features(self, inputs: torch.Tensor) -> torch.Tensor:
         """f_s, the pooled pre-activation student feature (N, C_s)."""

@@ -28,7 +28,7 @@ from kdep_mm.utils.store_keys import TEACHER_FEAT
 from ..losses import MaskedMSELoss
 from ..necks import TailoredCoordinates
 from ..teachers import stored_teacher_feat
-from ..utils import (PrincipalBasis, global_pool, last_output,
+from ..utils import (BasisFit, PrincipalBasis, global_pool, last_output,
                      output_width, resolve_feature_layer)
 from .base_distiller import BaseDistiller
 
@@ -144,15 +144,22 @@ class TCSDistiller(TailoredCoordinates, BaseDistiller):
     def is_fitted(self) -> bool:
         return self.coords.is_fitted
 
+    def basis_fit(self) -> BasisFit:
+        """The coordinate system, fitted online on f_t or from a teacher
+        store's features; the tailoring schedule needs TCSTailoringHook."""
+        return BasisFit(
+            self.coords, 'TCS coordinate system', self.teacher_channels,
+            'model.teacher_channels',
+            about_k=f'model.student_channels = {self.student_channels}',
+            remedy='lower model.num_coords', from_store=True,
+            driven_by=('TCSTailoringHook', 'the tailoring schedule (model.'
+                       f'prune_interval is {self.prune_interval})')
+            if self.prune_interval > 0 else None)
+
     def check_fit_count(self, count: int, source: str = 'the fit') -> None:
         """Refuse a fit on ``count`` teacher features (``ValueError`` naming
         ``model.num_coords``): the PCA needs more than k of them."""
-        if int(count) <= self.num_coords:
-            raise ValueError(
-                f'{source}: {int(count)} teacher features, but the PCA '
-                f'coordinate system needs more than model.num_coords = '
-                f'{self.num_coords} of them (the centred feature matrix has '
-                'rank <= N - 1); use more data or lower model.num_coords')
+        self.basis_fit().check_count(count, source)
 
     def fit_coordinates(self, features: torch.Tensor) -> None:
         """Fit mu and V_k from teacher features (N, C_t) in memory (the
@@ -234,7 +241,7 @@ class TCSDistiller(TailoredCoordinates, BaseDistiller):
         if not self.is_fitted:
             raise RuntimeError(
                 'TCSDistiller: the coordinate system is not fitted: add '
-                'kdep_mm.FitTCSCoordinatesHook to custom_hooks, call '
+                'kdep_mm.FitBasisHook to custom_hooks, call '
                 'fit_coordinates, or load a checkpoint that holds coords.*')
         if data_samples is None:
             raise ValueError('TCSDistiller.loss needs data samples with '

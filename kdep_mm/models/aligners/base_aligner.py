@@ -11,7 +11,7 @@ class BaseAligner(BaseModule):
     ``student`` of shape (N, C_s) and ``teacher`` of shape (N, C_t); the
     distillation loss compares the two outputs. ``target`` never carries
     gradient. Aligners that must be fitted before training (``needs_fit``)
-    are fitted by :class:`kdep_mm.engine.FitAlignerHook`.
+    are fitted by :class:`kdep_mm.engine.FitBasisHook`.
 
     Args:
         student_channels (int): C_s, the student's feature dimension.

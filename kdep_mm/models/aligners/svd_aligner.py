@@ -78,7 +78,7 @@ class SVDAligner(BaseAligner, PrincipalBasis):
                 teacher: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if not self.is_fitted:
             raise RuntimeError(
-                'SVDAligner is not fitted: add FitAlignerHook to custom_hooks '
+                'SVDAligner is not fitted: add FitBasisHook to custom_hooks '
                 '(or load a checkpoint or basis file that holds the basis)')
         self.check_shapes(student, teacher)
         with torch.no_grad():

@@ -1,6 +1,7 @@
 """The principal (PCA) basis of teacher features, fitted once from float64
 moments: KDEP's SVD alignment and TCS's coordinate system."""
-from typing import Iterable, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -113,6 +114,56 @@ class PrincipalBasis(nn.Module):
         ev = self.eigenvalues.double()
         return (ev[:self.num_components].sum() /
                 ev.sum().clamp_min(1e-12)).item()
+
+
+@dataclass
+class BasisFit:
+    """A distiller's declaration of the principal basis it needs fitted
+    before training (its ``basis_fit()``), which ``kdep_mm.FitBasisHook``
+    drives: online from the training data, or from a teacher store.
+
+    Attributes:
+        basis: the :class:`PrincipalBasis` to fit; k is its
+            ``num_components``, named in errors as its ``components_key``.
+        name: what the basis is, in logs and errors ('aligner basis').
+        teacher_channels: C, the width of the teacher features it is fitted
+            on (a store's field must hold (C,) features).
+        channels_key: the config key of C, named in errors.
+        about_k: a note on k, in errors ('the student width, k').
+        remedy: the other way out of a fit with too few features, besides
+            more data ('a narrower student').
+        identity: what a basis file records and is checked against on load
+            (a callable, evaluated only when a file is read or written);
+            None = the basis is never saved to a basis file.
+        from_store: whether it may be fitted from a teacher store.
+        driven_by: ``(hook type, why)``, a hook that must drive the model
+            during training (the fit hook warns when the run has none).
+    """
+
+    basis: PrincipalBasis
+    name: str
+    teacher_channels: int
+    channels_key: str
+    about_k: str
+    remedy: str
+    identity: Optional[Callable[[], dict]] = None
+    from_store: bool = False
+    driven_by: Optional[Tuple[str, str]] = None
+
+    @property
+    def num_components(self) -> int:
+        return self.basis.num_components
+
+    def check_count(self, count: int, source: str) -> None:
+        """Refuse (``ValueError``) a fit on ``count`` <= k features: the
+        centred feature matrix has rank <= N - 1."""
+        k = self.num_components
+        if int(count) <= k:
+            raise ValueError(
+                f'{source}: {int(count)} teacher features, but the '
+                f'{self.name} needs more than {self.basis.components_key} = '
+                f'{k} of them (the centred feature matrix has rank <= N - 1)'
+                f'; use more data or {self.remedy}')
 
 
 @torch.no_grad()
