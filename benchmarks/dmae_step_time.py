@@ -97,7 +97,7 @@ def parse_args():
 def _full_teacher_cls():
     import torch
 
-    from kdep_mm.models import DMAEDistiller, vit_forward_visible
+    from kdep_mm.models import DMAEDistiller
 
     class FullTeacherDMAE(DMAEDistiller):
         """Benchmark-only: the teacher runs to the end, as in the authors'
@@ -109,8 +109,7 @@ def _full_teacher_cls():
             bb = self.frozen_teacher.backbone
             wanted = [t for _, t in self.distill_pairs]
             depth = len(bb.layers)
-            outs = vit_forward_visible(bb, inputs, ids_keep,
-                                       wanted + [depth])
+            outs = bb.forward_visible(inputs, ids_keep, wanted + [depth])
             latent = bb.ln1(outs[-1])
             # the ids_restore of that mask: visible first, then the rest
             B, L = inputs.shape[0], bb.num_patches

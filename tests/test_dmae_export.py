@@ -49,7 +49,7 @@ def dmae_cfg():
         teacher=dict(
             type='mmpretrain.MAE',
             backbone=dict(
-                type='MAEViT',
+                type='kdep_mm.VisibleMAEViT',
                 arch=dict(embed_dims=48, num_layers=6, num_heads=2,
                           feedforward_channels=96),
                 img_size=IMG, patch_size=PATCH),

@@ -30,7 +30,7 @@ CNN_STUDENT = dict(type='kdep_mm.CIFARResNet', depth=8, base_channels=4)
 def _vit_teacher():
     return dict(
         type='mmpretrain.MAE',
-        backbone=dict(type='MAEViT',
+        backbone=dict(type='kdep_mm.VisibleMAEViT',
                       arch=dict(embed_dims=48, num_layers=4, num_heads=2,
                                 feedforward_channels=96),
                       img_size=32, patch_size=8),

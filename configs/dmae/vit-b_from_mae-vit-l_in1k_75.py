@@ -56,10 +56,11 @@ model = dict(
         dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
     ])
 # the teacher: the whole mmpretrain MAE ViT-L/16, whose decoder and head are
-# the student's at the teacher's width (1024)
+# the student's at the teacher's width (1024); its backbone is MAEViT plus
+# forward_visible (kdep_mm.VisibleMAEViT: same keys, MAE checkpoints load)
 model['teacher'] = dict(
     type='mmpretrain.MAE',
-    backbone=dict(type='mmpretrain.MAEViT', arch='l', patch_size=16),
+    backbone=dict(type='kdep_mm.VisibleMAEViT', arch='l', patch_size=16),
     neck=dict(model['neck'], embed_dim=1024),
     head=model['head'])
 

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import kdep_mm  # noqa: F401
-from kdep_mm.models import (DMAEDistiller, num_visible_patches,
-                            vit_forward_visible)
+from kdep_mm.models import DMAEDistiller, num_visible_patches
 from kdep_mm.registry import MODELS
 
 
@@ -24,7 +23,7 @@ def teacher_cfg(img=32, patch=8, depth=6):
     return dict(
         type='mmpretrain.MAE',
         backbone=dict(
-            type='MAEViT',
+            type='kdep_mm.VisibleMAEViT',
             arch=dict(embed_dims=48, num_layers=depth, num_heads=2,
                       feedforward_channels=96),
             img_size=img, patch_size=patch),
@@ -188,12 +187,13 @@ def test_student_feature_is_block_output_before_norm():
     assert extras['student_feats'][3] is out['s']
 
 
-def test_vit_forward_visible_plain_vit_all_patches():
-    """With every patch kept in natural order, vit_forward_visible on a
-    plain VisionTransformer matches its own forward (final norm off)."""
+def test_forward_visible_plain_vit_all_patches():
+    """With every patch kept in natural order, VisibleViT.forward_visible
+    matches its own (mmpretrain VisionTransformer) forward (final norm
+    off)."""
     torch.manual_seed(0)
     vit = MODELS.build(
-        dict(type='mmpretrain.VisionTransformer',
+        dict(type='kdep_mm.VisibleViT',
              arch=dict(embed_dims=32, num_layers=3, num_heads=2,
                        feedforward_channels=64),
              img_size=32, patch_size=8, final_norm=False, out_type='raw',
@@ -204,11 +204,48 @@ def test_vit_forward_visible_plain_vit_all_patches():
     ids = torch.arange(16).expand(2, -1)
     with torch.no_grad():
         ref = vit(x)
-        got = vit_forward_visible(vit, x, ids, [2, 3])
+        got = vit.forward_visible(x, ids, [2, 3])
     torch.testing.assert_close(got[0], ref[0])
     torch.testing.assert_close(got[1], ref[1])
     with pytest.raises(ValueError):
-        vit_forward_visible(vit, x, ids, [4])
+        vit.forward_visible(x, ids, [4])
+
+
+@pytest.mark.parametrize('plain,visible', [
+    ('mmpretrain.VisionTransformer', 'kdep_mm.VisibleViT'),
+    ('mmpretrain.MAEViT', 'kdep_mm.VisibleMAEViT')])
+def test_visible_vits_are_the_mmpretrain_vits(plain, visible):
+    """Same state-dict keys both ways (strict loads) and the same forward:
+    the visible-patch ViTs only add forward_visible."""
+    arch = dict(embed_dims=32, num_layers=2, num_heads=2,
+                feedforward_channels=64)
+    cfg = dict(arch=arch, img_size=32, patch_size=8)
+    torch.manual_seed(0)
+    a = MODELS.build(dict(cfg, type=plain))
+    a.init_weights()
+    torch.manual_seed(0)
+    b = MODELS.build(dict(cfg, type=visible))
+    b.init_weights()
+    assert list(a.state_dict()) == list(b.state_dict())
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    b.load_state_dict(a.state_dict(), strict=True)
+    a.load_state_dict(b.state_dict(), strict=True)
+    a.eval(), b.eval()
+    x = torch.randn(2, 3, 32, 32)
+    kw = dict(mask=None) if plain.endswith('MAEViT') else {}
+    with torch.no_grad():
+        fa, fb = a(x, **kw), b(x, **kw)
+    for u, v in zip(fa, fb):
+        torch.testing.assert_close(u, v, rtol=0, atol=0)
+
+
+def test_teacher_without_forward_visible_refused():
+    teacher = teacher_cfg()
+    teacher['backbone']['type'] = 'MAEViT'  # mmpretrain's, no method
+    with pytest.raises(TypeError, match=r'model.teacher.backbone must run '
+                       r'on visible patches.*VisibleMAEViT.*got MAEViT'):
+        MODELS.build(dmae_cfg(teacher=teacher))
 
 
 # ------------------------------------------------------------- losses
@@ -306,8 +343,12 @@ def test_state_dict_and_parameters_hold_no_teacher():
 
 
 def test_teacher_checkpoint_strict(tmp_path):
+    """A checkpoint of a plain mmpretrain MAE (backbone MAEViT, as in the
+    zoo) loads strictly into the teacher (backbone VisibleMAEViT)."""
     torch.manual_seed(1)
-    teacher = MODELS.build(teacher_cfg())
+    plain = teacher_cfg()
+    plain['backbone']['type'] = 'MAEViT'
+    teacher = MODELS.build(plain)
     teacher.init_weights()
     path = osp.join(tmp_path, 'teacher.pth')
     torch.save(dict(state_dict=teacher.state_dict()), path)

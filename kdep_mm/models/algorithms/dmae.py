@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from kdep_mm.registry import MODELS
-from ..backbones.vit_visible import num_visible_patches, vit_forward_visible
+from ..backbones.vit_visible import num_visible_patches
 from ..losses import NormalizedDistanceLoss
 from ..utils import FeatureRecorder
 from .base_distiller import BaseDistiller
@@ -35,16 +35,19 @@ class DMAEDistiller(BaseDistiller):
        masked patches: ``loss_rec``.
     3. The visible-patch indices are recovered from ``ids_restore``
        (``ids_keep = argsort(ids_restore)[:, :n_keep]``, the student's own
-       token order) and the teacher backbone is run by
-       :func:`vit_forward_visible` on exactly those patches, up to block
-       ``max(t)`` only, under ``no_grad``.
+       token order) and the teacher backbone's ``forward_visible``
+       (:class:`~kdep_mm.models.VisibleMAEViT` / ``VisibleViT``) runs on
+       exactly those patches, up to block ``max(t)`` only, under
+       ``no_grad``.
     4. For each pair: ``d(normalize(proj(f_s)), normalize(f_t))`` with
        per-token L2 normalisation, ``d`` the element-wise L1 (default) or
        squared error, averaged over all elements; the pairs are averaged
        and weighted by ``alpha``: ``loss_distill``.
 
     The teacher (e.g. an ``mmpretrain.MAE`` whose checkpoint is loaded
-    strictly, or a ``VisionTransformer``/``ImageClassifier``) is held as in
+    strictly, or an ``ImageClassifier``, with a ``kdep_mm.VisibleMAEViT`` /
+    ``kdep_mm.VisibleViT`` backbone: mmpretrain's ViTs plus
+    ``forward_visible``, same state-dict keys) is held as in
     :class:`BaseDistiller`: frozen, eval, outside ``state_dict`` and
     ``parameters()``. Checkpoints hold ``student.*`` (the MAEViT, what
     ``tools/export_student.py`` exports), ``neck.*`` and ``projectors.*``
@@ -56,8 +59,9 @@ class DMAEDistiller(BaseDistiller):
     Args:
         student (dict): ``MAEViT`` config; its ``mask_ratio`` is overridden
             by ``mask_ratio``.
-        teacher (dict): teacher config; its backbone must be an mmpretrain
-            ViT with a CLS token.
+        teacher (dict): teacher config; its backbone must have
+            ``forward_visible`` (``kdep_mm.VisibleMAEViT`` or
+            ``kdep_mm.VisibleViT``) and a CLS token.
         neck (dict): ``MAEPretrainDecoder`` config.
         head (dict): ``MAEPretrainHead`` config.
         distill_pairs (list[tuple[int, int]]): 1-based
@@ -107,6 +111,13 @@ class DMAEDistiller(BaseDistiller):
         self.alpha = float(alpha)
 
         teacher_backbone = self.frozen_teacher.backbone
+        if not callable(getattr(teacher_backbone, 'forward_visible', None)):
+            raise TypeError(
+                'model.teacher.backbone must run on visible patches only '
+                '(forward_visible): use kdep_mm.VisibleMAEViT for an MAE '
+                'ViT, kdep_mm.VisibleViT for a VisionTransformer (the same '
+                'weights and state-dict keys), got '
+                f'{type(teacher_backbone).__name__}')
         pairs = [tuple(p) for p in distill_pairs]
         if not pairs:
             raise ValueError('model.distill_pairs is empty')
@@ -143,9 +154,8 @@ class DMAEDistiller(BaseDistiller):
                                  ) -> List[torch.Tensor]:
         """Teacher tokens (CLS + visible) at each pair's teacher block."""
         self.frozen_teacher.eval()
-        return vit_forward_visible(self.frozen_teacher.backbone, inputs,
-                                   ids_keep,
-                                   [t for _, t in self.distill_pairs])
+        return self.frozen_teacher.backbone.forward_visible(
+            inputs, ids_keep, [t for _, t in self.distill_pairs])
 
     @staticmethod
     def _images(inputs):
