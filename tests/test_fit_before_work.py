@@ -81,3 +81,40 @@ def test_fit_aligner_hook_fits_when_large_enough(tmp_path):
         _Runner(model, 20, tmp_path))
     assert model.aligner.is_fitted
     assert int(model.aligner.num_fit_samples) == 20
+
+
+def test_fit_basis_hook_basis_file_written_then_loaded(tmp_path):
+    """The fit writes ``basis_file`` (under the work dir); another run of
+    the same teacher loads it without running the teacher."""
+    model = _model()
+    FitBasisHook(basis_file='basis.pth').before_train(
+        _Runner(model, 20, tmp_path))
+    assert (tmp_path / 'basis.pth').is_file()
+    fresh = _model()
+    calls = []
+    fresh.teacher.register_forward_hook(lambda *a: calls.append(1))
+    FitBasisHook(basis_file='basis.pth').before_train(
+        _Runner(fresh, 20, tmp_path))
+    assert calls == []
+    for key in ('mean', 'basis', 'eigenvalues', 'num_fit_samples'):
+        assert torch.equal(getattr(fresh.aligner, key),
+                           getattr(model.aligner, key))
+
+
+def test_fit_basis_hook_options_the_basis_does_not_take(tmp_path):
+    """KDEP's aligner basis is fitted online only (``store`` refused); a
+    model that declares no basis (a ProjectorAligner) is left alone."""
+    with pytest.raises(ValueError, match=r'FitBasisHook.store: '
+                       r"KDEPDistiller's aligner basis is fitted online"):
+        FitBasisHook(store=str(tmp_path)).before_train(
+            _Runner(_model(), 20, tmp_path))
+    torch.manual_seed(0)
+    plain = MODELS.build(dict(
+        type='KDEPDistiller', student=copy.deepcopy(STUDENT),
+        teacher=copy.deepcopy(TEACHER),
+        aligner=dict(type='ProjectorAligner', student_channels=16,
+                     teacher_channels=32)))
+    assert plain.basis_fit() is None
+    FitBasisHook(num_samples=1).before_train(_Runner(plain, 4, tmp_path))
+    with pytest.raises(ValueError, match='FitBasisHook.num_samples must be'):
+        FitBasisHook(num_samples=0)

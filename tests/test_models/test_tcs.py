@@ -858,3 +858,31 @@ def test_channel_widths_inferred_when_omitted():
         MODELS.build(dict(type='kdep_mm.TCSDistiller',
                           student=copy.deepcopy(STUDENT),
                           num_classes=NUM_CLASSES))
+
+
+def test_fit_hook_warns_without_tailoring_hook_refuses_basis_file(stores):
+    """The one fit hook warns when no TCSTailoringHook drives the tailoring
+    schedule (the model's BasisFit.driven_by), and refuses a basis_file
+    (TCS's coordinate system lives in its checkpoints only)."""
+    from kdep_mm.engine.hooks import FitBasisHook
+    model = build(fit=False, num_coords=8, prune_interval=2,
+                  teacher=copy.deepcopy(TEACHER))
+    model.teacher.load_state_dict(stores['teacher_state'])
+    runner = _FakeRunner(model, _train_dataset(stores['data'], stores['ok']))
+    with pytest.raises(ValueError, match=r"FitBasisHook.basis_file: "
+                       r"TCSDistiller's TCS coordinate system is not saved"):
+        FitBasisHook(basis_file='b.pth').before_train(runner)
+    warnings = []
+
+    class Log:
+        info = staticmethod(lambda msg: None)
+        warning = staticmethod(warnings.append)
+
+    runner.logger = Log
+    FitBasisHook(num_samples=9).before_train(runner)
+    assert model.is_fitted and len(warnings) == 1
+    assert 'no TCSTailoringHook drives the tailoring schedule ' \
+        '(model.prune_interval is 2)' in warnings[0]
+    runner.hooks = [TCSTailoringHook()]
+    FitBasisHook(num_samples=9).before_train(runner)  # fitted: kept
+    assert len(warnings) == 1
