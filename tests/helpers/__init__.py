@@ -9,4 +9,5 @@ on the ``PYTHONPATH`` of tool subprocesses started with
                                    registered only when imported
 * :mod:`helpers.launch`            environments and ports for subprocesses
 * :mod:`helpers.naive_involution`  a loop-by-loop involution reference
+* :mod:`helpers.paths`             the repository root, for tests at any depth
 """

@@ -15,7 +15,7 @@
 #     versions of the project venv;
 #   * mmcv 2.1.0 built from its sdist with MMCV_WITH_OPS=0 (its dist name is
 #     then mmcv-lite; the package is `mmcv`, pure Python, py2.py3-none-any);
-#   * kdep_mm itself, built as tests/test_packaging.py builds it: from a copy
+#   * kdep_mm itself, built as tests/integration/test_packaging.py builds it: from a copy
 #     of the working tree (tracked + untracked-not-ignored files), so the
 #     source tree is never written to;
 #   * MANIFEST.txt: name, version, tag, bytes and sha256 of every wheel.

@@ -23,8 +23,8 @@ import torch
 
 import kdep_mm  # noqa: F401
 from kdep_mm.registry import MODELS
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FINETUNE_CFG = osp.join(REPO, 'configs', 'dmae', 'vit-b_finetune_in1k.py')
 
 IMG, PATCH = 32, 8

@@ -18,8 +18,8 @@ import torch
 
 from helpers.launch import tool_env, tool_modules
 from tiny_image_folder import make_image_folder
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools', 'analysis_tools')
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_kdep_synthetic.py')
 

@@ -16,8 +16,8 @@ from mmengine.registry import METRICS as ROOT_METRICS
 
 import kdep_mm  # noqa: F401
 from kdep_mm.evaluation import ExplainedVarianceMetric
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = osp.join(REPO, 'configs', 'tiny', 'tiny_kdep_synthetic.py')
 
 

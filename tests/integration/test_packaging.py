@@ -24,8 +24,8 @@ from email.parser import Parser
 import pytest
 
 from tiny_image_folder import make_image_folder
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _pyproject():

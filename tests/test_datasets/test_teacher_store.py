@@ -815,7 +815,7 @@ def _golden_write(root):
 
 
 def test_golden_store_format(tmp_path):
-    """The on-disk format does not change: tests/golden/teacher_store_v2 was
+    """The on-disk format does not change: tests/test_datasets/golden/teacher_store_v2 was
     written by kdep_mm before the store became a package (format 2,
     kdep_mm/datasets/teacher_store.py at db675c4). It opens and verifies
     with today's reader and holds the values it was written with; today's

@@ -14,8 +14,8 @@ import torch
 import kdep_mm  # noqa: F401
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.checkpoint import safe_torch_load
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(REPO, 'tests', 'test_models'))
 import test_ensemble as E  # noqa: E402
 import test_tcs as T  # noqa: E402

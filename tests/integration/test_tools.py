@@ -20,8 +20,8 @@ from helpers.launch import free_port, tool_env
 from tiny_image_folder import make_image_folder
 
 import kdep_mm  # noqa: F401  (allows mmengine's checkpoint types in _load)
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_classifier_synthetic.py')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 TEST = osp.join(REPO, 'tools', 'test.py')

@@ -32,8 +32,8 @@ from helpers.hooks import CUSTOM_IMPORTS
 from helpers.launch import free_port, tool_env
 from tiny_image_folder import make_image_folder
 from kdep_mm.utils.checkpoint import safe_torch_load
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_kdep_synthetic.py')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')

@@ -16,9 +16,9 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
+from helpers.paths import REPO
 
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEACHER_CFG = osp.join(REPO, 'configs', 'ensemble', 'teachers',
                        'rednet26_cifar10.py')
 

@@ -14,8 +14,8 @@ import pytest
 
 from helpers.launch import tool_env
 from tiny_image_folder import make_image_folder
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_kdep_synthetic.py')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 SHORT_RUN = ['train_cfg.max_epochs=2', 'train_dataloader.batch_size=8']

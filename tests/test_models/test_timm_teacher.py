@@ -9,13 +9,13 @@ import sys
 
 import pytest
 import torch
+from helpers.paths import REPO
 
 timm = pytest.importorskip('timm')
 
 from helpers.launch import tool_env  # noqa: E402
 from tiny_image_folder import make_image_folder  # noqa: E402
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = osp.join(REPO, 'configs', 'timm', 'tiny_timm_kdep_synthetic.py')
 R50 = osp.join(REPO, 'configs', 'timm', 'timm-resnet50_to_r18_in1k.py')
 

@@ -25,10 +25,10 @@ from mmengine.registry import TRANSFORMS as ROOT_TRANSFORMS
 from mmengine.registry import init_default_scope
 
 import kdep_mm  # noqa: F401
+from helpers.paths import REPO
 
 cv2 = pytest.importorskip('cv2')
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # the four ImageNet KDEP recipes (issue 15); the scan below must find them
 IMAGENET_KDEP = {
     'configs/kdep/r50_to_r18_in1k.py',

@@ -13,8 +13,8 @@ from helpers.launch import helpers_env, run_log_text
 from tiny_image_folder import make_image_folder
 
 from kdep_mm.utils.checkpoint import safe_torch_load
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_kdep_synthetic.py')
 
 

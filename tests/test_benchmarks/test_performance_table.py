@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers.paths import REPO
+
 sys.path.insert(0, osp.join(REPO, 'benchmarks'))
 import performance_table as pt  # noqa: E402
 

@@ -33,7 +33,8 @@ import zipfile
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from helpers.paths import REPO
+
 sys.path.insert(0, osp.join(REPO, 'tools', 'gpu'))
 import wheelhouse  # noqa: E402
 

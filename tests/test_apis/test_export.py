@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 import torch
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CFG_DIR = osp.join(REPO, 'configs', 'downstream')
 
 STUDENT_CFG_TEXT = """

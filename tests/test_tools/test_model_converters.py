@@ -10,8 +10,8 @@ import os.path as osp
 import pytest
 import torch
 from helpers.launch import tool_modules
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONVERTERS = osp.join(REPO, 'tools', 'model_converters')
 
 

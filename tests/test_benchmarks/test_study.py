@@ -19,8 +19,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SCRIPT = osp.join(REPO, 'benchmarks', 'kdep_study.py')
 sys.path.insert(0, osp.join(REPO, 'benchmarks'))
 

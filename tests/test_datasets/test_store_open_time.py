@@ -2,8 +2,8 @@
 tiny store and reports the open times docs/reliability.md quotes."""
 import importlib.util
 import os.path as osp
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def test_store_open_time_benchmark_smoke(tmp_path, capsys):

@@ -13,8 +13,8 @@ import torch
 from helpers.launch import run_log_text, tool_env
 from tiny_image_folder import make_image_folder
 from kdep_mm.utils.checkpoint import safe_torch_load
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 
 CONFIG = '''
