@@ -38,7 +38,7 @@ on the same machine and software repeats its numbers. Across machines they
 can differ: the CPU kernels (oneDNN / MKL, chosen by instruction set and
 vendor) and other torch builds round differently, and a few thousand SGD
 steps on 100-1500 images amplify those last-bit differences into points of
-accuracy. ``tests/test_demo.py`` asserts the margin measured across such
+accuracy. ``tests/integration/test_demo.py`` asserts the margin measured across such
 runs, not the exact numbers.
 
 ``--teacher-ckpt`` takes an mmpretrain ``ImageClassifier`` checkpoint of a

@@ -9,5 +9,7 @@ on the ``PYTHONPATH`` of tool subprocesses started with
                                    registered only when imported
 * :mod:`helpers.launch`            environments and ports for subprocesses
 * :mod:`helpers.naive_involution`  a loop-by-loop involution reference
+* :mod:`helpers.logs`              a logging handler that keeps messages
+* :mod:`helpers.files`             a folder's files, byte for byte
 * :mod:`helpers.paths`             the repository root, for tests at any depth
 """

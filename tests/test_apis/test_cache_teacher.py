@@ -1,7 +1,6 @@
 """Caching a teacher's outputs per stored view (kdep_mm.apis.cache_teacher
 and tools/cache_teacher.py): exact values, CLI == library, 2 ranks == 1
 process, resume, throughput line, fingerprint check."""
-import os
 import os.path as osp
 import re
 import subprocess
@@ -23,6 +22,7 @@ from kdep_mm.registry import DATASETS, MODELS
 from kdep_mm.utils.topk import encode_topk
 from helpers.launch import REPO, free_port, tool_env
 from tiny_image_folder import make_image_folder
+from helpers.files import written_files
 
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_kdep_synthetic.py')
 TOOL = osp.join(REPO, 'tools', 'cache_teacher.py')
@@ -46,19 +46,6 @@ def _cache(env, root, teacher=None, views=(), outputs=(), run=(),
         run=dict(RUN, **dict(run)),
         record=dict(env['record'], **dict(record)),
         data_preprocessor=env['preprocessor']).run()
-
-
-def _files(root):
-    """The written files, byte for byte (not the readers' verified markers:
-    a per-machine cache of file states)."""
-    out = {}
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            if name.endswith('.verified.json'):
-                continue
-            with open(osp.join(dirpath, name), 'rb') as f:
-                out[osp.relpath(osp.join(dirpath, name), root)] = f.read()
-    return out
 
 
 @pytest.fixture(scope='module')
@@ -199,15 +186,15 @@ def test_topk_and_center_mode(env, tmp_path):
 def test_cli_single_and_two_ranks_equal_library(env):
     one = str(env['tmp'] / 'cli1')
     log = _cli(env, one)
-    lib = _files(env['root'])
-    assert _files(one) == lib  # shard files and manifest, byte for byte
+    lib = written_files(env['root'])
+    assert written_files(one) == lib  # shard files and manifest, byte for byte
     m = THROUGHPUT.search(log)
     assert m and m.groups() == ('12', str(V)), log[-2000:]
     assert 'complete and verified' in log
 
     two = str(env['tmp'] / 'cli2')
     log2 = _cli(env, two, '--launcher', 'pytorch', nproc=2)
-    assert _files(two) == lib
+    assert written_files(two) == lib
     assert 'rank 0: wrote shards [0, 2]' in log2
     assert 'rank 1: wrote shards [1]' in log2
     assert 'on 2 process(es)' in log2
@@ -228,7 +215,7 @@ def test_resume_skips_finished_shards(env, tmp_path):
     assert any('skips 1 finished shard(s) [0]' in x for x in lines)
     assert any(THROUGHPUT.search(x) for x in lines)
     TeacherStore(root)  # complete and verified
-    assert _files(root) == _files(env['root'])
+    assert written_files(root) == written_files(env['root'])
     # a third run has nothing to do
     third = _cache(env, root)
     assert third['written'] == [] and third['skipped'] == [0, 1, 2]

@@ -7,7 +7,6 @@ downstream configs' ``init_cfg`` into an mmpretrain classifier, an mmdet
 detector and an mmseg segmentor.
 """
 import copy
-import logging
 import os
 import os.path as osp
 import subprocess
@@ -17,6 +16,7 @@ import uuid
 import pytest
 import torch
 from helpers.paths import REPO
+from helpers.logs import MessageCapture
 
 CFG_DIR = osp.join(REPO, 'configs', 'downstream')
 
@@ -111,23 +111,13 @@ def exported(tmp_path_factory, distill_ckpt):
     return dst, info
 
 
-class _Capture(logging.Handler):
-
-    def __init__(self):
-        super().__init__(level=logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def log_capture():
     """A fresh current MMLogger with a handler recording every message."""
     from mmengine.logging import MMLogger
     logger = MMLogger.get_instance(f'kdep-export-test-{uuid.uuid4().hex}',
                                    log_level='DEBUG')
-    cap = _Capture()
+    cap = MessageCapture()
     logger.addHandler(cap)
     yield cap
     logger.removeHandler(cap)
@@ -366,20 +356,13 @@ def test_sync_pretrained():
 # -------------------------------------------------------- loading downstream
 
 
-def test_load_into_mmpretrain_classifier(exported, student, log_capture):
+@pytest.mark.parametrize('config', [
+    'mmpretrain/r18_hymenoptera_finetune.py',
+    'mmdet/retinanet_r18_fpn_coco.py'
+], ids=['mmpretrain_classifier', 'mmdet_detector'])
+def test_load_into_downstream_model(exported, student, log_capture, config):
     dst, _ = exported
-    cfg = _cfg('mmpretrain/r18_hymenoptera_finetune.py', dst)
-    model = _build_model(cfg)
-    model.init_weights()
-    _assert_no_mismatch_logged(log_capture)
-    sd = torch.load(dst, weights_only=True)['state_dict']
-    _assert_backbone_equals_student(model.backbone, student, sd)
-
-
-def test_load_into_mmdet_detector(exported, student, log_capture):
-    dst, _ = exported
-    cfg = _cfg('mmdet/retinanet_r18_fpn_coco.py', dst)
-    model = _build_model(cfg)
+    model = _build_model(_cfg(config, dst))
     model.init_weights()
     _assert_no_mismatch_logged(log_capture)
     sd = torch.load(dst, weights_only=True)['state_dict']

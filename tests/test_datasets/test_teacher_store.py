@@ -18,6 +18,7 @@ from kdep_mm.datasets.store import (TeacherStore, TeacherStoreWriter,
 from kdep_mm.datasets.transforms.stored_view import ApplyStoredView
 from kdep_mm.registry import TRANSFORMS
 from kdep_mm.utils.topk import decode_topk, encode_topk, topk_fields
+from helpers.files import written_files
 
 N, V, SHARD = 10, 3, 4  # 3 shards: 4 + 4 + 2 samples
 FIELDS = {'logits': ((5, ), 'float16'), 'feat': ((2, 3), 'float32')}
@@ -73,20 +74,6 @@ def _expected(**over):
                fields=FIELDS)
     exp.update(over)
     return exp
-
-
-def _files(root):
-    """The written files, byte for byte (not the readers' verified markers:
-    a per-machine cache of file states)."""
-    out = {}
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            if name.endswith('.verified.json'):
-                continue
-            path = osp.join(dirpath, name)
-            with open(path, 'rb') as f:
-                out[osp.relpath(path, root)] = f.read()
-    return out
 
 
 @pytest.fixture(scope='module')
@@ -148,7 +135,7 @@ def test_manifest_content(store_root):
         assert set(marker['files']) == {'logits', 'feat', 'boxes', 'flips'}
         assert all(len(x['sha256']) == 64 for x in marker['files'].values())
     # no temporary file left behind
-    assert not [n for n in _files(store_root) if n.endswith('.tmp')]
+    assert not [n for n in written_files(store_root) if n.endswith('.tmp')]
 
 
 @pytest.mark.parametrize('over,key,stored,wrong', [
@@ -236,7 +223,7 @@ def test_killed_writer_resumes(tmp_path):
     assert writer.write_all(_compute(data, calls)) == [1, 2]
     assert calls == [4, 8]
     TeacherStore(root, _expected())
-    assert _files(root) == _files(clean)
+    assert written_files(root) == written_files(clean)
 
 
 def test_sigkilled_writer_resumes(tmp_path):
@@ -314,7 +301,7 @@ def test_two_ranks_equal_one_writer(tmp_path, store_root):
     for rank in (1, 0):  # any order
         written += _write(root, data, rank=rank, world_size=2)
     assert sorted(written) == [0, 1, 2] and written[:1] == [1]
-    assert _files(root) == _files(store_root)
+    assert written_files(root) == written_files(store_root)
     TeacherStore(root, _expected())
 
 
@@ -606,7 +593,7 @@ def test_verification_cached_and_redone_on_change(tmp_path, monkeypatch):
 
 def test_shipped_readers_verify(tmp_path):
     """Issue 16, item 2: no caller in kdep_mm opens a store unverified
-    (configs: tests/test_tcs_configs.py)."""
+    (configs: tests/test_configs/test_tcs_configs.py)."""
     import kdep_mm
     src = osp.dirname(kdep_mm.__file__)
     offenders = []
@@ -840,7 +827,7 @@ def test_golden_store_format(tmp_path):
             assert got['flip'] == bool(flips[row, v])
     new = str(tmp_path / 'new')
     _golden_write(new)
-    assert _files(new) == _files(GOLDEN)
+    assert written_files(new) == written_files(GOLDEN)
 
 
 def test_stored_view_one_or_many_stores(tmp_path):

@@ -302,7 +302,7 @@ def test_fold_export_and_predict(tmp_path):
 @pytest.fixture
 def fast_pretty_text(monkeypatch):
     """Skip yapf: the Runner formats the config several times (~2 s each
-    on CPU); as in tests/test_downstream_configs.py."""
+    on CPU); as in tests/test_configs/test_downstream_configs.py."""
     from mmengine.config import Config
     monkeypatch.setattr(Config, 'pretty_text',
                         property(lambda self: self.text))

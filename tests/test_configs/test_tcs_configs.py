@@ -13,8 +13,8 @@ from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import init_default_scope
 
 import kdep_mm  # noqa: F401
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TCS_CONFIGS = sorted(
     glob.glob(osp.join(REPO, 'configs', 'tcs', '**', '*.py'),
               recursive=True))

@@ -8,15 +8,15 @@ own train pipeline and optimizer, followed by one validation step scored by
 the config's evaluator. Image scales are reduced to keep this fast on CPU.
 """
 import copy
-import logging
 import math
 import os.path as osp
 import uuid
 
 import pytest
 import torch
+from helpers.paths import REPO
+from helpers.logs import MessageCapture
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CFG_DIR = osp.join(REPO, 'configs', 'downstream')
 
 CONFIGS = [
@@ -59,16 +59,6 @@ def student_ckpt(tmp_path_factory):
     return dst, student.state_dict()
 
 
-class _Capture(logging.Handler):
-
-    def __init__(self):
-        super().__init__(level=logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def _load_cfg(name, pretrained, work_dir):
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(CFG_DIR, name))
@@ -92,7 +82,7 @@ def _build_runner(cfg):
     from mmengine.logging import MMLogger
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
-    cap = _Capture()
+    cap = MessageCapture()
     MMLogger.get_current_instance().addHandler(cap)
     runner.model.init_weights()
     text = '\n'.join(cap.messages)

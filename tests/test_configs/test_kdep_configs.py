@@ -13,8 +13,8 @@ from mmengine.runner import Runner
 import kdep_mm  # noqa: F401
 from shared_data import unpack_shared
 from kdep_mm.utils.checkpoint import safe_torch_load
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KDEP_CONFIGS = sorted(
     glob.glob(osp.join(REPO, 'configs', 'kdep', '**', '*.py'),
               recursive=True))

@@ -1,11 +1,10 @@
 """Pre-training needs neither mmdet nor mmseg: kdep_mm.datasets (the
 transforms, the teacher store) imports without them, and a config that names
 a downstream dataset then fails at build time saying which extra it needs."""
-import os.path as osp
 import subprocess
 import sys
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 SCRIPT = '''
 import sys

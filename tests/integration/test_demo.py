@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers.paths import REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(REPO, 'tools', 'kdep_demo.py')
 
 pytest.importorskip('cv2')
