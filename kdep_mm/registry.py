@@ -8,7 +8,7 @@ kdep_mm registers nothing into (runners, loops, optimisers, visualizers,
 without that child builds from itself with a "Failed to search registry"
 warning. From an mmdet / mmseg / mmpretrain config, the ``kdep_mm.``
 prefix is enough (mmengine imports ``kdep_mm.registry`` for it, and the
-registry the module through ``locations``)::
+registry imports the module through ``locations``)::
 
     model = dict(backbone=dict(type='kdep_mm.CIFARResNet', depth=20))
 """
