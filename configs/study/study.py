@@ -88,7 +88,8 @@ seeds = [0, 1, 2]
 sweep_seed = 100
 sweep_student = 'r20w8'
 # The grids were widened where a sweep's choice fell on an edge (f: loss
-# weight 5 of {1, 5}; c and e: lr 0.1; then e: lr 0.2, 0.4; j: lr 0.1). For f,
+# weight 5 of {1, 5}; c and e: lr 0.1; then e: lr 0.2, 0.4, 0.8, 1.6; j:
+# lr 0.1). For f,
 # weight and lr act through their product on an MSE loss; along it the
 # choice is inside the grid. A pre-training cell trained with a setting the
 # sweep no longer chooses is rerun, with the probes made from it.
@@ -96,7 +97,7 @@ sweeps = dict(
     f=dict(lr=[0.02, 0.05, 0.1], loss_weight=[1., 5., 20.]),
     c=dict(lr=[0.02, 0.05, 0.1, 0.2]),
     d=dict(lr=[0.02, 0.05, 0.1]),
-    e=dict(lr=[0.02, 0.05, 0.1, 0.2, 0.4, 0.8]),
+    e=dict(lr=[0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6]),
     h=dict(lr=[0.02, 0.05, 0.1]),
     i=dict(lr=[0.02, 0.05, 0.1]),
     j=dict(lr=[0.02, 0.05, 0.1, 0.2]),
