@@ -23,6 +23,21 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from kdep_mm.registry import MODELS
 
 
+def conv3x3(conv_cfg: Optional[dict],
+            in_channels: int,
+            out_channels: int,
+            stride: int = 1) -> nn.Module:
+    """A bias-free 3x3 conv with padding 1 (``conv_cfg`` picks the type)."""
+    return build_conv_layer(
+        conv_cfg,
+        in_channels,
+        out_channels,
+        3,
+        stride=stride,
+        padding=1,
+        bias=False)
+
+
 class OptionAShortcut(nn.Module):
     """Parameter-free shortcut "option A" of He et al. (2016), Sec. 4.2.
 
@@ -96,18 +111,10 @@ class CIFARBasicBlock(BaseModule):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
-        self.conv1 = build_conv_layer(
-            conv_cfg,
-            in_channels,
-            out_channels,
-            3,
-            stride=stride,
-            padding=1,
-            bias=False)
+        self.conv1 = conv3x3(conv_cfg, in_channels, out_channels, stride)
         self.bn1 = build_norm_layer(norm_cfg, out_channels)[1]
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = build_conv_layer(
-            conv_cfg, out_channels, out_channels, 3, padding=1, bias=False)
+        self.conv2 = conv3x3(conv_cfg, out_channels, out_channels)
         self.bn2 = build_norm_layer(norm_cfg, out_channels)[1]
         if stride != 1 or in_channels != out_channels:
             self.shortcut = OptionAShortcut(in_channels, out_channels, stride)
@@ -244,14 +251,7 @@ class CIFARResNet(BaseBackbone):
         self.conv_cfg = conv_cfg
         self.norm_cfg = norm_cfg
 
-        self.conv1 = build_conv_layer(
-            conv_cfg,
-            in_channels,
-            base_channels,
-            3,
-            stride=1,
-            padding=1,
-            bias=False)
+        self.conv1 = conv3x3(conv_cfg, in_channels, base_channels)
         self.bn1 = build_norm_layer(norm_cfg, base_channels)[1]
         self.relu = nn.ReLU(inplace=True)
 

@@ -237,31 +237,28 @@ class RedNet(ResNet):
         self.stage_channels = tuple(
             base_channels * 2**i * self.expansion for i in range(num_stages))
 
+    def _stem_conv(self, in_channels: int, out_channels: int,
+                   stride: int) -> ConvModule:
+        """A 3x3 conv-norm-ReLU of the stem (padding 1)."""
+        return ConvModule(
+            in_channels,
+            out_channels,
+            kernel_size=3,
+            stride=stride,
+            padding=1,
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg,
+            inplace=True)
+
     def _make_stem_layer(self, in_channels: int, stem_channels: int) -> None:
         if self.stem_type == 'cifar':
             self.stem = nn.Sequential(
-                ConvModule(
-                    in_channels,
-                    stem_channels,
-                    kernel_size=3,
-                    stride=1,
-                    padding=1,
-                    conv_cfg=self.conv_cfg,
-                    norm_cfg=self.norm_cfg,
-                    inplace=True))
+                self._stem_conv(in_channels, stem_channels, stride=1))
             self.maxpool = nn.Identity()
             return
         mid = stem_channels // 2
         self.stem = nn.Sequential(
-            ConvModule(
-                in_channels,
-                mid,
-                kernel_size=3,
-                stride=2,
-                padding=1,
-                conv_cfg=self.conv_cfg,
-                norm_cfg=self.norm_cfg,
-                inplace=True),
+            self._stem_conv(in_channels, mid, stride=2),
             Involution(
                 mid,
                 kernel_size=3,
@@ -270,15 +267,7 @@ class RedNet(ResNet):
                 norm_cfg=self.norm_cfg),
             build_norm_layer(self.norm_cfg, mid)[1],
             nn.ReLU(inplace=True),
-            ConvModule(
-                mid,
-                stem_channels,
-                kernel_size=3,
-                stride=1,
-                padding=1,
-                conv_cfg=self.conv_cfg,
-                norm_cfg=self.norm_cfg,
-                inplace=True))
+            self._stem_conv(mid, stem_channels, stride=1))
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
     def train(self, mode: bool = True) -> 'RedNet':
