@@ -15,8 +15,8 @@
 # 3. train:
 #   python tools/train.py configs/tcs/cifar10_r56_to_r20_tcs_10shot.py
 #
-# The store path is ONE variable, ``teacher_store``: this file redefines the
-# pipeline and the hooks with it (a variable of a base config is substituted
+# The store path is ONE variable, ``teacher_store``: this file points the
+# base's pipeline and hooks at it (a variable of a base config is substituted
 # when that file is read, so only redefining it would not reach them). To
 # use another store without editing the file: KDEP_TCS_STORE=DIR. A store
 # cached from another list, view count or teacher is refused before the
@@ -36,25 +36,14 @@ ann_file = 'meta/train_10shot.txt'
 
 model = dict(prune_interval=40, prune_ratio=0.1, min_coords=32)
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='kdep_mm.ApplyStoredView',
-        store=dict(
-            root=teacher_store,
-            expected=dict(fields={'feat': ((64, ), 'float32')})),
-        scale=32),
-    dict(type='PackInputs', algorithm_keys=('teacher_feat', )),
-]
+# the base's pipeline and hooks, pointed at this store
+train_pipeline = _base_.train_pipeline
+train_pipeline[1].store.root = teacher_store
 train_dataloader = dict(
     batch_size=50,
     dataset=dict(ann_file=ann_file, pipeline=train_pipeline))
-
-custom_hooks = [
-    dict(type='kdep_mm.FitBasisHook', store=teacher_store,
-         num_views=num_views, teacher_checkpoint={{_base_.teacher_ckpt}}),
-    dict(type='kdep_mm.TCSTailoringHook'),
-]
+custom_hooks = _base_.custom_hooks
+custom_hooks[0].update(store=teacher_store, num_views=num_views)
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))

@@ -46,16 +46,11 @@ train_dataloader = dict(
         with_label=True,
         pipeline=train_pipeline))
 test_dataloader = dict(
+    train_dataloader,
     batch_size=200,
-    num_workers=0,
-    persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CustomDataset',
-        data_root=data_root,
-        data_prefix='val',
-        with_label=True,
-        pipeline=test_pipeline))
+    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='val',
+                 with_label=True, pipeline=test_pipeline))
 test_evaluator = dict(type='Accuracy', topk=(1, ))
 test_cfg = dict()
 # no validation during training: the demo scores the final model once

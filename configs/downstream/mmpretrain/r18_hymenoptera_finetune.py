@@ -48,13 +48,8 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=32,
     num_workers=2,
-    dataset=dict(
-        _delete_=True,
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix='val',
-        extensions=extensions,
-        pipeline={{_base_.test_pipeline}}))
+    dataset=dict(train_dataloader['dataset'], data_prefix='val',
+                 pipeline={{_base_.test_pipeline}}))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator

@@ -5,10 +5,7 @@
 _base_ = ['../cifar10_r56_to_r20_w8.py']
 
 model = dict(
-    aligner=dict(
-        _delete_=True,
-        type='kdep_mm.ProjectorAligner',
-        student_channels=32,
-        teacher_channels=64),
+    # its widths (32, 64) inferred from the student and the teacher
+    aligner=dict(_delete_=True, type='kdep_mm.ProjectorAligner'),
     distill_loss=dict(type='kdep_mm.FeatureMSELoss', loss_weight=1.))
 custom_hooks = []

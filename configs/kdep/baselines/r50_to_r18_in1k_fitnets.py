@@ -4,10 +4,7 @@
 _base_ = ['../r50_to_r18_in1k.py']
 
 model = dict(
-    aligner=dict(
-        _delete_=True,
-        type='kdep_mm.ProjectorAligner',
-        student_channels=512,
-        teacher_channels=2048),
+    # its widths (512, 2048) inferred from the student and the teacher
+    aligner=dict(_delete_=True, type='kdep_mm.ProjectorAligner'),
     distill_loss=dict(type='kdep_mm.FeatureMSELoss', loss_weight=1.))
 custom_hooks = []
