@@ -12,4 +12,6 @@ on the ``PYTHONPATH`` of tool subprocesses started with
 * :mod:`helpers.logs`              a logging handler that keeps messages
 * :mod:`helpers.files`             a folder's files, byte for byte
 * :mod:`helpers.paths`             the repository root, for tests at any depth
+* :mod:`helpers.models`            tiny model configs, seeded builders
+* :mod:`helpers.scripts`           tool and benchmark scripts as modules
 """

@@ -11,28 +11,21 @@ import torch
 from mmengine.logging import MMLogger
 
 import kdep_mm  # noqa: F401
+from helpers.models import build_seeded, cifar_resnet_classifier
 from kdep_mm.engine import FitBasisHook
 from kdep_mm.registry import MODELS
 
-TEACHER = dict(
-    type='mmpretrain.ImageClassifier',
-    backbone=dict(type='kdep_mm.CIFARResNet', depth=8, base_channels=8),
-    neck=dict(type='mmpretrain.GlobalAveragePooling'),
-    head=dict(type='mmpretrain.LinearClsHead', num_classes=10,
-              in_channels=32))
+TEACHER = cifar_resnet_classifier(num_classes=10)
 STUDENT = dict(type='kdep_mm.CIFARResNet', depth=8, base_channels=4)
 
 
 def _model():
-    torch.manual_seed(0)
-    model = MODELS.build(dict(
+    return build_seeded(dict(
         type='KDEPDistiller', student=copy.deepcopy(STUDENT),
         teacher=copy.deepcopy(TEACHER),
         aligner=dict(type='SVDAligner', student_channels=16,
                      teacher_channels=32),
         distill_loss=dict(type='FeatureMSELoss', loss_weight=1.)))
-    model.init_weights()
-    return model
 
 
 class _Runner:

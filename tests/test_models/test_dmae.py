@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import kdep_mm  # noqa: F401
+from helpers.models import build_seeded
 from kdep_mm.models import DMAEDistiller, num_visible_patches
 from kdep_mm.registry import MODELS
 
@@ -54,10 +55,7 @@ def dmae_cfg(img=32, patch=8, **kwargs):
 
 
 def build(seed=0, **kwargs):
-    torch.manual_seed(seed)
-    model = MODELS.build(dmae_cfg(**kwargs))
-    model.init_weights()
-    return model
+    return build_seeded(dmae_cfg(**kwargs), seed)
 
 
 def _embed_visible(backbone, x, ids_keep):

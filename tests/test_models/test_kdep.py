@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import kdep_mm  # noqa: F401
+from helpers.models import build_seeded
 from kdep_mm.engine import fit_basis_online
 from kdep_mm.models import (KDEPDistiller, LogitKDDistiller,
                             power_temperature_scaling)
@@ -36,9 +37,7 @@ def kdep_cfg(**kwargs):
 
 
 def build_fitted(seed=0, **kwargs):
-    torch.manual_seed(seed)
-    model = MODELS.build(kdep_cfg(**kwargs))
-    model.init_weights()
+    model = build_seeded(kdep_cfg(**kwargs), seed)
     x = torch.randn(80, 3, 32, 32)
     model.aligner.fit(model.teacher_features(x))
     return model
@@ -61,17 +60,27 @@ def _manual_pre_relu_basic(backbone, x):
     return out + identity
 
 
-def test_pre_relu_capture_resnet():
-    torch.manual_seed(0)
-    backbone = MODELS.build(STUDENT)
-    backbone.init_weights()
+def _capture_default_layer(cfg, layer, size):
+    """A seeded backbone of ``cfg`` in eval mode, whose default feature
+    layer must be ``layer``; its last output and the feature recorded there
+    for a random ``(2, 3, size, size)`` batch ``x``.
+
+    Returns ``(backbone, x, post, pre)``.
+    """
+    backbone = build_seeded(cfg)
     backbone.eval()
-    assert default_feature_layer(backbone) == 'layer4.1.relu'
-    rec = FeatureRecorder(backbone, 'layer4.1.relu')
-    x = torch.randn(2, 3, 32, 32)
+    assert default_feature_layer(backbone) == layer
+    rec = FeatureRecorder(backbone, layer)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         post = backbone(x)[-1]
-        pre = rec.pop()
+    return backbone, x, post, rec.pop()
+
+
+def test_pre_relu_capture_resnet():
+    backbone, x, post, pre = _capture_default_layer(STUDENT,
+                                                    'layer4.1.relu', 32)
+    with torch.no_grad():
         manual = _manual_pre_relu_basic(backbone, x)
     torch.testing.assert_close(pre, manual)
     assert (pre < 0).any(), 'captured feature must be pre-ReLU'
@@ -86,17 +95,9 @@ def test_pre_relu_capture_resnet():
 
 
 def test_pre_relu6_capture_mobilenetv2():
-    torch.manual_seed(0)
-    mbv2 = MODELS.build(dict(type='mmpretrain.MobileNetV2',
-                             widen_factor=0.25))
-    mbv2.init_weights()
-    mbv2.eval()
-    assert default_feature_layer(mbv2) == 'conv2.activate'
-    rec = FeatureRecorder(mbv2, 'conv2.activate')
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        post = mbv2(x)[-1]
-        pre = rec.pop()
+    _, _, post, pre = _capture_default_layer(
+        dict(type='mmpretrain.MobileNetV2', widen_factor=0.25),
+        'conv2.activate', 64)
     assert pre.shape[1] == 1280  # last conv keeps 1280 channels
     assert (pre < 0).any()
     torch.testing.assert_close(post, pre.clamp(0, 6))

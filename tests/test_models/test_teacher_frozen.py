@@ -15,15 +15,11 @@ import pytest
 import torch
 
 import kdep_mm  # noqa: F401
+from helpers.models import cifar_resnet_classifier
 from tiny_image_folder import make_image_folder
 from kdep_mm.utils.checkpoint import safe_torch_load
 
-CNN_TEACHER = dict(
-    type='mmpretrain.ImageClassifier',
-    backbone=dict(type='kdep_mm.CIFARResNet', depth=8, base_channels=8),
-    neck=dict(type='mmpretrain.GlobalAveragePooling'),
-    head=dict(type='mmpretrain.LinearClsHead', num_classes=2,
-              in_channels=32))
+CNN_TEACHER = cifar_resnet_classifier(num_classes=2)
 CNN_STUDENT = dict(type='kdep_mm.CIFARResNet', depth=8, base_channels=4)
 
 
@@ -93,10 +89,8 @@ ALGORITHMS = {
         teacher_names=['cnn', 'cnn_wide'],
         teachers=dict(
             cnn=CNN_TEACHER,
-            cnn_wide=dict(CNN_TEACHER,
-                          backbone=dict(CNN_TEACHER['backbone'],
-                                        base_channels=4),
-                          head=dict(CNN_TEACHER['head'], in_channels=16)))),
+            cnn_wide=cifar_resnet_classifier(num_classes=2,
+                                             base_channels=4))),
         []),
 }
 # the ensemble student's own (trainable) per-teacher tokens are not teachers
