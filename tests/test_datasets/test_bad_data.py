@@ -153,13 +153,20 @@ def test_skip_mode_counts_and_warns_once_per_file(bad_folder, log_file):
     assert 'gone.png: file not found' in log_file.text()
 
 
+def _iteration_error(root, num_workers):
+    """The OSError that iterating the ``on_error='raise'`` dataset of
+    ``root`` through a loader of ``num_workers`` workers raises."""
+    ds = _dataset(root, 'raise')
+    with pytest.raises(OSError) as info:
+        _iterate(_loader(ds, num_workers=num_workers))
+    return info.value
+
+
 def test_raise_mode_names_the_file(bad_folder):
     root, good, bad = bad_folder
-    ds = _dataset(root, 'raise')
-    with pytest.raises(ImageLoadError) as info:
-        _iterate(_loader(ds, num_workers=0))
-    msg = str(info.value)
-    assert isinstance(info.value, OSError)
+    error = _iteration_error(root, num_workers=0)
+    msg = str(error)
+    assert isinstance(error, ImageLoadError)
     assert any(p in msg for p in bad), msg
     assert "on_error='skip'" in msg
     # every bad file is refused by name, with its reason
@@ -178,10 +185,7 @@ def test_raise_mode_names_the_file(bad_folder):
 
 def test_raise_mode_error_surfaces_from_a_worker(bad_folder):
     root, good, bad = bad_folder
-    ds = _dataset(root, 'raise')
-    with pytest.raises(OSError) as info:
-        _iterate(_loader(ds, num_workers=2))
-    msg = str(info.value)
+    msg = str(_iteration_error(root, num_workers=2))
     assert 'DataLoader worker' in msg
     assert any(f'cannot load image {p}' in msg for p in bad), msg
 
