@@ -2,6 +2,7 @@
 optimizer steps with a peak-memory reading, and run each arm in a fresh
 subprocess (so that the peak resident set size of one arm is not inflated
 by another) that prints one ``RESULT {json}`` line."""
+import argparse
 import json
 import os
 import resource
@@ -9,6 +10,31 @@ import statistics
 import subprocess
 import sys
 import time
+
+
+def step_parser(doc: str,
+                arms,
+                *,
+                steps,
+                warmup=1,
+                threads=None,
+                steps_help='timed steps (median reported)',
+                warmup_help='untimed steps',
+                threads_help='torch.set_num_threads (default: torch '
+                'default)') -> argparse.ArgumentParser:
+    """A parser described by the first line of ``doc`` with the options
+    every step-time benchmark takes: ``--steps`` and ``--warmup`` (timed and
+    untimed steps of one process), ``--threads``, ``--device``, ``--json``
+    (a copy of the results) and the internal ``--arm`` (one of ``arms``,
+    run in a subprocess)."""
+    p = argparse.ArgumentParser(description=doc.split('\n')[0])
+    p.add_argument('--steps', type=int, default=steps, help=steps_help)
+    p.add_argument('--warmup', type=int, default=warmup, help=warmup_help)
+    p.add_argument('--threads', type=int, default=threads, help=threads_help)
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--arm', choices=arms, help='(internal) run one arm')
+    p.add_argument('--json', help='also write the results to this file')
+    return p
 
 
 def timed_call(step, cuda: bool) -> float:

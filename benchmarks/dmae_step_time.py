@@ -41,7 +41,6 @@ Run (default, ~8 min on 2 busy CPU cores)::
         --steps 1 --threads 1 --paired 12
     python benchmarks/dmae_step_time.py --batch-size 8 --steps 5 --device cuda
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -63,14 +62,8 @@ ARM_DESC = {
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = sb.step_parser(__doc__, ARMS, steps=3)
     p.add_argument('--batch-size', type=int, default=4)
-    p.add_argument('--steps', type=int, default=3,
-                   help='timed steps (median reported)')
-    p.add_argument('--warmup', type=int, default=1, help='untimed steps')
-    p.add_argument('--threads', type=int, default=None,
-                   help='torch.set_num_threads (default: torch default)')
-    p.add_argument('--device', default='cpu')
     p.add_argument('--img-size', type=int, default=224)
     p.add_argument('--arms', default=','.join(ARMS))
     p.add_argument('--rounds', type=int, default=1,
@@ -83,9 +76,7 @@ def parse_args():
                    'judged on the median per-cycle truncated/full ratio')
     p.add_argument('--paired-run', action='store_true',
                    help='(internal) run the paired timing of --ratio')
-    p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
     p.add_argument('--ratio', type=int, help='(internal) masking ratio, %%')
-    p.add_argument('--json', help='also write the results to this file')
     args = p.parse_args()
     if args.paired < 0 or (args.paired_run and args.paired < 1):
         p.error(f'--paired: expected a number of cycles >= 1 (0: no paired '

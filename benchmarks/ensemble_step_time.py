@@ -30,7 +30,6 @@ Run::
     python benchmarks/ensemble_step_time.py                     # cifar
     python benchmarks/ensemble_step_time.py --settings cifar,in1k
 """
-import argparse
 import os
 import os.path as osp
 import sys
@@ -54,21 +53,15 @@ ARM_DESC = {
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = sb.step_parser(__doc__, ARMS, steps=5)
     p.add_argument('--settings', default='cifar')
     p.add_argument('--arms', default=','.join(ARMS))
     p.add_argument('--batch-size', type=int, default=None,
                    help='default: 32 (cifar), 8 (in1k)')
-    p.add_argument('--steps', type=int, default=5)
-    p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--rounds', type=int, default=2,
                    help='arms run round-robin this many times (a fresh '
                    'process each), so that load drift hits all arms alike; '
                    'the timed steps of all rounds are pooled')
-    p.add_argument('--threads', type=int, default=None)
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--json', help='also write the results to this file')
-    p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
     p.add_argument('--setting', choices=tuple(CONFIGS), help='(internal)')
     return p.parse_args()
 

@@ -33,7 +33,6 @@ Run (about 3 min on 2 busy CPU cores)::
     python benchmarks/kdep_step_time.py
     python benchmarks/kdep_step_time.py --settings cifar --steps 10
 """
-import argparse
 import os
 import os.path as osp
 import sys
@@ -58,18 +57,12 @@ ARM_DESC = {
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = sb.step_parser(
+        __doc__, ARMS, steps=5, threads=1,
+        threads_help='torch.set_num_threads (0: torch default)')
     p.add_argument('--settings', default=','.join(SETTINGS))
-    p.add_argument('--steps', type=int, default=5,
-                   help='timed steps (median reported)')
-    p.add_argument('--warmup', type=int, default=1, help='untimed steps')
-    p.add_argument('--threads', type=int, default=1,
-                   help='torch.set_num_threads (0: torch default)')
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
     p.add_argument('--setting', choices=list(SETTINGS),
                    help='(internal) the setting of --arm')
-    p.add_argument('--json', help='also write the results to this file')
     return p.parse_args()
 
 

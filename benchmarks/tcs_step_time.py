@@ -55,7 +55,6 @@ Run (the numbers in docs/tcs.md; ~9 min on 2 busy CPU cores)::
 threads per process fighting other processes for the cores made single
 steps vary by up to 10x; one thread made them comparable.)
 """
-import argparse
 import gc
 import json
 import os
@@ -85,25 +84,17 @@ TARGET = 1.10  # (b) <= 1.10 x (a)
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = sb.step_parser(
+        __doc__, ARMS, steps=None, warmup=None,
+        steps_help='timed steps per process (default: 8 cifar, 3 in1k)',
+        warmup_help='untimed steps per process (default: 2 cifar, 1 in1k)')
     p.add_argument('--settings', default=','.join(SETTINGS))
     p.add_argument('--arms', default=','.join(ARMS))
     p.add_argument('--cifar-batch', type=int, default=128)
     p.add_argument('--in1k-batch', type=int, default=8)
-    p.add_argument('--steps', type=int, default=None,
-                   help='timed steps per process (default: 8 cifar, '
-                   '3 in1k)')
-    p.add_argument('--warmup', type=int, default=None,
-                   help='untimed steps per process (default: 2 cifar, '
-                   '1 in1k)')
     p.add_argument('--repeats', type=int, default=2,
                    help='fresh processes per (setting, arm), interleaved')
-    p.add_argument('--threads', type=int, default=None,
-                   help='torch.set_num_threads (default: torch default)')
-    p.add_argument('--device', default='cpu')
     p.add_argument('--setting', choices=SETTINGS, help='(internal)')
-    p.add_argument('--arm', choices=ARMS, help='(internal) run one arm')
-    p.add_argument('--json', help='also write the results to this file')
     return p.parse_args()
 
 
