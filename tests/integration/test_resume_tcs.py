@@ -11,17 +11,20 @@ import textwrap
 import torch
 
 from helpers.launch import run_log_text, tool_env
+from helpers.models import build_seeded, cifar_resnet_classifier
 from tiny_image_folder import make_image_folder
 from kdep_mm.utils.checkpoint import safe_torch_load
 from helpers.paths import REPO
 
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 
+# the tiny KDEP run (its schedule, checkpoints and seed) as TCS from a store
 CONFIG = '''
-_base_ = [{runtime!r}]
+_base_ = [{tiny_kdep!r}]
 custom_imports = dict(imports={imports!r}, allow_failed_imports=False)
 teacher_store = {store!r}
 model = dict(
+    _delete_=True,
     type='kdep_mm.TCSDistiller',
     data_preprocessor=dict(
         type='mmpretrain.ClsDataPreprocessor', mean=[125.3, 123.0, 113.9],
@@ -37,30 +40,16 @@ train_pipeline = [
          scale=32),
     dict(type='PackInputs', algorithm_keys=('teacher_feat', )),
 ]
-# one worker, re-created every epoch and seeded by randomness.seed: the
-# stored views drawn in an epoch do not depend on what ran before
+# the base's one worker, re-created every epoch and seeded by
+# randomness.seed: the stored views drawn in an epoch do not depend on what
+# ran before
 train_dataloader = dict(
-    batch_size=4, num_workers=1, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(type='CustomDataset', data_root={data!r},
-                 pipeline=train_pipeline))
+    dataset=dict(data_root={data!r}, pipeline=train_pipeline))
 custom_hooks = [
     dict(type='kdep_mm.FitBasisHook', store=teacher_store,
          num_views=2),
     dict(type='kdep_mm.TCSTailoringHook'),
 ] + {extra_hooks!r}
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
-param_scheduler = dict(
-    type='MultiStepLR', by_epoch=True, milestones=[2], gamma=0.1)
-train_cfg = dict(by_epoch=True, max_epochs=3)
-val_cfg = test_cfg = val_dataloader = test_dataloader = None
-val_evaluator = test_evaluator = None
-auto_scale_lr = dict(base_batch_size=4)
-default_hooks = dict(
-    logger=dict(interval=1),
-    checkpoint=dict(max_keep_ckpts=-1, save_last=True))
-randomness = dict(seed=0, deterministic=True)
 '''
 
 
@@ -70,7 +59,8 @@ def _write_config(path, store, data, kill_at=None):
     imports = ['kdep_mm'] + (['helpers.hooks'] if kill_at else [])
     with open(path, 'w') as f:
         f.write(textwrap.dedent(CONFIG.format(
-            runtime=osp.join(REPO, 'configs', '_base_', 'kdep_runtime.py'),
+            tiny_kdep=osp.join(REPO, 'configs', 'tiny',
+                               'tiny_kdep_synthetic.py'),
             imports=imports, store=store, data=data, extra_hooks=extra)))
     return path
 
@@ -85,15 +75,7 @@ def _make_store(data, store):
     from kdep_mm.apis import TeacherCacher
     from kdep_mm.registry import DATASETS, MODELS
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        torch.manual_seed(0)
-        teacher = MODELS.build(dict(
-            type='mmpretrain.ImageClassifier',
-            backbone=dict(type='kdep_mm.CIFARResNet', depth=8,
-                          base_channels=8),
-            neck=dict(type='mmpretrain.GlobalAveragePooling'),
-            head=dict(type='mmpretrain.LinearClsHead', num_classes=2,
-                      in_channels=32)))
-        teacher.init_weights()
+        teacher = build_seeded(cifar_resnet_classifier(num_classes=2))
         dataset = DATASETS.build(dict(
             type='CustomDataset', data_root=data,
             pipeline=[dict(type='LoadImageFromFile')]))
