@@ -4,7 +4,6 @@ the checkpoint records (teachers left out: their checkpoints need not exist
 where the export runs), round-tripped into an ImageClassifier that predicts
 what the distiller predicts."""
 import copy
-import importlib.util
 import os.path as osp
 import sys
 
@@ -15,6 +14,7 @@ import kdep_mm  # noqa: F401
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.checkpoint import safe_torch_load
 from helpers.paths import REPO
+from helpers.scripts import load_script
 
 sys.path.insert(0, osp.join(REPO, 'tests', 'test_models'))
 import test_ensemble as E  # noqa: E402
@@ -23,11 +23,7 @@ import test_tcs as T  # noqa: E402
 
 @pytest.fixture(scope='module')
 def cli():
-    spec = importlib.util.spec_from_file_location(
-        'export_student', osp.join(REPO, 'tools', 'export_student.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(osp.join(REPO, 'tools', 'export_student.py'))
 
 
 def _save(tmp_path, model, cfg):

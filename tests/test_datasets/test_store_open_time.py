@@ -1,16 +1,14 @@
 """benchmarks/store_open_time.py (issue 16, item 9) runs end to end on a
 tiny store and reports the open times docs/reliability.md quotes."""
-import importlib.util
 import os.path as osp
+
 from helpers.paths import REPO
+from helpers.scripts import load_script
 
 
 
 def test_store_open_time_benchmark_smoke(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        'store_open_time', osp.join(REPO, 'benchmarks', 'store_open_time.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(osp.join(REPO, 'benchmarks', 'store_open_time.py'))
     res = bench.main(['--dir', str(tmp_path), '--gib', '0.002',
                       '--repeats', '2', '--no-imagenet-shards'])
     store = res['store']

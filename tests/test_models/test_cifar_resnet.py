@@ -5,7 +5,6 @@ The checkpoint and accuracy tests use the real data of ``../shared/data``
 """
 import copy
 import glob
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -18,6 +17,7 @@ from mmengine.runner import load_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import kdep_mm  # noqa: F401
+from helpers.scripts import load_script
 from kdep_mm.registry import MODELS
 from shared_data import unpack_shared
 from kdep_mm.utils.checkpoint import safe_torch_load
@@ -338,10 +338,7 @@ def test_pretrained_resnet56_accuracy_on_cifar10_test_subset(cifar_subset):
 
 
 def test_converter_round_trip(tmp_path):
-    spec = importlib.util.spec_from_file_location('cifar_resnet_converter',
-                                                  CONVERTER)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script(CONVERTER, 'cifar_resnet_converter')
     src = _checkpoint(20)
     dst = str(tmp_path / 'resnet20_mmpretrain.pth')
     tool.main([src, dst])
