@@ -53,11 +53,11 @@ def _write_config(path):
                 dict(type='LoadImageFromFile'),
                 dict(type='PackInputs'),
             ]
+            # the base's 4 images a batch, here in the main process and
+            # in order
             train_dataloader = dict(
-                batch_size=4,
                 num_workers=0,
-                persistent_workers=False,
-                sampler=dict(type='DefaultSampler', shuffle=False),
+                sampler=dict(shuffle=False),
                 dataset=dict(pipeline=train_pipeline))
             train_cfg = dict(
                 _delete_=True, type='IterBasedTrainLoop', max_iters={ITERS})
@@ -70,7 +70,6 @@ def _write_config(path):
                 checkpoint=dict(
                     by_epoch=False, interval={ITERS}, max_keep_ckpts=-1,
                     save_last=True))
-            randomness = dict(seed=0, deterministic=True)
         '''))
 
 
