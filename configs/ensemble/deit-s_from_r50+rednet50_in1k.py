@@ -4,6 +4,5 @@
 #  the same files, cache them once).
 _base_ = ['./_base_/deit_ensemble_in1k.py']
 
-model = dict(
-    student=dict(arch='deit-small'),
-    head=dict(in_channels=384))
+# the head's width (384) is inferred from the student's embed_dims
+model = dict(student=dict(arch='deit-small'))

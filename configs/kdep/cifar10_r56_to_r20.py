@@ -20,7 +20,7 @@ model = dict(
     teacher={{_base_.teacher}},
     teacher_ckpt={{_base_.teacher_ckpt}},
     teacher_revise_keys={{_base_.teacher_revise_keys}},
-    aligner=dict(student_channels=64, teacher_channels=64),
+    # the aligner's widths (64, 64) inferred from the student and the teacher
 )
 
 # KDEP's schedule scaled to batch 128 (the schedule base)

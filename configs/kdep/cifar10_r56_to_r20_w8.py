@@ -4,5 +4,4 @@
 _base_ = ['./cifar10_r56_to_r20.py']
 
 model = dict(
-    student=dict(type='kdep_mm.CIFARResNet', depth=20, base_channels=8),
-    aligner=dict(student_channels=32))
+    student=dict(type='kdep_mm.CIFARResNet', depth=20, base_channels=8))

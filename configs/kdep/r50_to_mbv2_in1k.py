@@ -12,6 +12,5 @@ model = dict(
             dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
         ]),
     student_feature='conv2.activate',
-    aligner=dict(student_channels=1280),
 )
 optim_wrapper = dict(optimizer=dict(lr=0.1))

@@ -26,7 +26,7 @@ model = dict(
     # pre-ReLU output of the last residual block, globally pooled
     student_feature='layer4.1.relu',
     teacher_feature='layer4.2.relu',
-    aligner=dict(student_channels=512, teacher_channels=2048),
+    # the aligner's widths (512, 2048) inferred from the student and teacher
 )
 
 # Validation every 5 epochs on 10,000 held-out ImageNet val images (the

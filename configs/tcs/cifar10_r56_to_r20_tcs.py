@@ -48,7 +48,6 @@ model = dict(
         to_rgb=True),
     student=dict(type='kdep_mm.CIFARResNet', depth=20),
     teacher=None,  # store mode
-    student_channels=64,
     teacher_channels=64,
     num_classes=10,
     num_coords=64,  # = min(C_t, C_s)

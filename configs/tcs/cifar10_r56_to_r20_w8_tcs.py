@@ -19,7 +19,6 @@ _base_ = ['./cifar10_r56_to_r20_tcs.py']
 
 model = dict(
     student=dict(type='kdep_mm.CIFARResNet', depth=20, base_channels=8),
-    student_channels=32,
     num_coords=32,  # = min(C_t = 64, C_s = 32)
     min_coords=16,
 )

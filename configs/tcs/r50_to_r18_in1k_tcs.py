@@ -67,7 +67,6 @@ model = dict(
         to_rgb=True),
     student=dict(type='mmpretrain.ResNet', depth=18),
     # store mode: no model.teacher (None); the online twin sets it
-    student_channels=512,
     teacher_channels=2048,
     num_classes=1000,
     num_coords=512,  # = min(C_t, C_s)

@@ -6,7 +6,8 @@
 # restored on resume), power temperature scaling T = 0.1, n = 3, and an MSE
 # with weight 20 matches the student's pooled pre-ReLU feature to it.
 # List this file beside the runtime, data and teacher bases and add the
-# student, the teacher by reference and the aligner's two widths.
+# student and the teacher by reference; the aligner's two widths are
+# inferred from them (or given as aligner.student_channels / teacher_channels).
 model = dict(
     type='kdep_mm.KDEPDistiller',
     aligner=dict(type='kdep_mm.SVDAligner', temperature=0.1, power=3),

@@ -12,7 +12,6 @@ model = dict(
     teacher={{_base_.model.teacher}},
     teacher_ckpt={{_base_.teacher_ckpt}},
     teacher_revise_keys={{_base_.model.teacher_revise_keys}},
-    student_channels=32,
     num_classes=10,
     distill_loss=dict(type='kdep_mm.KDLoss', temperature=4., loss_weight=1.))
 custom_hooks = []

@@ -9,7 +9,6 @@ model = dict(
     student={{_base_.model.student}},
     teacher={{_base_.model.teacher}},
     teacher_ckpt={{_base_.teacher_ckpt}},
-    student_channels=512,
     num_classes=1000,
     distill_loss=dict(type='kdep_mm.KDLoss', temperature=4., loss_weight=1.))
 custom_hooks = []
