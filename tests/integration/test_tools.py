@@ -4,7 +4,6 @@ Every tool runs in a subprocess with the test interpreter, on CPU, with the
 tiny config ``configs/tiny/tiny_classifier_synthetic.py`` on a synthetic
 16-image folder.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -21,6 +20,7 @@ from tiny_image_folder import make_image_folder
 
 import kdep_mm  # noqa: F401  (allows mmengine's checkpoint types in _load)
 from helpers.paths import REPO
+from helpers.scripts import load_script
 
 CONFIG = osp.join(REPO, 'configs', 'tiny', 'tiny_classifier_synthetic.py')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
@@ -105,13 +105,6 @@ def trained_2(data_root, tmp_path_factory):
 def _no_local_rank(monkeypatch):
     # the tools' parse_args export LOCAL_RANK; keep this process clean
     monkeypatch.delenv('LOCAL_RANK', raising=False)
-
-
-def _load_tool(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------
@@ -347,12 +340,12 @@ def test_weights_only_allow_list(trained_2, tmp_path):
 # --------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def train_tool():
-    return _load_tool(TRAIN, 'kdep_tools_train')
+    return load_script(TRAIN, 'kdep_tools_train')
 
 
 @pytest.fixture(scope='module')
 def test_tool():
-    return _load_tool(TEST, 'kdep_tools_test')
+    return load_script(TEST, 'kdep_tools_test')
 
 
 def _cfg(without=()):
