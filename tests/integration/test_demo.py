@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from helpers.paths import REPO
+from helpers.scripts import load_script
 
 DEMO = osp.join(REPO, 'tools', 'kdep_demo.py')
 
@@ -106,11 +107,7 @@ def test_generator_bad_arguments(tmp_path):
 
 # ------------------------------------------------------------- the demo
 def _demo_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('kdep_demo_tool', DEMO)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(DEMO, 'kdep_demo_tool')
 
 
 def _env():
