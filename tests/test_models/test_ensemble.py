@@ -14,6 +14,8 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
 import kdep_mm  # noqa: F401
+from helpers.models import build_seeded, cifar_resnet_classifier
+from helpers.scripts import load_script
 from kdep_mm.apis.export import save_classifier
 from kdep_mm.models import EnsembleDistiller
 from kdep_mm.registry import MODELS
@@ -26,12 +28,7 @@ PRE = dict(type='kdep_mm.EnsembleDataPreprocessor', num_classes=NC,
            mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
            to_rgb=True)
 TEACHERS = dict(
-    cnn=dict(
-        type='mmpretrain.ImageClassifier',
-        backbone=dict(type='kdep_mm.CIFARResNet', depth=8, base_channels=4),
-        neck=dict(type='mmpretrain.GlobalAveragePooling'),
-        head=dict(type='mmpretrain.LinearClsHead', num_classes=NC,
-                  in_channels=16)),
+    cnn=cifar_resnet_classifier(num_classes=NC, base_channels=4),
     res=dict(
         type='mmpretrain.ImageClassifier',
         backbone=dict(type='mmpretrain.ResNet', depth=18, stem_channels=8,
@@ -61,10 +58,7 @@ def model_cfg(online=False, target='per_teacher', **kwargs):
 
 
 def build(seed=0, **kwargs):
-    torch.manual_seed(seed)
-    model = MODELS.build(model_cfg(**kwargs))
-    model.init_weights()
-    return model
+    return build_seeded(model_cfg(**kwargs), seed)
 
 
 def stored_samples(n, seed=0, names=NAMES, mix=None):
@@ -545,11 +539,8 @@ def test_ensemble_config_builds(path):
 def test_cache_tool_selects_an_ensemble_teacher():
     """tools/cache_teacher.py --teacher NAME reads the store-mode config's
     top-level teachers / teacher_ckpts / teacher_revise_keys."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'cache_teacher_tool', osp.join(REPO, 'tools', 'cache_teacher.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script(osp.join(REPO, 'tools', 'cache_teacher.py'),
+                       'cache_teacher_tool')
     cfg = Config.fromfile(osp.join(
         REPO, 'configs', 'ensemble', 'deit-tiny_cifar10_from_r56+rednet26.py'))
     tool.select_teacher(cfg, 'involution')
