@@ -11,11 +11,9 @@ _base_ = [
 ]
 
 model = dict(
-    data_preprocessor=dict(
-        type='mmpretrain.ClsDataPreprocessor',
-        mean={{_base_.data_preprocessor.mean}},
-        std={{_base_.data_preprocessor.std}},
-        to_rgb=True),
+    # the data base's (ImageNet statistics, RGB; its num_classes is unused:
+    # no one-hot labels, no batch augments)
+    data_preprocessor={{_base_.data_preprocessor}},
     student=dict(type='kdep_mm.CIFARResNet', depth=20),
     teacher={{_base_.teacher}},
     teacher_ckpt={{_base_.teacher_ckpt}},

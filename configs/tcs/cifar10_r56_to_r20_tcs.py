@@ -41,11 +41,9 @@ num_views = 8  # --views of the cache command
 
 model = dict(
     type='kdep_mm.TCSDistiller',
-    data_preprocessor=dict(
-        type='mmpretrain.ClsDataPreprocessor',
-        mean={{_base_.data_preprocessor.mean}},
-        std={{_base_.data_preprocessor.std}},
-        to_rgb=True),
+    # the data base's (ImageNet statistics, RGB; its num_classes is unused:
+    # no one-hot labels, no batch augments)
+    data_preprocessor={{_base_.data_preprocessor}},
     student=dict(type='kdep_mm.CIFARResNet', depth=20),
     teacher=None,  # store mode
     teacher_channels=64,

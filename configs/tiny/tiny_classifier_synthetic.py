@@ -52,12 +52,7 @@ train_dataloader = dict(
     dataset=dict(
         type='CustomDataset', data_root=data_root, pipeline=pipeline))
 val_dataloader = dict(
-    batch_size=batch_size,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CustomDataset', data_root=data_root, pipeline=pipeline))
+    train_dataloader, sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
