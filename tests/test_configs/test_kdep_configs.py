@@ -45,9 +45,17 @@ def test_kdep_config_builds(path):
         x = torch.randn(2, 3, 224 if 'in1k' in path else 32,
                         224 if 'in1k' in path else 32)
         s = model.student_features(x)
-        t = model.teacher_features(x)
         assert s.shape[1] == model.aligner.student_channels
-        assert t.shape[1] == model.aligner.teacher_channels
+        if path.endswith('_store.py'):  # store mode: no teacher is built
+            assert model.teacher is None and model.basis_fit().from_store
+            assert cfg.custom_hooks[0].store == cfg.teacher_store
+            assert cfg.train_dataloader.dataset.pipeline[1].store.root == \
+                cfg.teacher_store
+            assert cfg.train_dataloader.dataset.pipeline[1].store.expected \
+                .fields.feat[0] == (model.aligner.teacher_channels, )
+        else:
+            t = model.teacher_features(x)
+            assert t.shape[1] == model.aligner.teacher_channels
 
 
 def test_cifar_kdep_trains_with_real_teacher(tmp_path):

@@ -289,6 +289,8 @@ class FitBasisHook(Hook):
                     'at the same store (one config variable)')
             stores.append((key, st, i))
         ident = None
+        self._store_fingerprint = stores[0][1].manifest.get(
+            'teacher_fingerprint') if stores else None
         for key, st, index in stores:
             ident = check_store_against_run(st, key, dataset, transforms,
                                              index, ident)
@@ -355,6 +357,20 @@ class FitBasisHook(Hook):
                 f'no {hook} drives {why}: add '
                 f"dict(type='kdep_mm.{hook}') to custom_hooks")
 
+    def identity(self, fit: BasisFit) -> dict:
+        """``fit.identity()``; a model without a teacher (store mode)
+        records the teacher fingerprint of its store's manifest."""
+        meta = fit.identity()
+        if meta.get('teacher_fingerprint', 0) is None:
+            fp = getattr(self, '_store_fingerprint', None)
+            if fp is None:
+                raise ValueError(
+                    f'{HOOK_KEY}.basis_file: the model has no teacher (store'
+                    ' mode) and no teacher store names one; give '
+                    f'{HOOK_KEY}.store or an ApplyStoredView')
+            meta['teacher_fingerprint'] = fp
+        return meta
+
     # --------------------------------------------------------------- fit
     def before_train(self, runner) -> None:
         model = unwrap_model(runner.model)
@@ -375,7 +391,7 @@ class FitBasisHook(Hook):
         if path is not None and not osp.isabs(path):
             path = osp.join(runner.work_dir, path)
         if path is not None and osp.isfile(path):
-            load_basis(basis, path, fit.identity())
+            load_basis(basis, path, self.identity(fit))
             runner.logger.info(f'{fit.name} loaded from {path}')
             return
         t0 = time.time()
@@ -385,6 +401,11 @@ class FitBasisHook(Hook):
             n = fit_basis_from_store(fit, store, self.field,
                                      source=f'{HOOK_KEY}.store')
         else:
+            if getattr(model, 'teacher', None) is None:
+                raise ValueError(
+                    f'{HOOK_KEY}.store: the model has no teacher (store '
+                    f'mode), so the {fit.name} cannot be fitted online; give '
+                    'the teacher store root')
             self.check_fit_size(runner, fit)
             runner.logger.info(
                 f'fitting the {fit.name} on teacher features of '
@@ -397,5 +418,5 @@ class FitBasisHook(Hook):
             f'{fit.teacher_channels} directions keep '
             f'{basis.explained_variance():.1%} of the variance')
         if path is not None and dist.is_main_process():
-            save_basis(basis, path, fit.identity())
+            save_basis(basis, path, self.identity(fit))
             runner.logger.info(f'{fit.name} written to {path}')

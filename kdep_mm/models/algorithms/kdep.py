@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 
 from kdep_mm.registry import MODELS
+from kdep_mm.utils.store_keys import TEACHER_FEAT
+from ..teachers import stored_teacher_feat
 from ..utils import (BasisFit, PooledFeature, global_pool, last_output,
                      output_width)
 from .base_distiller import BaseDistiller
@@ -32,6 +34,12 @@ class KDEPDistiller(BaseDistiller):
     Checkpoints hold ``student.*`` (exported by ``tools/export_student.py``)
     and ``aligner.*``; the teacher is reloaded from ``teacher_ckpt``.
 
+    Store mode (``teacher=None``): no teacher is built; f_t is each data
+    sample's stored ``teacher_feat`` (a view cached by
+    ``tools/cache_teacher.py``, put there by ``ApplyStoredView``), the SVD
+    basis is fitted from the store (``FitBasisHook(store=...)``) and
+    ``aligner.teacher_channels`` must be given.
+
     Args:
         aligner (dict): config of the alignment neck; its
             ``student_channels`` / ``teacher_channels``, when omitted, are
@@ -45,31 +53,42 @@ class KDEPDistiller(BaseDistiller):
 
     def __init__(self,
                  student: dict,
-                 teacher: dict,
+                 teacher: Optional[dict],
                  aligner: dict,
                  distill_loss: dict = dict(type='kdep_mm.FeatureMSELoss',
                                            loss_weight=20.),
                  student_feature: Optional[str] = None,
                  teacher_feature: Optional[str] = None,
                  **kwargs):
+        if teacher is None and teacher_feature is not None:
+            raise ValueError('model.teacher is None (store mode): '
+                             'model.teacher_feature does not apply (the '
+                             "store's feature layer was chosen when caching)")
         super().__init__(student=student, teacher=teacher,
                          distill_loss=distill_loss, **kwargs)
         self._student_pooled = PooledFeature(self.student, student_feature,
                                              'model.student_feature')
         self.student_feature = self._student_pooled.layer
-        self.teacher_feature = self.frozen_teacher.watch_pooled(
-            teacher_feature, 'model.teacher_feature')
+        self.teacher_feature = None
+        if self.frozen_teacher is not None:
+            self.teacher_feature = self.frozen_teacher.watch_pooled(
+                teacher_feature, 'model.teacher_feature')
         aligner = dict(aligner)
         if aligner.get('student_channels') is None:
             aligner['student_channels'] = self._student_pooled.width()
         if aligner.get('teacher_channels') is None:
+            if self.frozen_teacher is None:
+                raise ValueError('model.aligner.teacher_channels is needed '
+                                 'in store mode (model.teacher=None): there '
+                                 'is no teacher to infer it from')
             aligner['teacher_channels'] = self.frozen_teacher.pooled.width()
         self.aligner = MODELS.build(aligner)
 
     def basis_fit(self) -> Optional[BasisFit]:
-        """The aligner's SVD basis, fitted online on f_t (None for an
-        aligner without one, e.g. :class:`ProjectorAligner`); its basis file
-        records :meth:`basis_identity`."""
+        """The aligner's SVD basis, fitted online on f_t, or from the
+        teacher store in store mode (None for an aligner without one, e.g.
+        :class:`ProjectorAligner`); its basis file records
+        :meth:`basis_identity`."""
         if not getattr(self.aligner, 'needs_fit', False):
             return None
         return BasisFit(self.aligner, 'aligner basis',
@@ -77,11 +96,16 @@ class KDEPDistiller(BaseDistiller):
                         'aligner.teacher_channels',
                         about_k='the student width, k',
                         remedy='a narrower student',
-                        identity=self.basis_identity)
+                        identity=self.basis_identity,
+                        from_store=self.frozen_teacher is None)
 
     def basis_identity(self) -> dict:
-        """What a basis file of this model records (and must match)."""
-        return dict(teacher_fingerprint=self.teacher_fingerprint(),
+        """What a basis file of this model records (and must match); in
+        store mode ``teacher_fingerprint`` is None (the fit hook fills it in
+        from the store's manifest)."""
+        online = self.frozen_teacher is not None
+        return dict(teacher_fingerprint=self.teacher_fingerprint()
+                    if online else None,
                     teacher_ckpt=self.teacher_ckpt,
                     teacher_feature=self.teacher_feature,
                     teacher_channels=self.aligner.teacher_channels,
@@ -91,9 +115,26 @@ class KDEPDistiller(BaseDistiller):
         """f_s, the pooled pre-activation student feature (N, C_s)."""
         return self._student_pooled(inputs)
 
+    def _teacher_feat(self, inputs: torch.Tensor,
+                      data_samples: Optional[List]) -> torch.Tensor:
+        """f_t (N, C_t): the samples' stored ``teacher_feat`` in store
+        mode, else the online teacher's pooled feature."""
+        if self.frozen_teacher is not None:
+            return self.teacher_features(inputs)
+        stored = stored_teacher_feat(data_samples,
+                                     self.aligner.teacher_channels,
+                                     inputs.device)
+        if stored is None:
+            raise ValueError(
+                f'store mode (model.teacher=None) needs {TEACHER_FEAT} in '
+                'every data sample: add kdep_mm.ApplyStoredView and '
+                f"mmpretrain.PackInputs(algorithm_keys=('{TEACHER_FEAT}',)) "
+                'to the pipeline')
+        return stored
+
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
-        teacher = self.teacher_features(inputs)
+        teacher = self._teacher_feat(inputs, data_samples)
         student = self.student_features(inputs)
         student, target = self.aligner(student, teacher)
         return dict(loss_kd=self.distill_loss(student, target))
@@ -108,7 +149,7 @@ class KDEPDistiller(BaseDistiller):
         ``aligned_target`` (the aligner's two (C,) outputs), read by
         :class:`ExplainedVarianceMetric`.
         """
-        teacher = self.teacher_features(inputs)
+        teacher = self._teacher_feat(inputs, data_samples)
         with torch.no_grad():
             student, target = self.aligner(self.student_features(inputs),
                                            teacher)
