@@ -14,4 +14,5 @@ on the ``PYTHONPATH`` of tool subprocesses started with
 * :mod:`helpers.paths`             the repository root, for tests at any depth
 * :mod:`helpers.models`            tiny model configs, seeded builders
 * :mod:`helpers.scripts`           tool and benchmark scripts as modules
+* :mod:`helpers.stores`            a tiny CIFAR ResNet-56 teacher store
 """

@@ -130,40 +130,17 @@ def test_cifar_store_config_trains(tmp_path, fast_pretty_text):
     and a rerun that reloads the basis file."""
     import os.path as osp
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
     from helpers.paths import REPO
-    from kdep_mm.apis import TeacherCacher
+    from helpers.stores import cache_cifar_r56_store
     from kdep_mm.datasets.store import TeacherStore
-    from kdep_mm.registry import DATASETS, MODELS
     from kdep_mm.utils.checkpoint import safe_torch_load
-    from tiny_image_folder import make_image_folder
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'kdep',
                                    'cifar10_r56_to_r20_store.py'))
-    online = Config.fromfile(osp.join(REPO, 'configs', 'kdep',
-                                      'cifar10_r56_to_r20.py'))
     data = str(tmp_path / 'data')
-    make_image_folder(data, num_classes=10, per_class=10, size=32)
     store = str(tmp_path / 'store')
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        torch.manual_seed(0)
-        teacher = MODELS.build(online.model.teacher)
-        teacher.init_weights()
-        teacher.eval()
-        dataset = DATASETS.build(dict(
-            type='CustomDataset', data_root=data,
-            pipeline=[dict(type='LoadImageFromFile')]))
-        TeacherCacher(
-            teacher, dataset, store,
-            views=dict(num_views=cfg.num_views, view_mode='random',
-                       out_size=32),
-            outputs=dict(fields=('feat', )),
-            run=dict(batch_size=64, progress=False),
-            record=dict(teacher_config=online.model.teacher.to_dict(),
-                        teacher_checkpoint=online.model.teacher_ckpt),
-            data_preprocessor=MODELS.build(
-                online.model.data_preprocessor)).run()
+    cache_cifar_r56_store(data, store, cfg.num_views, per_class=10)
     fingerprint = TeacherStore(store).manifest['teacher_fingerprint']
 
     cfg.train_dataloader.dataset.pipeline[1].store.root = store

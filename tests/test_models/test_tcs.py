@@ -322,42 +322,19 @@ def test_cifar_store_config_trains(name, tmp_path, fast_pretty_text):
     hook, validation Accuracy, checkpoint with the mask, export."""
     import os.path as osp
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
-    from kdep_mm.apis import TeacherCacher
-    from kdep_mm.registry import DATASETS
-    from tiny_image_folder import make_image_folder
+    from helpers.stores import cache_cifar_r56_store
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     cfg = Config.fromfile(osp.join(repo, 'configs', 'tcs', name))
-    kdep = Config.fromfile(osp.join(repo, 'configs', 'kdep',
-                                    'cifar10_r56_to_r20.py'))
     assert cfg.model.teacher is None
     assert cfg.train_dataloader.dataset.pipeline[1].type == \
         'kdep_mm.ApplyStoredView'
     assert cfg.train_dataloader.dataset.pipeline[2].algorithm_keys == (
         'teacher_feat', )
     data = str(tmp_path / 'data')
-    make_image_folder(data, num_classes=10, per_class=2, size=32)
     store = str(tmp_path / 'store')
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        torch.manual_seed(0)
-        teacher = MODELS.build(kdep.model.teacher)
-        teacher.init_weights()
-        teacher.eval()
-        dataset = DATASETS.build(dict(
-            type='CustomDataset', data_root=data,
-            pipeline=[dict(type='LoadImageFromFile')]))
-        TeacherCacher(
-            teacher, dataset, store,
-            views=dict(num_views=cfg.num_views, view_mode='random',
-                       out_size=32),
-            outputs=dict(fields=('feat', )),
-            run=dict(batch_size=64, progress=False),
-            record=dict(teacher_config=kdep.model.teacher.to_dict(),
-                        teacher_checkpoint=kdep.model.teacher_ckpt),
-            data_preprocessor=MODELS.build(
-                kdep.model.data_preprocessor)).run()
+    cache_cifar_r56_store(data, store, cfg.num_views, per_class=2)
 
     cfg.train_dataloader.dataset.pipeline[1].store.root = store
     cfg.custom_hooks[0].store = store
