@@ -24,17 +24,66 @@ def step_parser(doc: str,
                 'default)') -> argparse.ArgumentParser:
     """A parser described by the first line of ``doc`` with the options
     every step-time benchmark takes: ``--steps`` and ``--warmup`` (timed and
-    untimed steps of one process), ``--threads``, ``--device``, ``--json``
-    (a copy of the results) and the internal ``--arm`` (one of ``arms``,
-    run in a subprocess)."""
+    untimed steps of one process), ``--threads``, ``--device``, ``--amp``,
+    ``--channels-last``, ``--json`` (a copy of the results) and the internal
+    ``--arm`` (one of ``arms``, run in a subprocess)."""
     p = argparse.ArgumentParser(description=doc.split('\n')[0])
     p.add_argument('--steps', type=int, default=steps, help=steps_help)
     p.add_argument('--warmup', type=int, default=warmup, help=warmup_help)
     p.add_argument('--threads', type=int, default=threads, help=threads_help)
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default='cpu',
+                   help='torch device of the models and batches: cpu, cuda, '
+                   'cuda:N [cpu]')
+    p.add_argument('--amp', choices=AMP_MODES, default='fp32',
+                   help='fp32, or bf16 autocast of the forward passes '
+                   '(teachers under inference mode) [fp32]')
+    p.add_argument('--channels-last', action='store_true',
+                   help='models and image batches in channels_last memory '
+                   'format (4-d tensors)')
     p.add_argument('--arm', choices=arms, help='(internal) run one arm')
     p.add_argument('--json', help='also write the results to this file')
     return p
+
+
+AMP_MODES = ('fp32', 'bf16')
+
+
+def check_device(device: str) -> None:
+    """Refuse a CUDA ``--device`` on a machine without CUDA, naming the
+    option, before any model is built."""
+    import torch
+    if str(device).startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit(f'--device {device}: CUDA is not available on this '
+                         'machine (torch.cuda.is_available() is False)')
+
+
+def autocast(device: str, amp: str):
+    """The context of one forward pass: ``torch.autocast`` in bfloat16 on
+    ``device``'s type for ``amp='bf16'``, a no-op context for ``'fp32'``.
+    Callers keep precision-critical parts (the SVD aligner, the losses) in
+    float32 by casting their inputs with ``.float()`` inside it."""
+    import contextlib
+
+    import torch
+    if amp not in AMP_MODES:
+        raise ValueError(f'--amp must be one of {AMP_MODES}, got {amp!r}')
+    if amp == 'fp32':
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def memory_format(channels_last: bool):
+    """``torch.channels_last`` or ``torch.contiguous_format``: apply it
+    with ``model.to(memory_format=...)`` and ``x.to(memory_format=...)``
+    (4-d image batches only)."""
+    import torch
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def setup_line(args) -> str:
+    """How the steps ran, for the header of a benchmark's output."""
+    return (f'device {args.device}, precision {args.amp}'
+            f'{", channels_last" if args.channels_last else ""}')
 
 
 def timed_call(step, cuda: bool) -> float:
