@@ -182,3 +182,46 @@ def memory_note(device: str) -> str:
                 'build')
     return ('peak RSS growth: ru_maxrss after the steps - ru_maxrss after '
             'model+optimizer build, fresh process per arm')
+
+
+# ------------------------------------------------ the performance table
+# What benchmarks/performance_table.py gets from each benchmark module's
+# ``perf_rows(data, bench_args)``: rows of the table below and verdicts
+# ``(what, measured, target, comparison, verdict)``.
+PERF_HEADER = ('| algorithm | setting | batch | arm | step (s) | images/s | '
+               'peak mem (MiB) | x student step |')
+
+
+def perf_row(alg: str, setting: str, batch: int, arm: str, step_s: float,
+             mem_mib: float, base_s: float, clock: str = 'wall s') -> str:
+    """One row of the performance table: images/s = ``batch / step_s``,
+    the last column ``step_s / base_s`` (the student step's time)."""
+    ips = batch / step_s if step_s else float('nan')
+    rel = step_s / base_s if base_s else float('nan')
+    return (f'| {alg} | {setting} | {batch} | {arm} | {step_s:.3f} '
+            f'({clock}) | {ips:.1f} | {mem_mib:.0f} | {rel:.2f} |')
+
+
+def judge(what: str, measured: float, target: float,
+          comparison: str = '<=') -> tuple:
+    """``(what, measured, target, comparison, 'MET' | 'NOT MET')``: MET
+    when ``measured <= target`` (comparison ``'<='``) or ``measured >=
+    target`` (``'>='``)."""
+    if comparison not in ('<=', '>='):
+        raise ValueError(f"comparison must be '<=' or '>=', got "
+                         f'{comparison!r}')
+    ok = measured <= target if comparison == '<=' else measured >= target
+    return (what, float(measured), float(target), comparison,
+            'MET' if ok else 'NOT MET')
+
+
+def arg_value(args, option: str, default=None):
+    """The value that follows the last ``option`` in the argument list
+    ``args`` (as argparse would take it), else ``default``."""
+    args = [str(a) for a in args]
+    for i in range(len(args) - 1, -1, -1):
+        if args[i] == option and i + 1 < len(args):
+            return args[i + 1]
+        if args[i].startswith(option + '='):
+            return args[i].split('=', 1)[1]
+    return default
