@@ -45,11 +45,26 @@ repeats; on CUDA it is
 ``torch.cuda.max_memory_allocated`` after the steps minus the memory
 allocated after the build.
 
+Precision and layout: ``--amp bf16`` runs each ``train_step``'s forward
+(data preprocessor, the online teacher, the student, the losses) under
+``torch.autocast(bfloat16)`` through the optimizer wrapper's
+``optim_context``, as mmengine's ``AmpOptimWrapper`` does (without its loss
+scaler, which bfloat16 does not need); the backward and the SGD step run
+outside it. ``--channels-last`` moves the model to ``channels_last`` and
+makes the data preprocessor hand the batch on in it. ``--device cuda``:
+models on the GPU, batches handed over as the DataLoader would (uint8 on
+the CPU; the data preprocessor moves them), the queue drained after each
+step.
+
 Run (the numbers in docs/tcs.md; ~9 min on 2 busy CPU cores)::
 
     python benchmarks/tcs_step_time.py --threads 1
     python benchmarks/tcs_step_time.py --settings cifar --repeats 3
     python benchmarks/tcs_step_time.py --device cuda --in1k-batch 64
+    # the GPU table's run (GPU_ARGS), in fp32 and in bf16
+    python benchmarks/tcs_step_time.py --device cuda --settings in1k \
+        --in1k-batch 128 --repeats 1 --steps 10 --warmup 3 --channels-last \
+        --amp bf16
 
 (``--threads 1``: on a small machine shared with other jobs, two OpenMP
 threads per process fighting other processes for the cores made single
@@ -81,6 +96,14 @@ SETTING_DESC = {
     'in1k': 'ImageNet-like: ResNet-50 -> ResNet-18, 224 px',
 }
 TARGET = 1.10  # (b) <= 1.10 x (a)
+# the arguments of benchmarks/performance_table.py: the CPU table, the GPU
+# table (ImageNet setting at batch 128, once per precision) and the GPU
+# script's CPU smoke run (benchmarks/gpu_check.sh --smoke)
+PERF_ARGS = ['--settings', 'cifar']
+GPU_ARGS = ['--settings', 'in1k', '--in1k-batch', '128', '--repeats', '1',
+            '--steps', '10', '--warmup', '3', '--channels-last']
+SMOKE_ARGS = ['--settings', 'cifar', '--cifar-batch', '4', '--repeats', '1',
+              '--steps', '1', '--warmup', '0', '--threads', '1']
 
 
 def parse_args():
@@ -156,6 +179,9 @@ def build_model(setting, arm):
     cfg, store_model, online_model, size = _configs(setting)
     init_default_scope('mmpretrain')
     if arm == 'student':
+        # the student's width as the TCS model infers it (the configs no
+        # longer state student_channels)
+        channels = MODELS.build(store_model).student_channels
         pre = dict(store_model['data_preprocessor'])
         pre['type'] = 'mmpretrain.ClsDataPreprocessor'
         model = MODELS.build(dict(
@@ -165,7 +191,7 @@ def build_model(setting, arm):
             neck=dict(type='mmpretrain.GlobalAveragePooling'),
             head=dict(type='mmpretrain.LinearClsHead',
                       num_classes=store_model['num_classes'],
-                      in_channels=store_model['student_channels'],
+                      in_channels=channels,
                       loss=dict(type='mmpretrain.CrossEntropyLoss'))))
         model.init_weights()
         return model, size, cfg
@@ -266,24 +292,61 @@ class RSSSampler:
         return peak
 
 
+def autocast_optim_wrapper(optimizer, device: str, amp: str):
+    """An mmengine ``OptimWrapper`` whose ``optim_context`` (the context
+    ``BaseModel.train_step`` runs the data preprocessor and the forward
+    in) also enters ``_step_bench.autocast(device, amp)``."""
+    import contextlib
+
+    from mmengine.optim import OptimWrapper
+
+    class AutocastOptimWrapper(OptimWrapper):
+
+        def optim_context(self, model):
+            stack = contextlib.ExitStack()
+            stack.enter_context(super().optim_context(model))
+            stack.enter_context(sb.autocast(device, amp))
+            return stack
+
+    return AutocastOptimWrapper(optimizer)
+
+
+def to_channels_last(model) -> None:
+    """``model`` and the batches its data preprocessor hands on in
+    ``channels_last`` (a forward hook on the preprocessor)."""
+    import torch
+    model.to(memory_format=torch.channels_last)
+
+    def hook(module, inputs, out):
+        x = out['inputs']
+        if x.dim() == 4:
+            out = dict(out, inputs=x.contiguous(
+                memory_format=torch.channels_last))
+        return out
+
+    model.data_preprocessor.register_forward_hook(hook)
+
+
 def run_one(args):
     import torch
-    from mmengine.optim import OptimWrapper
+    sb.check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     torch.manual_seed(0)
     model, size, cfg = build_model(args.setting, args.arm)
     model = model.to(dev)
+    if args.channels_last:
+        to_channels_last(model)
     model.train()
     batch = args.cifar_batch if args.setting == 'cifar' else args.in1k_batch
     cifar = args.setting == 'cifar'
     steps = args.steps or (8 if cifar else 3)
     warmup = args.warmup if args.warmup is not None else (2 if cifar else 1)
     opt_cfg = cfg.optim_wrapper.optimizer
-    optim = OptimWrapper(torch.optim.SGD(
+    optim = autocast_optim_wrapper(torch.optim.SGD(
         model.parameters(), lr=opt_cfg.lr, momentum=opt_cfg.momentum,
-        weight_decay=opt_cfg.weight_decay))
+        weight_decay=opt_cfg.weight_decay), args.device, args.amp)
     num_classes = cfg.model.num_classes
     # a few different batches, cycled (data loading is not timed)
     batches = [make_batch(args.arm, model, batch, size, num_classes, seed=s)
@@ -326,12 +389,42 @@ def run_one(args):
                 mem_mib=mem_mib, peak_abs_mib=abs_mib,
                 model_params=n_trainable, teacher_params=n_teacher,
                 losses=losses, threads=torch.get_num_threads(),
-                torch=torch.__version__)
+                torch=torch.__version__, device=args.device, amp=args.amp,
+                channels_last=args.channels_last)
 
 
 # ------------------------------------------------------------ driver
+def perf_rows(data: dict, bench_args: list):
+    """The performance table's rows (student first) and verdicts
+    (``(what, measured, target, '<=', verdict)``, one per setting: TCS
+    from the store / student step) of this benchmark's ``--json``
+    ``data``, run with ``bench_args``."""
+    amp = sb.arg_value(bench_args, '--amp', 'fp32')
+    rows, verdicts = [], []
+    settings = [s for s in SETTINGS if f'{s}/student' in data]
+    for s in settings:
+        r = {a: data[f'{s}/{a}']['summary'] for a in ARMS
+             if f'{s}/{a}' in data}
+        base = r['student']['median_s']
+        label = ('CIFAR R56->R20, 32 px' if s == 'cifar' else
+                 'ImageNet R50->R18, 224 px') + f', {amp}'
+        for arm, desc in (('student', 'student step alone (CE)'),
+                          ('tcs_store', 'TCS, teacher features stored'),
+                          ('tcs_online', 'TCS, teacher online')):
+            if arm in r:
+                rows.append(sb.perf_row('TCS', label, r[arm]['batch'], desc,
+                                        r[arm]['median_s'],
+                                        r[arm]['mem_mib'], base))
+        if 'tcs_store' in r:
+            verdicts.append(sb.judge(
+                f'TCS from the store / student step ({s}, {amp})',
+                r['tcs_store']['median_s'] / base, TARGET))
+    return rows, verdicts
+
+
 def main():
     args = parse_args()
+    sb.check_device(args.device)
     if args.arm is not None:
         sb.emit(run_one(args))
         return
@@ -346,7 +439,9 @@ def main():
             for a in arms:
                 cmd = ['--setting', s, '--arm', a, '--cifar-batch',
                        args.cifar_batch, '--in1k-batch', args.in1k_batch,
-                       '--device', args.device]
+                       '--device', args.device, '--amp', args.amp]
+                if args.channels_last:
+                    cmd.append('--channels-last')
                 if args.warmup is not None:
                     cmd += ['--warmup', args.warmup]
                 if args.steps:
@@ -381,7 +476,8 @@ def main():
                 'build' if cuda else 'peak RSS during the steps - RSS before '
                 'the first step, fresh process, largest over the repeats')
     print(f'Machine: {args.device}, {os.cpu_count()} CPU cores visible, '
-          f'torch {any_res["torch"]}, {any_res["threads"]} threads; '
+          f'torch {any_res["torch"]}, {any_res["threads"]} threads, '
+          f'{sb.setup_line(args)}; '
           f'warm-up steps {sorted({r["warmup"] for rs in runs.values() for r in rs})}, '
           f'timed steps per process '
           f'{sorted({len(r["times"]) for rs in runs.values() for r in rs})}, '
