@@ -1,172 +1,780 @@
-"""Training-step time and peak memory of online KDEP vs. its parts.
+"""KDEP's training step against the work a user would otherwise run, every
+arm timed interleaved in one process.
 
-Three arms per setting, each in a fresh subprocess (this script re-invoked
-with ``--arm X --setting S``):
+Arms (same student, teacher, batch, data and thread count; random
+weights, the SVD basis fitted on random features: time does not depend on
+the values):
 
-* ``student`` -- the KDEP step without the teacher: the student's forward
-  (pooled pre-ReLU feature), the SVD aligner + PTS target from a teacher
-  feature computed *before* the timer, the MSE loss, backward, SGD step.
-* ``teacher`` -- the teacher's forward alone (eval, ``no_grad``), up to the
-  distilled feature, as ``KDEPDistiller.teacher_features`` runs it.
-* ``kdep``    -- one real ``KDEPDistiller.loss`` step (teacher forward +
-  student step), backward, SGD step.
+* ``student``    -- KDEP's student step alone: the student's pooled
+  pre-ReLU feature, the SVD aligner + PTS on a teacher feature computed
+  before the timer, the MSE, backward, SGD step.
+* ``teacher``    -- the teacher's forward to its distilled feature, as
+  ``KDEPDistiller.teacher_features`` runs it (no grad).
+* ``kdep``       -- online KDEP: ``KDEPDistiller.loss`` (+ kdep_mm's
+  ``parse_losses``, the NaN guard the Runner runs), backward, SGD step.
+* ``kdep_store`` -- KDEP from the teacher store: the store-mode model of
+  ``configs/kdep/*_store.py`` (``teacher=None``), the teacher feature in
+  each data sample's ``teacher_feat`` (a float32 array, as
+  ``ApplyStoredView`` + ``PackInputs`` give it).
+* ``fitnets`` / ``logit_kd`` -- kdep_mm's FitNets (``KDEPDistiller`` with
+  ``ProjectorAligner`` + ``FeatureMSELoss``) and logit KD
+  (``LogitKDDistiller`` + ``KDLoss``, T = 4), built as the study's arms
+  ``configs/study/pretrain/e_fitnets_10.py`` and ``d_logit_kd_10.py``.
+* ``plain``      -- the minimal plain PyTorch KDEP loop
+  (``benchmarks/peers/plain_loop.py``), the floor of framework overhead.
+* ``td_fitnets`` / ``td_kd`` -- torchdistill 1.1.5's FitNets and KD
+  distillation boxes (``benchmarks/peers/torchdistill_arms.py``), when
+  ``tools/setup_peers.sh`` has installed it into ``.peers/`` (else skipped,
+  with a line saying so).
 
-Target (issue 7): ``kdep <= 1.05 x (student + teacher)``, i.e. online KDEP
-adds at most 5% over running its two networks.
+Method. All arms are built in one process; each cycle runs one step of
+every arm (the order rotated by one per cycle), after ``--warmup`` untimed
+cycles; ``--steps`` (= ``--cycles``) timed cycles. Per step: wall seconds
+(the CUDA queue drained) and the process's CPU seconds. The clock judged is
+CPU time on CPU (one torch thread by default: the cost on an idle core,
+which drifts less with the load of a shared machine) and wall time on
+CUDA. A ratio with a target is the median over cycles of that cycle's
+ratio, so a slow phase of the machine moves both sides.
 
-Settings: ``cifar`` = the study's CIFAR-10 ResNet-56 -> ResNet-20 at 32 px
-(``configs/kdep/cifar10_r56_to_r20.py``, batch 64); ``in1k`` = mmpretrain
-ResNet-50 -> ResNet-18 at 224 px (``configs/kdep/r50_to_r18_in1k.py``, a
-small batch of 8). Weights are random (no checkpoint is loaded; the SVD
-basis is fitted on random features): timing does not depend on the values.
-A step time is the median of ``--steps`` timed steps after ``--warmup``
-untimed ones, as wall clock and as CPU time of the process
-(``time.process_time``); with one torch thread the CPU time is what the
-step costs on an idle core, and it drifts less with the load of a shared
-machine, so the target is judged on it. Memory: growth of the process's
-peak RSS (``ru_maxrss``) from right after the build to after the steps
-(CPU), or ``torch.cuda.max_memory_allocated`` minus the allocated memory
-after the build (CUDA).
+Memory: per arm, a fresh process (this script with ``--arm``) runs
+``--memory-steps`` steps and reports the growth of peak RSS over its value
+after the build (CPU) or ``max_memory_allocated`` over the memory allocated
+after the build (CUDA); the ``teacher`` arm's peak is the teacher's
+activations of one batch under no_grad.
 
-Run (about 3 min on 2 busy CPU cores)::
+Data (``--data``): ``tensors`` = pre-made batches (step cost alone);
+``jpeg`` = the real CIFAR-10 JPEG pipeline of the setting's config
+(``python benchmarks/shared_data.py cifar10_jpeg.tar.gz`` unpacks it):
+the DataLoader alone in images/s for each ``--workers`` count (persistent
+workers, no pinned memory on CPU), then the online KDEP step fed by the
+config's own loader (its ``num_workers``), with the data preprocessor, in
+wall seconds. The output says whether the loader is the bottleneck.
 
-    python benchmarks/kdep_step_time.py
-    python benchmarks/kdep_step_time.py --settings cifar --steps 10
+Precision (``--amp fp32,bf16``): in bf16 the teacher runs under
+``inference_mode`` and autocast, the student's forward under autocast, and
+the aligner and losses in float32 (their inputs cast with ``.float()``);
+with both precisions every arm runs in both, interleaved in the same
+cycles. ``--channels-last``: models and batches in channels_last.
+
+Targets (issue 18): online KDEP <= 1.05 x (student + teacher); KDEP from
+the store <= 1.05 x student; kdep_mm's throughput >= 0.95 x the plain
+loop's (KDEP) and >= torchdistill's (FitNets, KD); each kdep_mm KD arm's
+peak memory <= 1.1 x (student + teacher forward); bf16 KDEP >= 1.8 x fp32
+(throughput), when both run.
+
+Settings: ``cifar`` = ResNet-56 -> ResNet-20 at 32 px, batch 64
+(``configs/kdep/cifar10_r56_to_r20.py``); ``in1k`` = ResNet-50 ->
+ResNet-18 at 224 px (``configs/kdep/r50_to_r18_in1k.py``), batch 8 on CPU,
+128 on CUDA.
+
+Run (the performance table's CPU arguments, ``PERF_ARGS``, about 4 min on
+2 idle cores)::
+
+    python benchmarks/kdep_step_time.py --settings cifar --data tensors,jpeg
+    python benchmarks/kdep_step_time.py --settings cifar,in1k --device cuda \\
+        --amp fp32,bf16 --channels-last          # GPU_ARGS
 """
+import json
 import os
 import os.path as osp
+import statistics
 import sys
+import tempfile
 import time
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, HERE)
 import _step_bench as sb  # noqa: E402
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-ARMS = ('student', 'teacher', 'kdep')
+REPO = osp.dirname(HERE)
+ARMS = ('student', 'teacher', 'kdep', 'kdep_store', 'fitnets', 'logit_kd',
+        'plain', 'td_fitnets', 'td_kd')
+TD_ARMS = ('td_fitnets', 'td_kd')
+KDMM_KD_ARMS = ('kdep', 'kdep_store', 'fitnets', 'logit_kd')
 SETTINGS = dict(
-    cifar=dict(config='configs/kdep/cifar10_r56_to_r20.py', img=32, batch=64,
-               desc='CIFAR ResNet-56 -> ResNet-20, 32 px'),
-    in1k=dict(config='configs/kdep/r50_to_r18_in1k.py', img=224, batch=8,
-              desc='ResNet-50 -> ResNet-18, 224 px'),
+    cifar=dict(config='configs/kdep/cifar10_r56_to_r20.py',
+               store_config='configs/kdep/cifar10_r56_to_r20_store.py',
+               img=32, batch=64, batch_cuda=64, num_classes=10,
+               desc='CIFAR R56->R20, 32 px'),
+    in1k=dict(config='configs/kdep/r50_to_r18_in1k.py',
+              store_config='configs/kdep/r50_to_r18_in1k_store.py',
+              img=224, batch=8, batch_cuda=128, num_classes=1000,
+              desc='IN-1k R50->R18, 224 px'),
 )
 ARM_DESC = {
-    'student': 'student step (KDEP step without the teacher)',
-    'teacher': 'teacher forward (no grad)',
-    'kdep': 'online KDEP step',
+    'student': 'student step alone (KDEP, target precomputed)',
+    'teacher': 'teacher forward alone (no grad)',
+    'kdep': 'kdep_mm online KDEP',
+    'kdep_store': 'kdep_mm KDEP from the store',
+    'fitnets': 'kdep_mm FitNets',
+    'logit_kd': 'kdep_mm logit KD',
+    'plain': 'plain PyTorch KDEP loop',
+    'td_fitnets': 'torchdistill FitNets',
+    'td_kd': 'torchdistill KD',
 }
+# the targets: (what, kind, arms, target, comparison); kind 'slow' =
+# median per-cycle time ratio arms[0] / sum(arms[1:]); 'thru' = median
+# per-cycle throughput ratio of arms[0] over arms[1]
+TARGETS = (
+    ('online KDEP / (student + teacher forward)', 'slow',
+     ('kdep', 'student', 'teacher'), 1.05, '<='),
+    ('KDEP from the store / student', 'slow', ('kdep_store', 'student'),
+     1.05, '<='),
+    ('kdep_mm KDEP / plain loop, images/s', 'thru', ('kdep', 'plain'), 0.95,
+     '>='),
+    ('kdep_mm FitNets / torchdistill FitNets, images/s', 'thru',
+     ('fitnets', 'td_fitnets'), 1.0, '>='),
+    ('kdep_mm logit KD / torchdistill KD, images/s', 'thru',
+     ('logit_kd', 'td_kd'), 1.0, '>='),
+)
+MEM_TARGET = 1.1
+BF16_TARGET = 1.8
+PERF_ARGS = ['--settings', 'cifar', '--steps', '8', '--warmup', '2',
+             '--data', 'tensors,jpeg']
+GPU_ARGS = ['--settings', 'cifar,in1k', '--device', 'cuda', '--amp',
+            'fp32,bf16', '--channels-last', '--steps', '20', '--warmup', '5',
+            '--threads', '0', '--data', 'tensors']
 
 
-def parse_args():
+def gpu_args() -> list:
+    """The arguments of the GPU table's run (``GPU_ARGS``)."""
+    return list(GPU_ARGS)
+
+
+def parse_args(argv=None):
     p = sb.step_parser(
-        __doc__, ARMS, steps=5, threads=1,
-        threads_help='torch.set_num_threads (0: torch default)')
-    p.add_argument('--settings', default=','.join(SETTINGS))
+        __doc__, ARMS, steps=8, warmup=2, threads=1,
+        steps_help='timed cycles (one step of every arm each; medians '
+        'reported) [8]',
+        warmup_help='untimed cycles first [2]',
+        threads_help='torch.set_num_threads (0: torch default) [1]')
+    p.add_argument('--cycles', dest='steps', type=int,
+                   help='the same as --steps')
+    for action in p._actions:  # --amp takes a list here
+        if action.dest == 'amp':
+            action.choices = None
+            action.help = ('comma-separated precisions of the steps, from '
+                           f'{sb.AMP_MODES}; both: the bf16 target [fp32]')
+    p.add_argument('--settings', default='cifar',
+                   help=f'comma-separated, from {list(SETTINGS)} [cifar]')
+    p.add_argument('--arms', default=','.join(ARMS),
+                   help='comma-separated subset of the arms [all]')
+    p.add_argument('--data', default='tensors',
+                   help='comma-separated: tensors (pre-made batches), jpeg '
+                   '(the real JPEG loader, CIFAR only) [tensors]')
+    p.add_argument('--workers', default='0,1,2',
+                   help='DataLoader worker counts timed alone with '
+                   '--data jpeg [0,1,2]')
+    p.add_argument('--loader-batches', type=int, default=20,
+                   help='batches per loader / loader-fed step timing [20]')
+    p.add_argument('--memory-steps', type=int, default=2,
+                   help='steps of the fresh process per arm that reads '
+                   'peak memory (0: no memory column) [2]')
     p.add_argument('--setting', choices=list(SETTINGS),
                    help='(internal) the setting of --arm')
-    return p.parse_args()
+    args = p.parse_args(argv)
+    args.amps = [a for a in args.amp.split(',') if a]
+    bad = [a for a in args.amps if a not in sb.AMP_MODES]
+    if bad or not args.amps:
+        p.error(f'--amp: {bad or args.amp!r} not in {sb.AMP_MODES}')
+    args.settings_list = [s for s in args.settings.split(',') if s]
+    bad = [s for s in args.settings_list if s not in SETTINGS]
+    if bad or not args.settings_list:
+        p.error(f'--settings: unknown {bad}; choose from {list(SETTINGS)}')
+    args.arm_list = [a for a in args.arms.split(',') if a]
+    bad = [a for a in args.arm_list if a not in ARMS]
+    if bad or not args.arm_list:
+        p.error(f'--arms: unknown {bad}; choose from {list(ARMS)}')
+    args.data_list = [d for d in args.data.split(',') if d]
+    bad = [d for d in args.data_list if d not in ('tensors', 'jpeg')]
+    if bad or not args.data_list:
+        p.error(f'--data: unknown {bad}; choose from tensors, jpeg')
+    try:
+        args.worker_list = [int(w) for w in args.workers.split(',') if w]
+    except ValueError:
+        p.error(f'--workers: integers, got {args.workers!r}')
+    if args.steps < 1 or args.warmup < 0 or args.memory_steps < 0:
+        p.error('--steps must be >= 1, --warmup and --memory-steps >= 0')
+    return args
 
 
-def build(setting):
-    from mmengine.config import Config
+# ------------------------------------------------------------------ ratios
+def median_ratio(times: dict, kind: str, arms) -> float:
+    """The median over cycles of one cycle's ratio: ``'slow'`` =
+    t[arms[0]] / sum(t[a] for a in arms[1:]) (time: lower is better);
+    ``'thru'`` = t[arms[1]] / t[arms[0]] (throughput of arms[0] over that
+    of arms[1]: higher is better). ``times`` maps arm -> per-cycle
+    seconds, aligned by cycle."""
+    n = min(len(times[a]) for a in arms)
+    if kind == 'slow':
+        per = [times[arms[0]][i] / sum(times[a][i] for a in arms[1:])
+               for i in range(n)]
+    elif kind == 'thru':
+        per = [times[arms[1]][i] / times[arms[0]][i] for i in range(n)]
+    else:
+        raise ValueError(f'kind must be slow or thru, got {kind!r}')
+    return statistics.median(per)
 
-    import kdep_mm  # noqa: F401
-    from kdep_mm.registry import MODELS
-    cfg = Config.fromfile(osp.join(REPO, SETTINGS[setting]['config']))
-    m = cfg.model.to_dict()
-    m['teacher_ckpt'] = None  # random weights: timing only
-    model = MODELS.build(m)
-    return model
+
+def verdict(measured: float, target: float, comparison: str) -> str:
+    ok = measured <= target if comparison == '<=' else measured >= target
+    return 'MET' if ok else 'NOT MET'
 
 
-def run_one(args):
+def memory_ratio(mem: dict, arm: str) -> float:
+    """Peak memory of ``arm`` / (student's + teacher forward's)."""
+    return mem[arm] / (mem['student'] + mem['teacher'])
+
+
+def setting_verdicts(sd: dict) -> list:
+    """The verdicts of one setting's results ``sd`` (see :func:`run_setting`)
+    as ``(what, measured, target, comparison, verdict)``; a target whose
+    arms did not run is left out."""
+    out = []
+    clock = sd['clock']
+    for amp in sd['amps']:
+        times = {a: sd['arms'][f'{a}/{amp}'][clock] for a in sd['arm_list']
+                 if f'{a}/{amp}' in sd['arms']}
+        for what, kind, arms, target, cmp in TARGETS:
+            if all(a in times for a in arms):
+                m = median_ratio(times, kind, arms)
+                out.append((f'{sd["desc"]}, {amp}: {what}', m, target, cmp,
+                            verdict(m, target, cmp)))
+        mem = {a: sd['arms'][f'{a}/{amp}'].get('mem_mib')
+               for a in times}
+        if mem.get('student') is not None and mem.get('teacher') is not None:
+            for a in KDMM_KD_ARMS:
+                if mem.get(a) is not None:
+                    m = memory_ratio(mem, a)
+                    out.append((f'{sd["desc"]}, {amp}: peak memory {a} / '
+                                '(student + teacher forward)', m, MEM_TARGET,
+                                '<=', verdict(m, MEM_TARGET, '<=')))
+    if 'fp32' in sd['amps'] and 'bf16' in sd['amps'] and \
+            'kdep/fp32' in sd['arms'] and 'kdep/bf16' in sd['arms']:
+        m = median_ratio({'fp32': sd['arms']['kdep/fp32'][clock],
+                          'bf16': sd['arms']['kdep/bf16'][clock]}, 'thru',
+                         ('bf16', 'fp32'))
+        out.append((f'{sd["desc"]}: bf16 KDEP / fp32 KDEP, images/s', m,
+                    BF16_TARGET, '>=', verdict(m, BF16_TARGET, '>=')))
+    return out
+
+
+# ------------------------------------------------------------------ models
+class Built:
+    """What the arms of one setting share, built on first use: the config,
+    the online KDEP model (its aligner fitted on random features), the
+    batch and its stored-view data samples."""
+
+    def __init__(self, setting: str, device: str, channels_last: bool):
+        import torch
+        from mmengine.config import Config
+
+        import kdep_mm  # noqa: F401
+        self.s = SETTINGS[setting]
+        self.setting, self.device = setting, torch.device(device)
+        self.cuda = self.device.type == 'cuda'
+        self.fmt = sb.memory_format(channels_last)
+        self.cfg = Config.fromfile(osp.join(REPO, self.s['config']))
+        self.batch = self.s['batch_cuda' if self.cuda else 'batch']
+        torch.manual_seed(0)
+        self.x = torch.randn(self.batch, 3, self.s['img'], self.s['img'],
+                             device=self.device).to(memory_format=self.fmt)
+        self._kdep = None
+
+    def model_dict(self, **changes) -> dict:
+        m = self.cfg.model.to_dict()
+        m['teacher_ckpt'] = None  # random weights: timing only
+        m.update(changes)
+        return m
+
+    def build(self, m: dict):
+        import torch
+
+        from kdep_mm.registry import MODELS
+        torch.manual_seed(0)
+        model = MODELS.build(m).to(self.device)
+        model.to(memory_format=self.fmt)
+        model.train()
+        return model
+
+    @property
+    def kdep(self):
+        """The online KDEP model, its basis fitted on random features."""
+        if self._kdep is None:
+            import torch
+            self._kdep = self.build(self.model_dict())
+            c_t = self._kdep.aligner.teacher_channels
+            torch.manual_seed(1)
+            self._kdep.aligner.fit(torch.randn(c_t + 64, c_t,
+                                               device=self.device))
+        return self._kdep
+
+    def teacher_feat(self):
+        import torch
+        with torch.no_grad():
+            return self.kdep.teacher_features(self.x)
+
+    def stored_samples(self):
+        """One data sample per image with its stored view's feature, as
+        ``ApplyStoredView`` + ``PackInputs(algorithm_keys=('teacher_feat',
+        ))`` give it (a float32 numpy array)."""
+        from mmpretrain.structures import DataSample
+
+        from kdep_mm.utils.store_keys import TEACHER_FEAT
+        feats = self.teacher_feat().float().cpu().numpy()
+        out = []
+        for f in feats:
+            s = DataSample()
+            s.set_field(f.copy(), TEACHER_FEAT)
+            out.append(s)
+        return out
+
+    def copies(self, with_head: bool = False):
+        """Fresh student and teacher modules with the KDEP model's weights
+        (and no kdep_mm hooks): the peers' networks."""
+        import torch
+
+        from kdep_mm.registry import MODELS
+        m = self.model_dict()
+        torch.manual_seed(0)
+        student = MODELS.build(m['student'])
+        student.load_state_dict(self.kdep.student.state_dict())
+        teacher = MODELS.build(m['teacher'])
+        teacher.load_state_dict(self.kdep.teacher.state_dict())
+        return (student.to(self.device, memory_format=self.fmt),
+                teacher.to(self.device, memory_format=self.fmt))
+
+
+def _sgd(params):
+    import torch
+    return torch.optim.SGD(params, lr=0.01, momentum=0.9)
+
+
+def _kdmm_step(model, kind, x, samples, amp, device, opt):
+    """One kdep_mm step: in fp32 ``model.loss`` exactly as the Runner calls
+    it; in bf16 the same computation with the forwards under autocast (the
+    teacher under inference mode) and the aligner / loss in float32."""
+    import torch
+    if amp == 'fp32':
+        losses = model.loss(x, samples)
+    else:
+        with sb.autocast(str(device), amp):
+            if kind == 'logit':
+                with torch.inference_mode():
+                    t = model.teacher_logits(x)
+                s = model.student_logits(x)
+            else:
+                if model.frozen_teacher is None:
+                    t = model._teacher_feat(x, samples)
+                else:
+                    with torch.inference_mode():
+                        t = model.teacher_features(x)
+                s = model.student_features(x)
+        t = t.float().clone()
+        if kind == 'logit':
+            losses = dict(loss_kd=model.distill_loss(s.float(), t))
+        else:
+            s, target = model.aligner(s.float(), t)
+            losses = dict(loss_kd=model.distill_loss(s, target))
+    loss, _ = model.parse_losses(losses)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def make_arm(b: Built, arm: str, amp: str):
+    """The step function of ``arm`` in precision ``amp`` (None: skipped,
+    the reason printed)."""
+    import torch
+    x, dev = b.x, b.device
+    if arm == 'teacher':
+        model = b.kdep
+
+        def step():
+            if amp == 'fp32':
+                with torch.no_grad():
+                    model.teacher_features(x)
+            else:
+                with torch.inference_mode(), sb.autocast(str(dev), amp):
+                    model.teacher_features(x)
+        return step
+    if arm == 'student':
+        model = b.build(b.model_dict())
+        model.aligner.load_state_dict(b.kdep.aligner.state_dict())
+        t_feat = b.teacher_feat()
+        opt = _sgd(model.parameters())
+
+        def step():
+            with sb.autocast(str(dev), amp):
+                f_s = model.student_features(x)
+            s, target = model.aligner(f_s.float(), t_feat)
+            loss, _ = model.parse_losses(
+                dict(loss_kd=model.distill_loss(s, target)))
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+    if arm in ('kdep', 'kdep_store', 'fitnets', 'logit_kd'):
+        samples = None
+        kind = 'logit' if arm == 'logit_kd' else 'feat'
+        if arm == 'kdep':
+            model = b.build(b.model_dict())
+            model.aligner.load_state_dict(b.kdep.aligner.state_dict())
+        elif arm == 'kdep_store':
+            from mmengine.config import Config
+            m = Config.fromfile(osp.join(REPO, b.s['store_config']))
+            m = m.model.to_dict()
+            model = b.build(m)
+            model.aligner.load_state_dict(b.kdep.aligner.state_dict())
+            samples = b.stored_samples()
+        elif arm == 'fitnets':
+            model = b.build(fitnets_model(b.model_dict()))
+        else:
+            model = b.build(logit_kd_model(b.model_dict(),
+                                           b.s['num_classes']))
+        opt = _sgd(model.parameters())
+        return lambda: _kdmm_step(model, kind, x, samples, amp, dev, opt)
+    if arm == 'plain':
+        from peers.plain_loop import PlainKDEP
+        student, teacher = b.copies()
+        k = b.kdep
+        loop = PlainKDEP(student.train(), teacher.backbone, k.student_feature,
+                         k.teacher_feature, k.aligner.mean, k.aligner.basis,
+                         k.aligner.temperature, k.aligner.power,
+                         k.distill_loss.loss_weight, amp=amp)
+        return lambda: loop.step(x)
+    if arm in TD_ARMS:
+        from peers import torchdistill_arms as tda
+        td, why = tda.load()
+        if td is None:
+            print(f'# {why}', file=sys.stderr, flush=True)
+            return None
+        student, teacher = b.copies()
+        if arm == 'td_fitnets':
+            box = tda.fitnets_box(
+                teacher.backbone, student.train(),
+                teacher.backbone.res_layers[-1], student.res_layers[-1],
+                b.kdep.aligner.teacher_channels,
+                b.kdep.aligner.student_channels, dev)
+        else:
+            head = torch.nn.Linear(b.kdep.aligner.student_channels,
+                                   b.s['num_classes']).to(dev)
+            box = tda.kd_box(teacher, tda.StudentClassifier(student, head),
+                             4., dev)
+        return lambda: tda.box_step(box, x, amp)
+    raise ValueError(f'--arm: unknown arm {arm!r}')
+
+
+def fitnets_model(kdep_model: dict) -> dict:
+    """kdep_mm's FitNets (study arm e): the KDEP model with a learned
+    linear projector (``ProjectorAligner``, student -> teacher width) on the
+    raw teacher feature and ``FeatureMSELoss`` of weight 1."""
+    m = dict(kdep_model)
+    m['aligner'] = dict(type='kdep_mm.ProjectorAligner',
+                        student_channels=None, teacher_channels=None)
+    m['distill_loss'] = dict(type='kdep_mm.FeatureMSELoss', loss_weight=1.)
+    return m
+
+
+def logit_kd_model(kdep_model: dict, num_classes: int) -> dict:
+    """kdep_mm's logit KD (study arm d): ``LogitKDDistiller`` (student +
+    linear head) with ``KDLoss`` at T = 4, the same student and teacher."""
+    keep = ('data_preprocessor', 'student', 'teacher', 'teacher_ckpt',
+            'teacher_revise_keys')
+    m = {k: kdep_model[k] for k in keep if k in kdep_model}
+    m.update(type='kdep_mm.LogitKDDistiller', num_classes=num_classes,
+             distill_loss=dict(type='kdep_mm.KDLoss', temperature=4.,
+                               loss_weight=1.))
+    return m
+
+
+# --------------------------------------------------------------- running
+def _setup_torch(args):
     import torch
     from mmengine.logging import MMLogger
     MMLogger.get_current_instance().setLevel('ERROR')
+    sb.check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev = torch.device(args.device)
-    torch.manual_seed(0)
-    s = SETTINGS[args.setting]
-    model = build(args.setting).to(dev)
-    c_t = model.aligner.teacher_channels
-    model.aligner.fit(torch.randn(c_t + 64, c_t, device=dev))
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(s['batch'], 3, s['img'], s['img'], device=dev)
-    with torch.no_grad():
-        t_feat = model.teacher_features(x)  # for the 'student' arm
-
-    def step():
-        if args.arm == 'teacher':
-            with torch.no_grad():
-                model.teacher_features(x)
-            return
-        if args.arm == 'student':
-            f_s, target = model.aligner(model.student_features(x), t_feat)
-            loss = model.distill_loss(f_s, target)
-        else:
-            loss = sum(model.loss(x).values())
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return dict(arm=args.arm, setting=args.setting,
-                **sb.time_steps(step, args.warmup, args.steps, dev,
-                                cpu_times=True))
+    return torch
 
 
-def main():
-    args = parse_args()
+def run_one(args) -> dict:
+    """(internal, fresh process) peak memory of one arm's steps."""
+    _setup_torch(args)
+    b = Built(args.setting, args.device, args.channels_last)
+    step = make_arm(b, args.arm, args.amps[0])
+    if step is None:
+        return dict(arm=args.arm, skipped=True)
+    res = sb.time_steps(step, 1, args.memory_steps, args.device,
+                        cpu_times=True)
+    return dict(arm=args.arm, setting=args.setting, amp=args.amps[0],
+                mem_mib=res['mem_mib'], peak_abs_mib=res['peak_abs_mib'])
+
+
+def interleaved(steps: dict, warmup: int, cycles: int, cuda: bool) -> dict:
+    """Run ``steps`` (key -> step function) interleaved: per cycle one step
+    of each, the order rotated by one every cycle; ``warmup`` untimed
+    cycles first. key -> dict(wall=[...], cpu=[...]) per timed cycle."""
+    keys = list(steps)
+    out = {k: dict(wall=[], cpu=[]) for k in keys}
+    for c in range(warmup + cycles):
+        r = c % len(keys)
+        for k in keys[r:] + keys[:r]:
+            c0 = time.process_time()
+            dt = sb.timed_call(steps[k], cuda)
+            if c >= warmup:
+                out[k]['wall'].append(dt)
+                out[k]['cpu'].append(time.process_time() - c0)
+    return out
+
+
+def loader_numbers(b: Built, args) -> dict:
+    """--data jpeg: the DataLoader alone (images/s per worker count) and
+    the online KDEP step fed by the config's own loader (wall seconds,
+    data preprocessor included)."""
+    import copy
+
+    from mmengine.runner import Runner
+    root = b.cfg.train_dataloader.dataset.data_root
+    if not osp.isabs(root):
+        root = osp.join(REPO, root)
+    if not osp.isdir(osp.join(root, 'train')):
+        raise SystemExit(
+            f'--data jpeg: no JPEG data at {root} (setting {b.setting}); '
+            'for CIFAR run `python benchmarks/shared_data.py '
+            'cifar10_jpeg.tar.gz`, or use --data tensors')
+    n = args.loader_batches
+
+    def loader(workers):
+        cfg = copy.deepcopy(b.cfg.train_dataloader.to_dict())
+        cfg['dataset']['data_root'] = root
+        cfg.update(batch_size=b.batch, num_workers=workers,
+                   persistent_workers=workers > 0, pin_memory=b.cuda)
+        return Runner.build_dataloader(cfg, seed=0)
+
+    def batches(dl, count):
+        it = iter(dl)
+        next(it)  # worker start-up and the first batch untimed
+        t0 = time.perf_counter()
+        for _ in range(count):
+            next(it)
+        return count * b.batch / (time.perf_counter() - t0)
+
+    out = dict(loader_ips={}, config_workers=b.cfg.train_dataloader.get(
+        'num_workers', 0), config_persistent=b.cfg.train_dataloader.get(
+            'persistent_workers', False))
+    for w in args.worker_list:
+        out['loader_ips'][str(w)] = batches(loader(w), n)
+    model = b.build(b.model_dict())
+    model.aligner.load_state_dict(b.kdep.aligner.state_dict())
+    opt = _sgd(model.parameters())
+    dl = loader(out['config_workers'])
+    it = iter(dl)
+    amp = args.amps[0]
+
+    def fed_step():
+        data = model.data_preprocessor(next(it), True)
+        _kdmm_step(model, 'feat', data['inputs'].to(memory_format=b.fmt),
+                   data['data_samples'], amp, b.device, opt)
+
+    fed_step()  # start-up untimed
+    times = [sb.timed_call(fed_step, b.cuda) for _ in range(n)]
+    out['fed_step_wall_s'] = statistics.median(times)
+    out['fed_step_ips'] = b.batch / out['fed_step_wall_s']
+    return out
+
+
+def run_setting(setting: str, args) -> dict:
+    """All arms of one setting: the interleaved cycles, then each arm's
+    memory in a fresh process, then the loader with --data jpeg."""
+    torch = _setup_torch(args)
+    b = Built(setting, args.device, args.channels_last)
+    steps, skipped = {}, []
+    for amp in args.amps:
+        for arm in args.arm_list:
+            fn = make_arm(b, arm, amp)
+            if fn is None:
+                skipped.append(arm)
+            else:
+                steps[f'{arm}/{amp}'] = fn
+    t0 = time.time()
+    res = {}
+    if 'tensors' in args.data_list:
+        res = interleaved(steps, args.warmup, args.steps, b.cuda)
+    print(f'# {setting}: {len(steps)} arms x {args.steps} cycles in '
+          f'{time.time() - t0:.0f} s', file=sys.stderr, flush=True)
+    del steps
+    arm_list = [a for a in args.arm_list if a not in skipped]
+    if 'tensors' in args.data_list and args.memory_steps:
+        for amp in args.amps:
+            for arm in arm_list:
+                r = sb.run_arm(__file__, [
+                    '--arm', arm, '--setting', setting, '--memory-steps',
+                    args.memory_steps, '--device', args.device, '--threads',
+                    args.threads, '--amp', amp
+                ] + (['--channels-last'] if args.channels_last else []), REPO)
+                res[f'{arm}/{amp}']['mem_mib'] = r['mem_mib']
+    for r in res.values():
+        r['median_wall_s'] = statistics.median(r['wall'])
+        r['median_cpu_s'] = statistics.median(r['cpu'])
+    sd = dict(desc=SETTINGS[setting]['desc'], batch=b.batch,
+              amps=list(args.amps), arm_list=arm_list, skipped=sorted(
+                  set(skipped)), arms=res,
+              clock='wall' if b.cuda else 'cpu', threads=torch.get_num_threads())
+    if 'jpeg' in args.data_list:
+        sd['loader'] = loader_numbers(b, args)
+    return sd
+
+
+# ---------------------------------------------------------------- output
+def _fmt_mem(v):
+    return '' if v is None else f'{v:.0f}'
+
+
+def arm_rows(sd: dict) -> list:
+    """(arm key, label, step s on the judged clock, wall s, images/s, mem,
+    x student) of one setting, in arm order."""
+    out = []
+    clock = 'median_cpu_s' if sd['clock'] == 'cpu' else 'median_wall_s'
+    for amp in sd['amps']:
+        base = sd['arms'].get(f'student/{amp}')
+        for arm in sd['arm_list']:
+            r = sd['arms'].get(f'{arm}/{amp}')
+            if r is None:
+                continue
+            rel = r[clock] / base[clock] if base else float('nan')
+            out.append((f'{arm}/{amp}', f'{ARM_DESC[arm]} ({amp})', r[clock],
+                        r['median_wall_s'], sd['batch'] / r[clock],
+                        r.get('mem_mib'), rel))
+    return out
+
+
+def report(data: dict) -> str:
+    """The markdown tables of a run's results ``data``."""
+    lines = [data['meta']['line'], '']
+    for name, sd in data['settings'].items():
+        lines += [f'**{sd["desc"]}, batch {sd["batch"]}** (step clock: '
+                  f'{sd["clock"]} s)', '']
+        if sd['skipped']:
+            lines += [f'Skipped: {", ".join(sd["skipped"])} '
+                      '(torchdistill is not in .peers/: `bash '
+                      'tools/setup_peers.sh`)', '']
+        if sd['arms']:
+            lines += ['| arm | step (s, median) | wall (s, median) | '
+                      'images/s | peak mem (MiB) | x student step |',
+                      '|---|---:|---:|---:|---:|---:|']
+            for _, label, t, w, ips, mem, rel in arm_rows(sd):
+                lines.append(f'| {label} | {t:.3f} | {w:.3f} | {ips:.1f} | '
+                             f'{_fmt_mem(mem)} | {rel:.2f} |')
+            lines.append('')
+        if 'loader' in sd:
+            ld = sd['loader']
+            lines += ['| JPEG loader alone, workers | images/s |',
+                      '|---|---:|']
+            for w, ips in ld['loader_ips'].items():
+                lines.append(f'| {w} | {ips:.0f} |')
+            lines.append('')
+            lines.append(
+                f'Online KDEP fed by the config\'s loader '
+                f'(num_workers={ld["config_workers"]}, persistent_workers='
+                f'{ld["config_persistent"]}): {ld["fed_step_wall_s"]:.3f} s '
+                f'wall per step, {ld["fed_step_ips"]:.1f} images/s.')
+            lines.append(loader_verdict(sd))
+            lines.append('')
+    vs = [v for sd in data['settings'].values() for v in setting_verdicts(sd)]
+    if vs:
+        lines += ['| ratio | measured | target | verdict |',
+                  '|---|---:|---:|---|']
+        for what, m, t, cmp, v in vs:
+            lines.append(f'| {what} | {m:.3f} | {cmp} {t:.2f} | **{v}** |')
+    return '\n'.join(lines)
+
+
+def loader_verdict(sd: dict) -> str:
+    """Whether the loader at the config's worker count keeps up with the
+    tensor-fed online KDEP step (same wall clock)."""
+    ld = sd['loader']
+    w = str(ld['config_workers'])
+    kd = sd['arms'].get(f'kdep/{sd["amps"][0]}')
+    if kd is None or w not in ld['loader_ips']:
+        return ('(the loader and the tensor-fed step were not both timed: '
+                'no bottleneck verdict)')
+    step_ips = sd['batch'] / kd['median_wall_s']
+    lips = ld['loader_ips'][w]
+    if lips < step_ips:
+        return (f'The data pipeline IS the bottleneck: {lips:.0f} images/s '
+                f'from the loader with {w} workers < {step_ips:.0f} images/s '
+                'of the tensor-fed online KDEP step.')
+    return (f'The data pipeline is not the bottleneck: {lips:.0f} images/s '
+            f'from the loader with {w} workers >= {step_ips:.0f} images/s of '
+            'the tensor-fed online KDEP step.')
+
+
+def perf_rows(data: dict, bench_args: list):
+    """The rows of the performance table (``| algorithm | setting | batch
+    | arm | step (s) | images/s | peak mem (MiB) | x student step |``) and
+    the verdicts ``(what, measured, target, comparison, verdict)`` of a
+    ``--json`` file's contents ``data`` (``bench_args``: the arguments it
+    ran with, unused: the file records its settings)."""
+    del bench_args
+    rows = []
+    for sd in data['settings'].values():
+        unit = 'CPU s' if sd['clock'] == 'cpu' else 'wall s'
+        for _, label, t, _, ips, mem, rel in arm_rows(sd):
+            rows.append(f'| KDEP | {sd["desc"]} | {sd["batch"]} | {label} | '
+                        f'{t:.3f} ({unit}) | {ips:.1f} | {_fmt_mem(mem)} | '
+                        f'{rel:.2f} |')
+        if 'loader' in sd:
+            ld = sd['loader']
+            for w, ips in ld['loader_ips'].items():
+                rows.append(f'| KDEP | {sd["desc"]} | {sd["batch"]} | JPEG '
+                            f'loader alone, {w} workers | | {ips:.1f} | | |')
+            rows.append(f'| KDEP | {sd["desc"]} | {sd["batch"]} | online '
+                        f'KDEP fed by the JPEG loader ({ld["config_workers"]}'
+                        f' workers) | {ld["fed_step_wall_s"]:.3f} (wall s) | '
+                        f'{ld["fed_step_ips"]:.1f} | | |')
+    verdicts = [v for sd in data['settings'].values()
+                for v in setting_verdicts(sd)]
+    return rows, verdicts
+
+
+def write_json(path: str, data: dict) -> None:
+    """``data`` to ``path`` atomically (a temporary file renamed)."""
+    d = osp.dirname(osp.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix='.kdep_step_time.',
+                               suffix='.json')
+    with os.fdopen(fd, 'w') as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.arm is not None:
+        if args.setting is None:
+            raise SystemExit('--arm needs --setting')
         sb.emit(run_one(args))
         return
-    settings = [x for x in args.settings.split(',') if x]
-    results = {}
+    sb.check_device(args.device)
     t_start, load0 = time.time(), os.getloadavg()[0]
-    for st in settings:
-        for arm in ARMS:
-            res = sb.run_arm(__file__, [
-                '--arm', arm, '--setting', st, '--steps', args.steps,
-                '--warmup', args.warmup, '--device', args.device,
-                '--threads', args.threads
-            ], REPO)
-            results[(st, arm)] = res
-            print(f'# {st:5s} {arm:7s}: median {res["median_s"]:.3f} s '
-                  f'(steps {[round(t, 3) for t in res["times"]]}), mem '
-                  f'+{res["mem_mib"]:.0f} MiB', file=sys.stderr, flush=True)
-    anyr = next(iter(results.values()))
-    print(f'Machine: {args.device}, {os.cpu_count()} CPU cores visible, torch '
-          f'{anyr["torch"]}, {anyr["threads"]} thread(s), warm-up '
-          f'{args.warmup}, median of {args.steps} timed steps (forward + '
-          'backward + SGD step; teacher: forward only), random weights, '
-          'fresh process per arm.')
-    print()
-    print('| setting | batch | arm | step wall (s, median) | step CPU (s, '
-          'median) | images/s (CPU) | peak mem growth (MiB) |')
-    print('|---|---:|---|---:|---:|---:|---:|')
-    for st in settings:
-        b = SETTINGS[st]['batch']
-        for arm in ARMS:
-            r = results[(st, arm)]
-            print(f'| {SETTINGS[st]["desc"]} | {b} | {ARM_DESC[arm]} | '
-                  f'{r["median_s"]:.3f} | {r["median_cpu_s"]:.3f} | '
-                  f'{b / r["median_cpu_s"]:.1f} | {r["mem_mib"]:.0f} |')
-    print()
-    print('| setting | KDEP / (student + teacher), CPU | target <= 1.05 '
-          '| same, wall | KDEP / student, CPU |')
-    print('|---|---:|---|---:|---:|')
-    for st in settings:
-        r = {a: results[(st, a)] for a in ARMS}
-        ratio = r['kdep']['median_cpu_s'] / (
-            r['student']['median_cpu_s'] + r['teacher']['median_cpu_s'])
-        wall = r['kdep']['median_s'] / (r['student']['median_s'] +
-                                         r['teacher']['median_s'])
-        print(f'| {SETTINGS[st]["desc"]} | {ratio:.3f} | '
-              f'{"MET" if ratio <= 1.05 else "NOT MET"} | {wall:.3f} | '
-              f'{r["kdep"]["median_cpu_s"] / r["student"]["median_cpu_s"]:.2f}'
-              ' |')
+    settings = {s: run_setting(s, args) for s in args.settings_list}
+    import torch
+    threads = next(iter(settings.values()))['threads']
+    line = (f'Machine: {sb.setup_line(args)}, {os.cpu_count()} CPU cores '
+            f'visible, torch {torch.__version__}, {threads} thread(s); '
+            f'{args.warmup} untimed + {args.steps} timed cycles, every arm '
+            'interleaved in one process (one step of each per cycle, order '
+            'rotated); ratios = medians of per-cycle ratios; peak memory '
+            f'from a fresh process per arm ({sb.memory_note(args.device)}); '
+            'random weights.')
+    data = dict(meta=dict(line=line, argv=sys.argv[1:] if argv is None
+                          else list(argv), torch=torch.__version__),
+                settings=settings)
+    print(report(data))
     sb.print_wall_and_load(t_start, load0)
-    sb.dump_json(args.json, results)
+    if args.json:
+        write_json(args.json, data)
 
 
 if __name__ == '__main__':
