@@ -350,33 +350,39 @@ def _sgd(params):
     return torch.optim.SGD(params, lr=0.01, momentum=0.9)
 
 
-def _kdmm_step(model, kind, x, samples, amp, device, opt):
-    """One kdep_mm step: in fp32 ``model.loss`` exactly as the Runner calls
-    it; in bf16 the same computation with the forwards under autocast (the
-    teacher under inference mode) and the aligner / loss in float32."""
+def kdmm_losses(model, kind, x, samples, amp, device) -> dict:
+    """kdep_mm's losses of batch ``x``: in fp32 ``model.loss`` exactly as
+    the Runner calls it; in bf16 the same computation with the forwards
+    under autocast (the teacher under inference mode) and the aligner and
+    loss in float32 (``kind``: ``'logit'`` for ``LogitKDDistiller``, else
+    a ``KDEPDistiller``)."""
     import torch
     if amp == 'fp32':
-        losses = model.loss(x, samples)
-    else:
-        with sb.autocast(str(device), amp):
-            if kind == 'logit':
-                with torch.inference_mode():
-                    t = model.teacher_logits(x)
-                s = model.student_logits(x)
-            else:
-                if model.frozen_teacher is None:
-                    t = model._teacher_feat(x, samples)
-                else:
-                    with torch.inference_mode():
-                        t = model.teacher_features(x)
-                s = model.student_features(x)
-        t = t.float().clone()
+        return model.loss(x, samples)
+    with sb.autocast(str(device), amp):
         if kind == 'logit':
-            losses = dict(loss_kd=model.distill_loss(s.float(), t))
+            with torch.inference_mode():
+                t = model.teacher_logits(x)
+            s = model.student_logits(x)
         else:
-            s, target = model.aligner(s.float(), t)
-            losses = dict(loss_kd=model.distill_loss(s, target))
-    loss, _ = model.parse_losses(losses)
+            if model.frozen_teacher is None:
+                t = model._teacher_feat(x, samples)
+            else:
+                with torch.inference_mode():
+                    t = model.teacher_features(x)
+            s = model.student_features(x)
+    t = t.float().clone()  # an ordinary tensor out of inference mode
+    if kind == 'logit':
+        return dict(loss_kd=model.distill_loss(s.float(), t))
+    s, target = model.aligner(s.float(), t)
+    return dict(loss_kd=model.distill_loss(s, target))
+
+
+def _kdmm_step(model, kind, x, samples, amp, device, opt):
+    """One kdep_mm training step: :func:`kdmm_losses`, kdep_mm's
+    ``parse_losses`` (its NaN guard), backward, SGD step."""
+    loss, _ = model.parse_losses(
+        kdmm_losses(model, kind, x, samples, amp, device))
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -535,7 +541,9 @@ def loader_numbers(b: Built, args) -> dict:
     data preprocessor included)."""
     import copy
 
+    from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
+    init_default_scope(b.cfg.get('default_scope', 'mmpretrain'))
     root = b.cfg.train_dataloader.dataset.data_root
     if not osp.isabs(root):
         root = osp.join(REPO, root)

@@ -4,9 +4,10 @@ benchmark (``benchmarks/kdep_step_time.py``: ``td_fitnets``, ``td_kd``).
 torchdistill (Matsubara, 2021; the maintained general KD framework) is
 installed by ``tools/setup_peers.sh`` into the git-ignored ``.peers/``
 folder, not into the project's venv; :func:`load` puts that folder on
-``sys.path``. What is timed is torchdistill's own training step: a
-``DistillationBox`` built by ``get_distillation_box`` from a train config
-(the dict its YAML files hold), then per batch ``box.forward_process``
+``sys.path`` (``KDEP_PEERS_DIR=DIR`` names another). What is timed is
+torchdistill's own training step: a ``DistillationBox`` built by
+``get_distillation_box`` from a train config (the dict its YAML files
+hold), then per batch ``box.forward_process``
 (teacher forward under no_grad, student forward, its forward-hook I/O
 dicts, the auxiliary model wrapper, its ``WeightedSumLoss``) and
 ``box.post_forward_process`` (backward, SGD step, zero_grad), as its
@@ -29,6 +30,7 @@ student and teacher (copies with the same weights) as kdep_mm's arms.
 """
 import contextlib
 import logging
+import os
 import os.path as osp
 import sys
 
@@ -36,7 +38,8 @@ import torch
 import torch.nn as nn
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-PEERS_DIR = osp.join(REPO, '.peers')
+# KDEP_PEERS_DIR points elsewhere (the tests point it at a missing folder)
+PEERS_DIR = os.environ.get('KDEP_PEERS_DIR') or osp.join(REPO, '.peers')
 VERSION = '1.1.5'
 INSTALL_HINT = ('torchdistill arms skipped: .peers/ has no torchdistill '
                 f'{VERSION}; install it with `bash tools/setup_peers.sh` '
