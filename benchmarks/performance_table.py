@@ -1,42 +1,53 @@
 #!/usr/bin/env python
 """One run, one table: training-step time, images/s and peak memory of
 every algorithm against its student-only step (issue 7's performance
-table), on the same machine in the same run.
+table, issue 18's GPU table), on the same machine in the same run.
 
-It runs the four step-time benchmarks one after the other, each with its
-arms in fresh, interleaved subprocesses, and writes their numbers into one
-markdown page (default ``docs/performance.md``) with the targets:
+It runs the step-time benchmarks one after the other (each with its arms
+in fresh, interleaved subprocesses, or interleaved in one process where
+the benchmark says so) and writes their numbers into one markdown page
+with their verdicts. What is run and judged comes from each benchmark
+module (``benchmarks/<name>_step_time.py``):
 
-==========  ======================================  =====================
-algorithm   ratio judged                            target
-==========  ======================================  =====================
-KDEP        online KDEP / (student + teacher fwd)   <= 1.05
-TCS         TCS from the store / student            <= 1.10
-ensemble    ensemble from the store / student       <= 1.10
-DMAE        truncated teacher / full teacher        <= 0.85 (75% masking)
-==========  ======================================  =====================
+* ``PERF_ARGS`` -- its arguments for the CPU table (``docs/performance.md``);
+* ``GPU_ARGS`` (or ``gpu_args()``) -- its arguments for the GPU table
+  (``--gpu``, ``docs/performance_gpu.md``): realistic batches (ResNet-50 ->
+  ResNet-18 at 224 px batch 128, ViT-L -> ViT-B DMAE batch 64, TCS and the
+  ensemble at their ImageNet settings). A benchmark whose GPU arguments
+  name no ``--amp`` is run once per precision of ``--amps`` (fp32, then
+  bf16, each precision's runs in benchmark order, so that a run cut short
+  by the time budget costs a bf16 row first);
+* ``SMOKE_ARGS`` -- tiny arguments for the GPU script's CPU smoke run
+  (``--gpu --smoke``; a benchmark without them is listed as not run);
+* ``perf_rows(data, bench_args)`` -- from the ``--json`` it wrote: the
+  table rows and its verdicts ``(what, measured, target, comparison,
+  verdict)``, comparison ``'<='`` or ``'>='``.
 
-Settings: the CIFAR ones for KDEP, TCS and the ensemble (ResNet-56
-teacher, ResNet-20 / DeiT-Tiny-width students, 32 px), ViT-B from ViT-L at
-224 px for DMAE (no smaller setting tells anything about truncation).
-Weights are random: time does not depend on values.
+Targets judged today: KDEP (kdep_step_time's verdicts), TCS from the
+store / student <= 1.10, ensemble from the store / student <= 1.10, DMAE
+truncated / full teacher <= 0.85 at 75 % masking. Weights are random: time
+does not depend on values.
 
-DMAE runs with one torch thread (with two, OpenMP stragglers on a 2-core
-machine moved its median ratio between 0.68 and 0.94 from run to run), and
-its ratio is the median of per-cycle ratios of a paired run: the three arms
-in one process, one step of each per cycle (docs/dmae.md).
+``--device``, ``--amp`` and ``--channels-last`` are passed to every
+benchmark. ``--budget-s S`` bounds the whole run: each benchmark gets a
+timeout (its share of the time left, by weight, capped by ``--timeout
+NAME=S``); one that runs out of time is stopped with its subprocesses and
+the page says so, the others still appear.
 
 Run it on an otherwise idle machine (about 20 minutes on 2 CPU cores)::
 
     python benchmarks/performance_table.py
     python benchmarks/performance_table.py --only kdep,ensemble --out /tmp/p.md
+    # on the GPU machine (benchmarks/gpu_check.sh runs this):
+    python benchmarks/performance_table.py --gpu --budget-s 420
 """
 import argparse
+import importlib
 import json
 import os
 import os.path as osp
 import platform
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,89 +55,161 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 HERE = osp.join(REPO, 'benchmarks')
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+import _step_bench as sb  # noqa: E402
 
-# name -> (script, arguments, target ratio, what the ratio is)
+# name -> (module, the page that explains its arms, weight of its share of
+# a time budget)
 BENCHES = dict(
-    kdep=('kdep_step_time.py', ['--settings', 'cifar', '--steps', '5'],
-          1.05, 'online KDEP / (student + teacher forward), CPU time'),
-    tcs=('tcs_step_time.py', ['--settings', 'cifar'],
-         1.10, 'TCS from the store / student'),
-    ensemble=('ensemble_step_time.py',
-              ['--batch-size', '32', '--steps', '5', '--warmup', '2',
-               '--rounds', '3'],
-              1.10, 'ensemble from the store / ViT student'),
-    dmae=('dmae_step_time.py', ['--batch-size', '16', '--ratios', '75',
-                                '--steps', '1', '--threads', '1',
-                                '--paired', '10'],
-          0.85, 'DMAE truncated teacher / full teacher, 75% masking'),
+    kdep=('kdep_step_time', 'docs/kdep.md', 2.0),
+    tcs=('tcs_step_time', 'docs/tcs.md', 1.0),
+    ensemble=('ensemble_step_time', 'docs/ensemble.md', 1.0),
+    dmae=('dmae_step_time', 'docs/dmae.md', 1.0),
 )
+MODES = ('cpu', 'gpu', 'smoke')
+
+# kdep_step_time before it had perf_rows (issue 18, Helper K): its CPU
+# arguments and rows, so that the default table keeps working until then
+LEGACY_KDEP_ARGS = ['--settings', 'cifar', '--steps', '5']
 
 
-def _row(alg, setting, batch, arm, step_s, mem, base_s, clock):
-    ips = batch / step_s if step_s else float('nan')
-    return (f'| {alg} | {setting} | {batch} | {arm} | {step_s:.3f} '
-            f'({clock}) | {ips:.1f} | {mem:.0f} | {step_s / base_s:.2f} |')
+def legacy_kdep_rows(data, bench_args):
+    """Rows and verdict of the three-process kdep_step_time (student,
+    teacher, kdep in CPU seconds): online KDEP / (student + teacher)."""
+    r = {a: data[f'cifar@{a}'] for a in ('student', 'teacher', 'kdep')}
+    base = r['student']['median_cpu_s']
+    rows = [sb.perf_row('KDEP', 'CIFAR R56->R20, 32 px', 64, label,
+                        r[arm]['median_cpu_s'], r[arm]['mem_mib'], base,
+                        'CPU s')
+            for arm, label in (('student', 'student step alone'),
+                               ('teacher', 'teacher forward alone'),
+                               ('kdep', 'online KDEP step'))]
+    ratio = r['kdep']['median_cpu_s'] / (r['student']['median_cpu_s'] +
+                                         r['teacher']['median_cpu_s'])
+    return rows, [sb.judge('online KDEP / (student + teacher forward), '
+                           'CPU time', ratio, 1.05)]
 
 
-def rows_and_verdict(name, data, bench_args):
-    """Table rows (student first) and (ratio, target, verdict) of one
-    benchmark's JSON."""
-    _, _, target, _ = BENCHES[name]
-    rows = []
-    if name == 'kdep':
-        r = {a: data[f'cifar@{a}'] for a in ('student', 'teacher', 'kdep')}
-        b = 64
-        base = r['student']['median_cpu_s']
-        for arm, label in (('student', 'student step alone'),
-                           ('teacher', 'teacher forward alone'),
-                           ('kdep', 'online KDEP step')):
-            rows.append(_row('KDEP', 'CIFAR R56->R20, 32 px', b, label,
-                             r[arm]['median_cpu_s'], r[arm]['mem_mib'], base,
-                             'CPU s'))
-        ratio = r['kdep']['median_cpu_s'] / (
-            r['student']['median_cpu_s'] + r['teacher']['median_cpu_s'])
-    elif name == 'tcs':
-        r = {a: data[f'cifar/{a}']['summary']
-             for a in ('student', 'tcs_store', 'tcs_online')}
-        base = r['student']['median_s']
-        for arm, label in (('student', 'student step alone (CE)'),
-                           ('tcs_store', 'TCS, teacher features stored'),
-                           ('tcs_online', 'TCS, teacher online')):
-            rows.append(_row('TCS', 'CIFAR R56->R20, 32 px',
-                             r[arm]['batch'], label, r[arm]['median_s'],
-                             r[arm]['mem_mib'], base, 'wall s'))
-        ratio = r['tcs_store']['median_s'] / base
-    elif name == 'ensemble':
-        r = {a: data[f'cifar@{a}'] for a in ('student', 'online', 'store')}
-        base = r['student']['median_s']
-        for arm, label in (('student', 'ViT student alone (DeiT, CE)'),
-                           ('online', 'ensemble, 2 teachers online'),
-                           ('store', 'ensemble, teacher logits stored')):
-            rows.append(_row('ensemble', 'CIFAR DeiT-Ti width, 32 px',
-                             r[arm]['batch'], label, r[arm]['median_s'],
-                             r[arm]['mem_mib'], base, 'wall s'))
-        ratio = r['store']['median_s'] / base
+def module(name):
+    return importlib.import_module(BENCHES[name][0])
+
+
+def perf_rows(name, data, bench_args):
+    """``(rows, verdicts)`` of benchmark ``name``'s JSON ``data``."""
+    mod = module(name)
+    fn = getattr(mod, 'perf_rows', None)
+    if fn is None and name == 'kdep':
+        fn = legacy_kdep_rows
+    if fn is None:
+        raise SystemExit(f'benchmarks/{BENCHES[name][0]}.py has no '
+                         'perf_rows(data, bench_args)')
+    rows, verdicts = fn(data, list(map(str, bench_args)))
+    for v in verdicts:
+        if len(v) != 5 or v[3] not in ('<=', '>=') or v[4] not in (
+                'MET', 'NOT MET'):
+            raise ValueError(f'{name}.perf_rows: a verdict must be (what, '
+                             "measured, target, '<=' | '>=', 'MET' | "
+                             f"'NOT MET'), got {v!r}")
+    return rows, verdicts
+
+
+def mode_args(name, mode):
+    """The benchmark's own arguments in ``mode`` (None: it has none)."""
+    mod = module(name)
+    if mode == 'cpu':
+        args = getattr(mod, 'PERF_ARGS', None)
+        if args is None and name == 'kdep' and not hasattr(mod, 'perf_rows'):
+            args = LEGACY_KDEP_ARGS
+        return None if args is None else [str(a) for a in args]
+    if mode == 'gpu':
+        fn = getattr(mod, 'gpu_args', None)
+        args = fn() if callable(fn) else getattr(mod, 'GPU_ARGS', None)
     else:
-        # step times and the ratio from the paired run (all arms in one
-        # process, steps interleaved) when there is one; memory from the
-        # fresh process of each arm
-        r = {a: data[f'{a}@75'] for a in ('mae', 'truncated', 'full')}
-        paired = data.get('paired@75')
-        step = {a: (statistics.median(paired['times'][a]) if paired
-                    else r[a]['median_s']) for a in r}
-        b = int(bench_args[bench_args.index('--batch-size') + 1])
-        for arm, label in (('mae', 'ViT-B MAE alone'),
-                           ('truncated', 'DMAE, ViT-L truncated (18 blocks)'),
-                           ('full', 'DMAE, full ViT-L + decoder')):
-            rows.append(_row('DMAE', 'ViT-B from ViT-L, 224 px, 75%', b,
-                             label, step[arm], r[arm]['mem_mib'],
-                             step['mae'], 'wall s'))
-        if paired:
-            from dmae_step_time import paired_ratio
-            ratio = paired_ratio(paired['times'])['median']
+        args = getattr(mod, 'SMOKE_ARGS', None)
+    return None if args is None else [str(a) for a in args]
+
+
+def plan_runs(args):
+    """``[(name, precision label, benchmark arguments | None, why not)]``
+    in the order they run."""
+    per_amp, single = {}, []
+    for name in args.names:
+        base = mode_args(name, args.mode)
+        if base is None:
+            what = dict(cpu='PERF_ARGS', gpu='GPU_ARGS',
+                        smoke='SMOKE_ARGS')[args.mode]
+            single.append((name, '-', None, f'benchmarks/'
+                           f'{BENCHES[name][0]}.py has no {what}'))
+            continue
+        extra = ['--device', args.device]
+        if args.channels_last:
+            extra.append('--channels-last')
+        if args.mode == 'cpu' or '--amp' in base:
+            amp = args.amp or sb.arg_value(base, '--amp')
+            a = base + extra + (['--amp', args.amp] if args.amp else [])
+            single.append((name, amp or 'default', a, None))
         else:
-            ratio = step['truncated'] / step['full']
-    return rows, (ratio, target, 'MET' if ratio <= target else 'NOT MET')
+            for amp in args.amps:
+                per_amp.setdefault(amp, []).append(
+                    (name, amp, base + extra + ['--amp', amp], None))
+    # runs that hold all their precisions first, then fp32, then bf16
+    runs = [r for r in single if r[2] is not None]
+    for amp in args.amps:
+        runs += per_amp.get(amp, [])
+    return runs + [r for r in single if r[2] is None]
+
+
+def run_bench(cmd, timeout):
+    """Run ``cmd`` in its own process group; on timeout the whole group
+    (the benchmark and its arm subprocesses) is killed. Returns ``(rc,
+    stdout, stderr, timed_out)``."""
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err, False
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+        return proc.returncode, out, err, True
+
+
+def run_timeout(name, weights_left, deadline, caps, reserve=5.0):
+    """The timeout of the next run: its weight's share of the time left
+    before ``deadline`` (minus ``reserve`` s for writing the page), capped
+    by ``caps[name]``; None when there is neither a deadline nor a cap."""
+    t = None
+    if deadline is not None:
+        left = deadline - time.time() - reserve
+        t = max(1.0, left * BENCHES[name][2] / sum(weights_left))
+    if name in caps:
+        t = caps[name] if t is None else min(t, caps[name])
+    return t
+
+
+def machine_line(device):
+    """What ran the table: CPU model and cores, or the GPU's name."""
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as fh:
+            names = [ln.split(':', 1)[1].strip() for ln in fh
+                     if ln.startswith('model name')]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    line = f'{cpu}, {os.cpu_count()} CPU cores visible'
+    if str(device).startswith('cuda'):
+        gpu = (torch.cuda.get_device_name(torch.device(device))
+               if torch.cuda.is_available() else 'no CUDA device')
+        line = (f'GPU {gpu} (CUDA {torch.version.cuda}), host {line}')
+    return f'{line}; torch {torch.__version__}, Python ' + \
+        platform.python_version()
 
 
 def parse_args(argv=None):
@@ -136,8 +219,30 @@ def parse_args(argv=None):
         epilog=__doc__.split('\n\n', 1)[1])
     p.add_argument('--only', help='comma-separated subset of '
                    + ','.join(BENCHES) + ' (default: all)')
-    p.add_argument('--out', default=osp.join(REPO, 'docs', 'performance.md'),
-                   help='markdown page to write [docs/performance.md]')
+    p.add_argument('--out', help='markdown page to write [docs/'
+                   'performance.md; with --gpu docs/performance_gpu.md]')
+    p.add_argument('--gpu', action='store_true',
+                   help="every benchmark with its GPU arguments (GPU_ARGS), "
+                   'once per precision of --amps; --device defaults to cuda')
+    p.add_argument('--smoke', action='store_true',
+                   help='with --gpu: the tiny SMOKE_ARGS instead (the GPU '
+                   "script's plumbing on a CPU); --device defaults to cpu")
+    p.add_argument('--device', help='passed to every benchmark [cpu; cuda '
+                   'with --gpu]')
+    p.add_argument('--amp', choices=sb.AMP_MODES,
+                   help='precision passed to every benchmark (CPU table; '
+                   "default: each benchmark's own)")
+    p.add_argument('--amps', default='fp32,bf16',
+                   help='with --gpu: the precisions each benchmark whose '
+                   'GPU arguments name none runs in [fp32,bf16]')
+    p.add_argument('--channels-last', action='store_true',
+                   help='passed to every benchmark')
+    p.add_argument('--budget-s', type=float,
+                   help='seconds for all the runs together (each gets a '
+                   'timeout: its share of what is left)')
+    p.add_argument('--timeout', action='append', default=[],
+                   metavar='NAME=S', help='cap one benchmark\'s runs at S '
+                   'seconds each (repeatable)')
     args = p.parse_args(argv)
     names = args.only.split(',') if args.only else list(BENCHES)
     bad = [n for n in names if n not in BENCHES]
@@ -145,73 +250,152 @@ def parse_args(argv=None):
         p.error(f'--only: unknown benchmark(s) {bad}; choose from '
                 f'{list(BENCHES)}')
     args.names = names
+    if args.smoke and not args.gpu:
+        p.error('--smoke: only with --gpu (the GPU table in smoke mode)')
+    args.mode = 'smoke' if args.smoke else 'gpu' if args.gpu else 'cpu'
+    if args.device is None:
+        args.device = 'cuda' if args.mode == 'gpu' else 'cpu'
+    if args.gpu and args.amp:
+        p.error('--amp: with --gpu use --amps (each benchmark runs once per '
+                'precision)')
+    args.amps = [a for a in args.amps.split(',') if a]
+    bad = [a for a in args.amps if a not in sb.AMP_MODES]
+    if bad or not args.amps:
+        p.error(f'--amps: expected a comma-separated subset of '
+                f'{list(sb.AMP_MODES)}, got {bad or args.amps}')
+    args.caps = {}
+    for t in args.timeout:
+        name, _, secs = t.partition('=')
+        try:
+            args.caps[name] = float(secs)
+        except ValueError:
+            p.error(f'--timeout: expected NAME=SECONDS, got {t!r}')
+        if name not in BENCHES:
+            p.error(f'--timeout: unknown benchmark {name!r}; choose from '
+                    f'{list(BENCHES)}')
+    if args.budget_s is not None and args.budget_s <= 0:
+        p.error(f'--budget-s: expected seconds > 0, got {args.budget_s}')
+    if args.out is None:
+        args.out = osp.join(REPO, 'docs', 'performance_gpu.md' if args.gpu
+                            else 'performance.md')
     return args
 
 
+def render(args, results, t0, load0, load1) -> str:
+    """The markdown page of ``results`` (one dict per planned run)."""
+    gpu = args.mode != 'cpu'
+    cuda = args.device.startswith('cuda')
+    cmd = ' '.join(['python benchmarks/performance_table.py',
+                    *getattr(args, 'argv', [])])
+    L = []
+    if args.mode == 'smoke':
+        L += ['**SMOKE RUN** (tiny settings on the CPU: it tests the GPU '
+              "script's plumbing; its numbers mean nothing)", '']
+    L += [('# Performance on a GPU: every algorithm against its student '
+           'step' if gpu else
+           '# Performance: every algorithm against its student step'), '',
+          f'Generated by `{cmd}` ({time.strftime("%Y-%m-%d %H:%M")}, '
+          f'{time.time() - t0:.0f} s). Machine: '
+          f'{machine_line(args.device)}. Device: {args.device}. '
+          'Precision: '
+          + (', '.join(args.amps) + ' (each row names its own)' if gpu
+             else (args.amp or "each benchmark's default (fp32)"))
+          + (', channels_last' if args.channels_last else '')
+          + f'. 1-min load average {load0[0]:.2f} at the start, '
+          f'{load1[0]:.2f} at the end.', '',
+          'One training step = forward + backward + optimizer step; '
+          'random weights; each benchmark\'s own output (below) says how '
+          'it timed its arms (fresh interleaved processes per arm, or the '
+          'arms\' steps interleaved in one process). Peak memory: '
+          + ('`torch.cuda.max_memory_allocated` of the steps minus the '
+             'memory allocated after the build.' if cuda else
+             'growth of the process\'s peak RSS over its value after the '
+             'build.'), '',
+          sb.PERF_HEADER, '|---|---|---:|---|---:|---:|---:|---:|']
+    for r in results:
+        L += r['rows']
+    L += ['', '| benchmark | ratio | measured | target | verdict |',
+          '|---|---|---:|---:|---|']
+    for r in results:
+        for what, measured, target, cmp, verdict in r['verdicts']:
+            L.append(f'| {r["name"]} | {what} | {measured:.3f} | {cmp} '
+                     f'{target:.2f} | **{verdict}** |')
+    missing = [r for r in results if r['status'] != 'ok']
+    if missing:
+        L += ['', 'Not in the table:', '']
+        for r in missing:
+            L.append(f'- **{r["name"]} ({r["amp"]})**: {r["why"]}')
+    L += ['', 'Each benchmark\'s own output (the per-algorithm pages '
+          'explain the arms: '
+          + ', '.join(BENCHES[n][1] for n in args.names) + '):', '']
+    for r in results:
+        if r['cmd'] is None:
+            continue
+        out = r['stdout'].strip() or '(no output)'
+        if r['status'] != 'ok' and r['stderr'].strip():
+            out += '\n\nstderr (last lines):\n\n' + '\n'.join(
+                '    ' + ln for ln in r['stderr'].strip().splitlines()[-15:])
+        L += [f'<details><summary>{r["name"]} ({r["amp"]}): <code>'
+              f'{r["cmd"]}</code> ({r["secs"]:.0f} s, {r["status"]})'
+              '</summary>', '', out, '', '</details>', '']
+    return '\n'.join(L) + '\n'
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    args.argv = argv
     t0, load0 = time.time(), os.getloadavg()
-    rows, verdicts, logs = [], [], []
+    deadline = t0 + args.budget_s if args.budget_s else None
+    runs = plan_runs(args)
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.names:
-            script, bargs, target, what = BENCHES[name]
-            jpath = osp.join(tmp, f'{name}.json')
-            cmd = [sys.executable, osp.join(HERE, script), *bargs,
-                   '--json', jpath]
-            print(f'[performance_table] {name}: {" ".join(cmd[1:])}',
+        for i, (name, amp, bargs, why) in enumerate(runs):
+            res = dict(name=name, amp=amp, rows=[], verdicts=[], cmd=None,
+                       stdout='', stderr='', secs=0.0, status='not run',
+                       why=why)
+            results.append(res)
+            if bargs is None:
+                print(f'[performance_table] {name}: not run ({why})',
+                      flush=True)
+                continue
+            script = f'{BENCHES[name][0]}.py'
+            jpath = osp.join(tmp, f'{name}_{i}.json')
+            cmd = [sys.executable, osp.join(HERE, script), *bargs, '--json',
+                   jpath]
+            res['cmd'] = ' '.join(['python', f'benchmarks/{script}', *bargs])
+            left = [BENCHES[n][2] for n, _, a, _ in runs[i:] if a is not None]
+            timeout = run_timeout(name, left, deadline, args.caps)
+            print(f'[performance_table] {name} ({amp}): {res["cmd"]}'
+                  + (f' (timeout {timeout:.0f} s)' if timeout else ''),
                   flush=True)
             t1 = time.time()
-            proc = subprocess.run(cmd, cwd=REPO, capture_output=True,
-                                  text=True)
-            if proc.returncode != 0:
-                sys.stderr.write(proc.stdout + proc.stderr)
-                raise SystemExit(f'{script} failed (exit {proc.returncode})')
-            with open(jpath) as fh:
-                data = json.load(fh)
-            r, v = rows_and_verdict(name, data, bargs)
-            rows += r
-            verdicts.append((name, what, *v))
-            logs.append((name, ' '.join(['python', f'benchmarks/{script}',
-                                         *bargs]), proc.stdout.strip(),
-                         time.time() - t1))
-            print(f'[performance_table] {name}: {v[0]:.3f} (target '
-                  f'<= {v[1]:.2f}) -> {v[2]}, {time.time() - t1:.0f} s',
-                  flush=True)
-    load1 = os.getloadavg()
-    import torch
-    L = ['# Performance: every algorithm against its student step', '',
-         'Generated by `python benchmarks/performance_table.py` '
-         f'({time.strftime("%Y-%m-%d %H:%M")}, {time.time() - t0:.0f} s). '
-         f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores '
-         f'visible, torch {torch.__version__}, CPU; 1-min load average '
-         f'{load0[0]:.2f} at the start, {load1[0]:.2f} at the end. '
-         'One training step = forward + backward + optimizer step; '
-         'medians over the timed steps of fresh, interleaved processes per '
-         'arm (DMAE: medians of a paired run, the arms\' steps interleaved '
-         'in one process); random weights. Peak memory = growth of the '
-         'process\'s peak RSS over its value after the build. KDEP is timed in CPU seconds '
-         'of a 1-thread process (its target adds two arms measured apart, '
-         'which the load of a shared machine would skew), the others in '
-         'wall seconds.', '',
-         '| algorithm | setting | batch | arm | step (s) | images/s | '
-         'peak mem (MiB) | x student step |',
-         '|---|---|---:|---|---:|---:|---:|---:|', *rows, '',
-         '| algorithm | ratio | measured | target | verdict |',
-         '|---|---|---:|---:|---|']
-    for name, what, ratio, target, verdict in verdicts:
-        L.append(f'| {name} | {what} | {ratio:.3f} | <= {target:.2f} | '
-                 f'**{verdict}** |')
-    L += ['', 'Each benchmark\'s own output (the per-algorithm pages '
-          'explain the arms: docs/kdep.md, docs/tcs.md, docs/ensemble.md, '
-          'docs/dmae.md):', '']
-    for name, cmd, out, secs in logs:
-        L += [f'<details><summary>{name}: <code>{cmd}</code> '
-              f'({secs:.0f} s)</summary>', '', out, '', '</details>', '']
+            rc, out, err, timed_out = run_bench(cmd, timeout)
+            res.update(stdout=out, stderr=err, secs=time.time() - t1)
+            if timed_out:
+                res.update(status='timed out', why=(
+                    f'stopped at its time limit ({timeout:.0f} s) before it '
+                    'finished'))
+            elif rc != 0 or not osp.isfile(jpath):
+                res.update(status='failed', why=f'the benchmark failed '
+                           f'(exit {rc}); its stderr is below')
+            else:
+                with open(jpath) as fh:
+                    data = json.load(fh)
+                rows, verdicts = perf_rows(name, data, bargs)
+                res.update(status='ok', rows=rows, verdicts=verdicts)
+            summary = '; '.join(f'{v[1]:.3f} {v[3]} {v[2]:.2f} -> {v[4]}'
+                                for v in res['verdicts']) or res['why']
+            print(f'[performance_table] {name} ({amp}): {summary}, '
+                  f'{res["secs"]:.0f} s', flush=True)
+    page = render(args, results, t0, load0, os.getloadavg())
     from kdep_mm.utils.checkpoint import atomic_write_bytes
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    atomic_write_bytes(('\n'.join(L) + '\n').encode(), args.out)
+    atomic_write_bytes(page.encode(), args.out)
     print(f'[performance_table] wrote {args.out}')
-    return 0 if all(v[4] == 'MET' for v in verdicts) else 1
+    ok = all(r['status'] == 'ok' for r in results) and all(
+        v[4] == 'MET' for r in results for v in r['verdicts'])
+    return 0 if ok else 1
 
 
 if __name__ == '__main__':

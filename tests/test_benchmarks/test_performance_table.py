@@ -1,6 +1,8 @@
-"""benchmarks/performance_table.py: the ratios and verdicts it derives
-from each step-time benchmark's JSON, checked by hand (the benchmarks
-themselves run outside the tests)."""
+"""benchmarks/performance_table.py and the benchmarks' ``perf_rows``: the
+rows, ratios and verdicts derived from each step-time benchmark's JSON,
+checked by hand; the run plan of the GPU table, the time budget's
+timeouts, and a benchmark stopped at its time limit (the benchmarks'
+own runs are in test_gpu_check.py)."""
 import os.path as osp
 import sys
 
@@ -9,55 +11,136 @@ import pytest
 from helpers.paths import REPO
 
 sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+import _step_bench as sb  # noqa: E402
 import performance_table as pt  # noqa: E402
 
 
-def test_kdep_ratio_is_kdep_over_student_plus_teacher_cpu():
+def test_judge_both_comparisons():
+    assert sb.judge('a', 1.04, 1.05) == ('a', 1.04, 1.05, '<=', 'MET')
+    assert sb.judge('a', 1.06, 1.05)[4] == 'NOT MET'
+    # e.g. bf16 step >= 1.8 x fp32 (speed-up), throughput >= 0.95 x plain
+    assert sb.judge('b', 1.9, 1.8, '>=')[3:] == ('>=', 'MET')
+    assert sb.judge('b', 1.7, 1.8, '>=')[4] == 'NOT MET'
+    with pytest.raises(ValueError, match='comparison'):
+        sb.judge('c', 1.0, 1.0, '<')
+
+
+def test_arg_value_takes_the_last():
+    args = ['--amp', 'fp32', '--batch-size', '16', '--amp', 'bf16']
+    assert sb.arg_value(args, '--amp') == 'bf16'
+    assert sb.arg_value(args + ['--img-size=32'], '--img-size') == '32'
+    assert sb.arg_value(args, '--steps', 3) == 3
+
+
+def test_legacy_kdep_ratio_is_kdep_over_student_plus_teacher_cpu():
     data = {'cifar@student': dict(median_cpu_s=0.4, mem_mib=10),
             'cifar@teacher': dict(median_cpu_s=0.2, mem_mib=2),
             'cifar@kdep': dict(median_cpu_s=0.66, mem_mib=12)}
-    rows, (ratio, target, verdict) = pt.rows_and_verdict(
-        'kdep', data, pt.BENCHES['kdep'][1])
-    assert ratio == pytest.approx(1.1) and target == 1.05
+    rows, [(_, ratio, target, cmp, verdict)] = pt.legacy_kdep_rows(
+        data, pt.LEGACY_KDEP_ARGS)
+    assert ratio == pytest.approx(1.1) and (target, cmp) == (1.05, '<=')
     assert verdict == 'NOT MET'
     assert len(rows) == 3
     # images/s = batch 64 / step; x student = 0.66 / 0.4
     assert '| 0.660 (CPU s) | 97.0 | 12 | 1.65 |' in rows[2]
 
 
-def test_store_ratios_and_dmae_truncated_over_full():
-    tcs = {f'cifar/{a}': dict(summary=dict(median_s=t, mem_mib=5, batch=128))
-           for a, t in (('student', 1.0), ('tcs_store', 1.04),
-                        ('tcs_online', 2.0))}
-    _, (ratio, _, verdict) = pt.rows_and_verdict('tcs', tcs, [])
+def test_kdep_perf_rows_through_the_table():
+    # kdep_step_time's own perf_rows (Helper K), on a hand-made setting:
+    # per-cycle CPU seconds of three interleaved arms in fp32 and bf16
+    import kdep_step_time as ks
+    assert ks.gpu_args() == ks.GPU_ARGS and '--amp' in ks.GPU_ARGS
+
+    def arm(cpu, mem):
+        return dict(cpu=cpu, median_cpu_s=sorted(cpu)[1],
+                    median_wall_s=sorted(cpu)[1], mem_mib=mem)
+
+    sd = dict(desc='CIFAR', batch=64, clock='cpu', amps=['fp32', 'bf16'],
+              arm_list=['student', 'teacher', 'kdep'], skipped=[], arms={
+                  'student/fp32': arm([0.4, 0.4, 0.4], 10),
+                  'teacher/fp32': arm([0.2, 0.2, 0.2], 5),
+                  'kdep/fp32': arm([0.6, 0.66, 0.63], 15),
+                  'student/bf16': arm([0.2, 0.2, 0.2], 10),
+                  'teacher/bf16': arm([0.1, 0.1, 0.1], 5),
+                  'kdep/bf16': arm([0.3, 0.3, 0.36], 18)})
+    rows, verdicts = pt.perf_rows('kdep', dict(settings=dict(cifar=sd)),
+                                  ks.PERF_ARGS)
+    assert len(rows) == 6
+    got = {what: (m, t, c, v) for what, m, t, c, v in verdicts}
+    # per cycle 0.6/0.6, 0.66/0.6, 0.63/0.6 -> median 1.05
+    online = ': online KDEP / (student + teacher forward)'
+    assert got['CIFAR, fp32' + online][0] == pytest.approx(1.05)
+    assert got['CIFAR, bf16' + online] == (pytest.approx(1.0), 1.05, '<=',
+                                           'MET')
+    # peak memory: 15 / (10 + 5) and 18 / 15
+    mem = ': peak memory kdep / (student + teacher forward)'
+    assert got['CIFAR, fp32' + mem][0] == pytest.approx(1.0)
+    assert got['CIFAR, bf16' + mem][0] == pytest.approx(1.2)
+    assert got['CIFAR, bf16' + mem][3] == 'NOT MET'
+    # bf16 / fp32 throughput per cycle 2.0, 2.2, 1.75 -> 2.0 >= 1.8
+    [bf16] = [v for v in verdicts if 'bf16 KDEP / fp32 KDEP' in v[0]]
+    assert bf16[1:] == (pytest.approx(2.0), 1.8, '>=', 'MET')
+
+
+def _tcs(times, settings=('cifar', )):
+    return {f'{s}/{a}': dict(summary=dict(median_s=t * (1 + i), mem_mib=5,
+                                          batch=128))
+            for i, s in enumerate(settings)
+            for a, t in zip(('student', 'tcs_store', 'tcs_online'), times)}
+
+
+def test_tcs_store_over_student_one_verdict_per_setting():
+    rows, verdicts = pt.perf_rows('tcs', _tcs((1.0, 1.04, 2.0)), [])
+    [(what, ratio, target, cmp, verdict)] = verdicts
     assert ratio == pytest.approx(1.04) and verdict == 'MET'
+    assert (target, cmp) == (1.10, '<=') and 'cifar, fp32' in what
+    # images/s = 128 / 1.04; x student = 1.04 / 1.0
+    assert rows[1].endswith('| 1.040 (wall s) | 123.1 | 5 | 1.04 |')
+    # two settings (in1k's times doubled: same ratios), bf16 in the labels
+    rows, verdicts = pt.perf_rows('tcs', _tcs((1.0, 1.2, 2.0),
+                                              ('cifar', 'in1k')),
+                                  ['--settings', 'cifar,in1k', '--amp',
+                                   'bf16'])
+    assert len(rows) == 6 and len(verdicts) == 2
+    assert [v[4] for v in verdicts] == ['NOT MET', 'NOT MET']
+    assert verdicts[1][1] == pytest.approx(1.2)
+    assert 'ImageNet R50->R18, 224 px, bf16' in rows[3]
+    assert rows[5].endswith('| 4.000 (wall s) | 32.0 | 5 | 2.00 |')
+
+
+def test_ensemble_store_over_student():
     ens = {f'cifar@{a}': dict(median_s=t, mem_mib=5, batch=32)
            for a, t in (('student', 0.5), ('online', 0.6), ('store', 0.56))}
-    rows, (ratio, target, verdict) = pt.rows_and_verdict('ensemble', ens,
-                                                         [])
+    rows, [(_, ratio, target, _, verdict)] = pt.perf_rows('ensemble', ens,
+                                                          [])
     assert ratio == pytest.approx(1.12) and target == 1.10
     assert verdict == 'NOT MET'
     assert '| 0.560 (wall s) | 57.1 | 5 | 1.12 |' in rows[2]
+
+
+def test_dmae_truncated_over_full_per_arm_processes():
     dmae = {f'{a}@75': dict(median_s=t, mem_mib=5)
             for a, t in (('mae', 10.0), ('truncated', 13.0),
                          ('full', 20.0))}
-    rows, (ratio, _, verdict) = pt.rows_and_verdict(
+    rows, [(_, ratio, target, _, verdict)] = pt.perf_rows(
         'dmae', dmae, ['--batch-size', '16', '--ratios', '75'])
     assert ratio == pytest.approx(0.65) and verdict == 'MET'
+    assert target == 0.85
     assert '| 16 |' in rows[0] and rows[1].endswith('| 1.30 |')
-    assert rows[2].endswith('| 2.00 |')
+    assert rows[2].endswith('| 2.00 |') and '224 px, 75%, fp32' in rows[0]
 
 
 def test_dmae_paired_run_gives_step_times_and_the_ratio():
     # memory from the per-arm processes, times from the paired run; the
     # verdict is the median of the per-cycle truncated/full ratios
+    import dmae_step_time as ds
     dmae = {f'{a}@75': dict(median_s=99.0, mem_mib=m)
             for a, m in (('mae', 1), ('truncated', 2), ('full', 3))}
     dmae['paired@75'] = dict(cycles=3, times=dict(
         mae=[10.0, 12.0, 11.0], truncated=[12.0, 18.0, 13.0],
         full=[16.0, 20.0, 13.0]))
-    rows, (ratio, _, verdict) = pt.rows_and_verdict(
-        'dmae', dmae, pt.BENCHES['dmae'][1])
+    rows, [(_, ratio, _, _, verdict)] = pt.perf_rows('dmae', dmae,
+                                                     ds.PERF_ARGS)
     # per cycle 0.75, 0.9, 1.0 -> median 0.9
     assert ratio == pytest.approx(0.9) and verdict == 'NOT MET'
     assert '| 13.000 (wall s) | 1.2 | 2 | 1.18 |' in rows[1]
@@ -74,7 +157,118 @@ def test_paired_ratio_median_quartiles_and_sums():
     assert pr['q1'] <= pr['median'] <= pr['q3']
 
 
-def test_unknown_benchmark_refused(capsys):
-    with pytest.raises(SystemExit):
-        pt.parse_args(['--only', 'kdep,nope'])
-    assert "unknown benchmark(s) ['nope']" in capsys.readouterr().err
+def test_a_malformed_verdict_is_refused(monkeypatch):
+    import tcs_step_time as ts
+    monkeypatch.setattr(ts, 'perf_rows',
+                        lambda d, a: ([], [('x', 1.0, 1.1, '<', 'MET')]))
+    with pytest.raises(ValueError, match='verdict must be'):
+        pt.perf_rows('tcs', {}, [])
+
+
+def test_gpu_plan_fp32_first_and_kdep_with_its_own_precisions(monkeypatch):
+    import kdep_step_time as ks
+    monkeypatch.setattr(ks, 'GPU_ARGS', ['--settings', 'in1k', '--amp',
+                                         'fp32,bf16'], raising=False)
+    monkeypatch.setattr(ks, 'gpu_args', None, raising=False)
+    args = pt.parse_args(['--gpu'])
+    assert args.device == 'cuda' and args.out.endswith(
+        'docs/performance_gpu.md')
+    plan = pt.plan_runs(args)
+    assert [(n, a) for n, a, _, _ in plan] == [
+        ('kdep', 'fp32,bf16'), ('tcs', 'fp32'), ('ensemble', 'fp32'),
+        ('dmae', 'fp32'), ('tcs', 'bf16'), ('ensemble', 'bf16'),
+        ('dmae', 'bf16')]
+    kdep_args = plan[0][2]
+    assert kdep_args[-2:] == ['--device', 'cuda'] and '--amp' in kdep_args
+    dmae_bf16 = plan[-1][2]
+    assert sb.arg_value(dmae_bf16, '--batch-size') == '64'
+    assert dmae_bf16[-4:] == ['--device', 'cuda', '--amp', 'bf16']
+    tcs = plan[1][2]
+    assert sb.arg_value(tcs, '--settings') == 'in1k'
+    assert sb.arg_value(tcs, '--in1k-batch') == '128'
+    ens = plan[2][2]
+    assert sb.arg_value(ens, '--settings') == 'in1k'
+    assert sb.arg_value(ens, '--batch-size') == '128'
+
+
+def test_cpu_plan_passes_device_amp_and_channels_last():
+    args = pt.parse_args(['--only', 'tcs,dmae', '--amp', 'bf16',
+                          '--channels-last'])
+    plan = pt.plan_runs(args)
+    assert [(n, a) for n, a, _, _ in plan] == [('tcs', 'bf16'),
+                                               ('dmae', 'bf16')]
+    import dmae_step_time as ds
+    assert plan[1][2] == ds.PERF_ARGS + ['--device', 'cpu',
+                                         '--channels-last', '--amp', 'bf16']
+
+
+def test_smoke_plan_lists_a_benchmark_without_smoke_args(monkeypatch):
+    import kdep_step_time as ks
+    monkeypatch.delattr(ks, 'SMOKE_ARGS', raising=False)
+    plan = pt.plan_runs(pt.parse_args(['--gpu', '--smoke', '--amps',
+                                       'bf16']))
+    assert plan[-1][:3] == ('kdep', '-', None)
+    assert 'has no SMOKE_ARGS' in plan[-1][3]
+    assert [(n, a) for n, a, _, _ in plan[:-1]] == [
+        ('tcs', 'bf16'), ('ensemble', 'bf16'), ('dmae', 'bf16')]
+    assert all(p[2][p[2].index('--device') + 1] == 'cpu' for p in plan[:-1])
+
+
+def test_timeouts_share_the_time_left_by_weight(monkeypatch):
+    monkeypatch.setattr(pt.time, 'time', lambda: 1000.0)
+    # 105 s left, 5 s reserve: kdep (weight 2) of kdep + 2 others -> 50 s
+    assert pt.run_timeout('kdep', [2.0, 1.0, 1.0], 1105.0, {}) == \
+        pytest.approx(50.0)
+    assert pt.run_timeout('tcs', [1.0, 1.0], 1105.0, {}) == \
+        pytest.approx(50.0)
+    assert pt.run_timeout('tcs', [1.0], 1105.0, {'tcs': 30.0}) == 30.0
+    assert pt.run_timeout('tcs', [1.0], None, {}) is None
+    assert pt.run_timeout('tcs', [1.0], 1002.0, {}) == 1.0  # overdue
+
+
+def test_render_shows_ge_verdicts_and_what_did_not_run(monkeypatch):
+    monkeypatch.setattr(pt, 'machine_line', lambda device: 'M')
+    args = pt.parse_args(['--gpu', '--only', 'kdep,tcs'])
+    args.argv = ['--gpu', '--only', 'kdep,tcs']
+    res = [dict(name='kdep', amp='fp32,bf16', rows=['| KDEP | row |'],
+                verdicts=[sb.judge('bf16 / fp32 KDEP throughput', 1.9, 1.8,
+                                   '>=')],
+                cmd='python benchmarks/kdep_step_time.py', stdout='out',
+                stderr='', secs=3.0, status='ok', why=None),
+           dict(name='tcs', amp='bf16', rows=[], verdicts=[], cmd='c',
+                stdout='', stderr='Traceback\nboom', secs=9.0,
+                status='timed out', why='stopped at its time limit (9 s) '
+                'before it finished')]
+    page = pt.render(args, res, pt.time.time(), (1.0, ), (2.0, ))
+    assert page.startswith('# Performance on a GPU')
+    assert 'Machine: M. Device: cuda. Precision: fp32, bf16' in page
+    assert ('| kdep | bf16 / fp32 KDEP throughput | 1.900 | >= 1.80 | '
+            '**MET** |') in page
+    assert '- **tcs (bf16)**: stopped at its time limit (9 s)' in page
+    assert '    boom' in page and '| KDEP | row |' in page
+    assert 'max_memory_allocated' in page
+
+
+def test_a_benchmark_past_its_time_is_stopped_and_listed(tmp_path):
+    out = tmp_path / 'p.md'
+    rc = pt.main(['--gpu', '--smoke', '--only', 'tcs', '--amps', 'fp32',
+                  '--timeout', 'tcs=2', '--out', str(out)])
+    assert rc == 1
+    page = out.read_text()
+    assert page.startswith('**SMOKE RUN**')
+    assert '- **tcs (fp32)**: stopped at its time limit (2 s)' in page
+    assert ' s, timed out)</summary>' in page
+
+
+def test_bad_options_refused(capsys):
+    for argv, msg in ((['--only', 'kdep,nope'],
+                       "unknown benchmark(s) ['nope']"),
+                      (['--smoke'], '--smoke: only with --gpu'),
+                      (['--gpu', '--amps', 'fp16'], '--amps'),
+                      (['--gpu', '--amp', 'bf16'], 'use --amps'),
+                      (['--timeout', 'tcs'], 'NAME=SECONDS'),
+                      (['--timeout', 'foo=3'], "unknown benchmark 'foo'"),
+                      (['--budget-s', '0'], '--budget-s')):
+        with pytest.raises(SystemExit):
+            pt.parse_args(argv)
+        assert msg in capsys.readouterr().err, argv
