@@ -32,7 +32,10 @@ does not depend on values.
 benchmark. ``--budget-s S`` bounds the whole run: each benchmark gets a
 timeout (its share of the time left, by weight, capped by ``--timeout
 NAME=S``); one that runs out of time is stopped with its subprocesses and
-the page says so, the others still appear.
+the page says so, the others still appear. ``--results-dir DIR`` keeps
+each finished run (its JSON and output) there and reuses it when the same
+run is asked for again, so that a rerun after a time-out only runs what is
+missing (``benchmarks/gpu_check.sh`` on a still-warm GPU machine).
 
 Run it on an otherwise idle machine (about 20 minutes on 2 CPU cores)::
 
@@ -62,7 +65,9 @@ import _step_bench as sb  # noqa: E402
 # name -> (module, the page that explains its arms, weight of its share of
 # a time budget)
 BENCHES = dict(
-    kdep=('kdep_step_time', 'docs/kdep.md', 2.0),
+    # kdep: every arm interleaved, then a fresh process per arm, setting and
+    # precision for its memory (about 4 x the processes of one of the others)
+    kdep=('kdep_step_time', 'docs/kdep.md', 4.0),
     tcs=('tcs_step_time', 'docs/tcs.md', 1.0),
     ensemble=('ensemble_step_time', 'docs/ensemble.md', 1.0),
     dmae=('dmae_step_time', 'docs/dmae.md', 1.0),
@@ -192,6 +197,34 @@ def run_timeout(name, weights_left, deadline, caps, reserve=5.0):
     return t
 
 
+def _kept_path(results_dir, name, amp):
+    return osp.join(results_dir, f'{name}__{amp.replace(",", "+")}.json')
+
+
+def keep(results_dir, name, amp, bargs, data, stdout, secs) -> None:
+    """A finished run into ``results_dir`` (atomically; nothing when
+    None)."""
+    if not results_dir:
+        return
+    from kdep_mm.utils.checkpoint import atomic_write_bytes
+    os.makedirs(results_dir, exist_ok=True)
+    atomic_write_bytes(json.dumps(dict(
+        argv=list(bargs), data=data, stdout=stdout,
+        secs=secs)).encode(), _kept_path(results_dir, name, amp))
+
+
+def load_kept(results_dir, name, amp, bargs):
+    """The run kept by :func:`keep` with the same arguments, else None."""
+    if not results_dir:
+        return None
+    path = _kept_path(results_dir, name, amp)
+    if not osp.isfile(path):
+        return None
+    with open(path) as fh:
+        kept = json.load(fh)
+    return kept if kept.get('argv') == list(bargs) else None
+
+
 def machine_line(device):
     """What ran the table: CPU model and cores, or the GPU's name."""
     import torch
@@ -240,6 +273,9 @@ def parse_args(argv=None):
     p.add_argument('--budget-s', type=float,
                    help='seconds for all the runs together (each gets a '
                    'timeout: its share of what is left)')
+    p.add_argument('--results-dir',
+                   help='keep each finished run here and reuse it when the '
+                   'same run (same arguments) is asked for again')
     p.add_argument('--timeout', action='append', default=[],
                    metavar='NAME=S', help='cap one benchmark\'s runs at S '
                    'seconds each (repeatable)')
@@ -335,8 +371,10 @@ def render(args, results, t0, load0, load1) -> str:
         if r['status'] != 'ok' and r['stderr'].strip():
             out += '\n\nstderr (last lines):\n\n' + '\n'.join(
                 '    ' + ln for ln in r['stderr'].strip().splitlines()[-15:])
+        status = r['status'] + (', kept from an earlier run'
+                                if r.get('reused') else '')
         L += [f'<details><summary>{r["name"]} ({r["amp"]}): <code>'
-              f'{r["cmd"]}</code> ({r["secs"]:.0f} s, {r["status"]})'
+              f'{r["cmd"]}</code> ({r["secs"]:.0f} s, {status})'
               '</summary>', '', out, '', '</details>', '']
     return '\n'.join(L) + '\n'
 
@@ -364,6 +402,15 @@ def main(argv=None) -> int:
             cmd = [sys.executable, osp.join(HERE, script), *bargs, '--json',
                    jpath]
             res['cmd'] = ' '.join(['python', f'benchmarks/{script}', *bargs])
+            kept = load_kept(args.results_dir, name, amp, bargs)
+            if kept is not None:
+                res.update(status='ok', stdout=kept['stdout'],
+                           secs=kept['secs'], reused=True)
+                res['rows'], res['verdicts'] = perf_rows(name, kept['data'],
+                                                         bargs)
+                print(f'[performance_table] {name} ({amp}): reused from '
+                      f'{args.results_dir}', flush=True)
+                continue
             left = [BENCHES[n][2] for n, _, a, _ in runs[i:] if a is not None]
             timeout = run_timeout(name, left, deadline, args.caps)
             print(f'[performance_table] {name} ({amp}): {res["cmd"]}'
@@ -384,6 +431,8 @@ def main(argv=None) -> int:
                     data = json.load(fh)
                 rows, verdicts = perf_rows(name, data, bargs)
                 res.update(status='ok', rows=rows, verdicts=verdicts)
+                keep(args.results_dir, name, amp, bargs, data, out,
+                     res['secs'])
             summary = '; '.join(f'{v[1]:.3f} {v[3]} {v[2]:.2f} -> {v[4]}'
                                 for v in res['verdicts']) or res['why']
             print(f'[performance_table] {name} ({amp}): {summary}, '

@@ -216,9 +216,10 @@ def test_smoke_plan_lists_a_benchmark_without_smoke_args(monkeypatch):
 
 def test_timeouts_share_the_time_left_by_weight(monkeypatch):
     monkeypatch.setattr(pt.time, 'time', lambda: 1000.0)
-    # 105 s left, 5 s reserve: kdep (weight 2) of kdep + 2 others -> 50 s
-    assert pt.run_timeout('kdep', [2.0, 1.0, 1.0], 1105.0, {}) == \
-        pytest.approx(50.0)
+    # 105 s left, 5 s reserve: kdep (weight 4) of kdep + 2 others -> 4/6
+    assert pt.BENCHES['kdep'][2] == 4.0
+    assert pt.run_timeout('kdep', [4.0, 1.0, 1.0], 1105.0, {}) == \
+        pytest.approx(100 * 4 / 6)
     assert pt.run_timeout('tcs', [1.0, 1.0], 1105.0, {}) == \
         pytest.approx(50.0)
     assert pt.run_timeout('tcs', [1.0], 1105.0, {'tcs': 30.0}) == 30.0
@@ -258,6 +259,23 @@ def test_a_benchmark_past_its_time_is_stopped_and_listed(tmp_path):
     assert page.startswith('**SMOKE RUN**')
     assert '- **tcs (fp32)**: stopped at its time limit (2 s)' in page
     assert ' s, timed out)</summary>' in page
+
+
+def test_a_kept_run_is_reused_not_rerun(tmp_path):
+    argv = ['--gpu', '--smoke', '--only', 'tcs', '--amps', 'fp32',
+            '--results-dir', str(tmp_path / 'kept'), '--timeout', 'tcs=1',
+            '--out', str(tmp_path / 'p.md')]
+    [(name, amp, bargs, _)] = pt.plan_runs(pt.parse_args(argv))
+    pt.keep(str(tmp_path / 'kept'), name, amp, bargs,
+            _tcs((1.0, 1.05, 2.0)), 'the earlier output', 12.0)
+    # a kept run of other arguments is not reused
+    assert pt.load_kept(str(tmp_path / 'kept'), name, amp, bargs[:-1]) is None
+    assert pt.main(argv) == 0  # not rerun: a 1 s timeout would stop it
+    page = (tmp_path / 'p.md').read_text()
+    assert '| TCS from the store / student step (cifar, fp32) | 1.050 |' \
+        in page
+    assert '(12 s, ok, kept from an earlier run)' in page
+    assert 'the earlier output' in page
 
 
 def test_bad_options_refused(capsys):
