@@ -222,8 +222,10 @@ def verdict(measured: float, target: float, comparison: str) -> str:
 
 
 def memory_ratio(mem: dict, arm: str) -> float:
-    """Peak memory of ``arm`` / (student's + teacher forward's)."""
-    return mem[arm] / (mem['student'] + mem['teacher'])
+    """Peak memory of ``arm`` / (student's + teacher forward's); NaN when
+    that sum is not positive (no verdict then)."""
+    base = mem['student'] + mem['teacher']
+    return mem[arm] / base if base > 0 else float('nan')
 
 
 def setting_verdicts(sd: dict) -> list:
@@ -244,8 +246,9 @@ def setting_verdicts(sd: dict) -> list:
                for a in times}
         if mem.get('student') is not None and mem.get('teacher') is not None:
             for a in KDMM_KD_ARMS:
-                if mem.get(a) is not None:
-                    m = memory_ratio(mem, a)
+                m = (memory_ratio(mem, a) if mem.get(a) is not None
+                     else float('nan'))
+                if m == m:  # not NaN
                     out.append((f'{sd["desc"]}, {amp}: peak memory {a} / '
                                 '(student + teacher forward)', m, MEM_TARGET,
                                 '<=', verdict(m, MEM_TARGET, '<=')))
@@ -310,9 +313,13 @@ class Built:
         return self._kdep
 
     def teacher_feat(self):
+        """A stand-in f_t (N, C_t) for the arms that take it as given
+        (random: time and memory do not depend on its values, and no
+        teacher forward runs before a memory reading)."""
         import torch
-        with torch.no_grad():
-            return self.kdep.teacher_features(self.x)
+        torch.manual_seed(2)
+        return torch.randn(self.batch, self.kdep.aligner.teacher_channels,
+                           device=self.device)
 
     def stored_samples(self):
         """One data sample per image with its stored view's feature, as
@@ -505,17 +512,53 @@ def _setup_torch(args):
     return torch
 
 
+def _proc_status_kib(field: str) -> int:
+    with open('/proc/self/status') as fh:
+        for line in fh:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def cpu_peak_growth_mib(step, steps: int):
+    """Peak RSS growth (MiB) of ``steps`` calls of ``step`` over the RSS
+    right before them: the freed heap handed back to the OS
+    (``malloc_trim``), the process's RSS high-water mark reset (Linux
+    ``/proc/self/clear_refs`` = 5), then ``VmHWM - VmRSS`` from
+    ``/proc/self/status``. None where the mark cannot be reset (then
+    ``ru_maxrss``, a high-water mark since the process started, would
+    include the build)."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+        with open('/proc/self/clear_refs', 'w') as fh:
+            fh.write('5')
+    except OSError:
+        return None
+    base = _proc_status_kib('VmRSS')
+    for _ in range(steps):
+        step()
+    return (_proc_status_kib('VmHWM') - base) / 1024
+
+
 def run_one(args) -> dict:
-    """(internal, fresh process) peak memory of one arm's steps."""
+    """(internal, fresh process) peak memory of one arm's steps: on CPU
+    :func:`cpu_peak_growth_mib`, on CUDA ``max_memory_allocated`` over the
+    memory allocated after the build (``_step_bench.time_steps``)."""
     _setup_torch(args)
     b = Built(args.setting, args.device, args.channels_last)
     step = make_arm(b, args.arm, args.amps[0])
     if step is None:
         return dict(arm=args.arm, skipped=True)
-    res = sb.time_steps(step, 1, args.memory_steps, args.device,
-                        cpu_times=True)
+    if b.cuda:
+        mem = sb.time_steps(step, 0, args.memory_steps, args.device)[
+            'mem_mib']
+    else:
+        mem = cpu_peak_growth_mib(step, args.memory_steps)
     return dict(arm=args.arm, setting=args.setting, amp=args.amps[0],
-                mem_mib=res['mem_mib'], peak_abs_mib=res['peak_abs_mib'])
+                mem_mib=mem)
 
 
 def interleaved(steps: dict, warmup: int, cycles: int, cuda: bool) -> dict:
@@ -747,6 +790,14 @@ def perf_rows(data: dict, bench_args: list):
     return rows, verdicts
 
 
+def memory_note(device: str) -> str:
+    if str(device).startswith('cuda'):
+        return ('torch.cuda.max_memory_allocated - memory_allocated after '
+                'the build')
+    return ('peak RSS growth over the RSS after the build: VmHWM reset '
+            'through /proc/self/clear_refs, freed heap trimmed first')
+
+
 def write_json(path: str, data: dict) -> None:
     """``data`` to ``path`` atomically (a temporary file renamed)."""
     d = osp.dirname(osp.abspath(path))
@@ -774,7 +825,7 @@ def main(argv=None):
             f'{args.warmup} untimed + {args.steps} timed cycles, every arm '
             'interleaved in one process (one step of each per cycle, order '
             'rotated); ratios = medians of per-cycle ratios; peak memory '
-            f'from a fresh process per arm ({sb.memory_note(args.device)}); '
+            f'from a fresh process per arm ({memory_note(args.device)}); '
             'random weights.')
     data = dict(meta=dict(line=line, argv=sys.argv[1:] if argv is None
                           else list(argv), torch=torch.__version__),

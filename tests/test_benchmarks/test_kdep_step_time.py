@@ -1,0 +1,232 @@
+"""benchmarks/kdep_step_time.py: its ratio and verdict math on hand-made
+numbers, the plain loop doing the same work as ``KDEPDistiller.loss``,
+bf16 losses that are finite and close to fp32's, and a smoke run of the
+script (every arm; torchdistill's skipped with a message when .peers/ has
+no torchdistill)."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers.paths import REPO
+
+sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+import kdep_step_time as kst  # noqa: E402
+
+SCRIPT = osp.join(REPO, 'benchmarks', 'kdep_step_time.py')
+HAVE_TD = osp.isdir(osp.join(REPO, '.peers', 'torchdistill'))
+
+
+def test_median_ratios_per_cycle_and_verdicts():
+    times = dict(kdep=[1.0, 2.0, 0.9], student=[0.5, 0.5, 0.5],
+                 teacher=[0.5, 1.0, 0.5])
+    # per cycle: 1.0 / 1.0, 2.0 / 1.5, 0.9 / 1.0 -> median 1.0 (not the
+    # ratio of medians, 1.0 / 1.0 either: check with an asymmetric case)
+    assert kst.median_ratio(times, 'slow', ('kdep', 'student', 'teacher')) \
+        == pytest.approx(1.0)
+    t2 = dict(a=[1.0, 3.0, 2.0], b=[2.0, 2.0, 3.0])
+    # throughput of a over b per cycle: 2/1, 2/3, 3/2 -> median 1.5
+    assert kst.median_ratio(t2, 'thru', ('a', 'b')) == pytest.approx(1.5)
+    # slow a / b per cycle: 0.5, 1.5, 0.667 -> 0.667
+    assert kst.median_ratio(t2, 'slow', ('a', 'b')) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match='slow or thru'):
+        kst.median_ratio(t2, 'fast', ('a', 'b'))
+    assert kst.verdict(1.05, 1.05, '<=') == 'MET'
+    assert kst.verdict(1.06, 1.05, '<=') == 'NOT MET'
+    assert kst.verdict(0.94, 0.95, '>=') == 'NOT MET'
+    assert kst.verdict(1.8, 1.8, '>=') == 'MET'
+
+
+def _arm(cpu, mem=None):
+    return dict(cpu=list(cpu), wall=list(cpu), median_cpu_s=sorted(cpu)[1],
+                median_wall_s=sorted(cpu)[1], mem_mib=mem)
+
+
+def _setting():
+    arms = {
+        'student/fp32': _arm([0.4, 0.4, 0.4], 100),
+        'teacher/fp32': _arm([0.3, 0.3, 0.3], 20),
+        'kdep/fp32': _arm([0.7, 0.8, 0.7], 125),      # 1.0 .. 1.14 -> 1.0
+        'kdep_store/fp32': _arm([0.44, 0.4, 0.4], 100),   # 1.0 -> MET
+        'plain/fp32': _arm([0.7, 0.7, 0.7], 118),     # 0.875..1 -> 1.0
+        'fitnets/fp32': _arm([0.7, 0.7, 0.7], 140),   # mem 140/120 > 1.1
+        'td_fitnets/fp32': _arm([0.75, 0.75, 0.75], 120),
+        'kdep/bf16': _arm([0.35, 0.4, 0.35], None),   # 2, 2, 2 -> 2.0
+    }
+    return dict(desc='S', batch=64, amps=['fp32', 'bf16'], clock='cpu',
+                arm_list=['student', 'teacher', 'kdep', 'kdep_store',
+                          'fitnets', 'plain', 'td_fitnets'],
+                skipped=['td_kd'], arms=arms)
+
+
+def test_setting_verdicts_by_hand():
+    v = {what: (m, t, cmp, verdict)
+         for what, m, t, cmp, verdict in kst.setting_verdicts(_setting())}
+    m, t, cmp, verdict = v['S, fp32: online KDEP / (student + teacher '
+                           'forward)']
+    assert (m, t, cmp, verdict) == (pytest.approx(1.0), 1.05, '<=', 'MET')
+    assert v['S, fp32: KDEP from the store / student'][0] == \
+        pytest.approx(1.0)
+    assert v['S, fp32: kdep_mm KDEP / plain loop, images/s'][0] == \
+        pytest.approx(1.0)
+    m, _, cmp, verdict = v['S, fp32: kdep_mm FitNets / torchdistill '
+                           'FitNets, images/s']
+    assert (m, cmp, verdict) == (pytest.approx(0.75 / 0.7), '>=', 'MET')
+    # td_kd was skipped: no KD comparison; logit_kd did not run either
+    assert not [w for w in v if 'torchdistill KD' in w]
+    # memory: kdep 125 / (100 + 20) = 1.042 MET; fitnets 140 / 120 = 1.167
+    m, t, _, verdict = v['S, fp32: peak memory kdep / (student + teacher '
+                         'forward)']
+    assert (m, t, verdict) == (pytest.approx(125 / 120), 1.1, 'MET')
+    m, _, _, verdict = v['S, fp32: peak memory fitnets / (student + '
+                         'teacher forward)']
+    assert (m, verdict) == (pytest.approx(140 / 120), 'NOT MET')
+    m, t, cmp, verdict = v['S: bf16 KDEP / fp32 KDEP, images/s']
+    assert (m, t, cmp, verdict) == (pytest.approx(2.0), 1.8, '>=', 'MET')
+
+
+def test_perf_rows_format():
+    rows, verdicts = kst.perf_rows(dict(settings=dict(s=_setting())),
+                                   kst.PERF_ARGS)
+    assert len(rows) == 8 and all(r.startswith('| KDEP | S | 64 | ')
+                                  for r in rows)
+    # the student's row: 0.4 CPU s, 64 / 0.4 = 160 images/s, 100 MiB, 1.00
+    assert rows[0].endswith('| 0.400 (CPU s) | 160.0 | 100 | 1.00 |')
+    # online KDEP: median 0.7, x student 1.75; bf16 KDEP without memory
+    assert '| 0.700 (CPU s) | 91.4 | 125 | 1.75 |' in rows[2]
+    assert rows[-1].endswith('| 0.350 (CPU s) | 182.9 |  | nan |')
+    assert all(len(v) == 5 and v[3] in ('<=', '>=') and
+               v[4] in ('MET', 'NOT MET') for v in verdicts)
+    assert kst.gpu_args()[kst.gpu_args().index('--device') + 1] == 'cuda'
+
+
+def _shapes(cfg):
+    from kdep_mm.registry import MODELS
+    return {k: tuple(v.shape)
+            for k, v in MODELS.build(cfg).state_dict().items()}
+
+
+def test_fitnets_and_logit_kd_models_are_the_study_arms():
+    from mmengine.config import Config
+    b = kst.Built('cifar', 'cpu', False)
+    mine = kst.fitnets_model(b.model_dict())
+    study = Config.fromfile(osp.join(
+        REPO, 'configs/study/pretrain/e_fitnets_10.py')).model.to_dict()
+    assert mine['aligner']['type'] == study['aligner']['type']
+    assert mine['distill_loss'] == study['distill_loss']
+    # the same networks (the study states the default base_channels)
+    assert _shapes(mine['student']) == _shapes(study['student'])
+    assert mine['teacher'] == study['teacher']
+    mine = kst.logit_kd_model(b.model_dict(), 10)
+    study = Config.fromfile(osp.join(
+        REPO, 'configs/study/pretrain/d_logit_kd_10.py')).model.to_dict()
+    for k in ('type', 'num_classes', 'distill_loss', 'teacher'):
+        assert mine[k] == study[k], k
+
+
+def _plain(b, amp='fp32'):
+    from peers.plain_loop import PlainKDEP
+    k = b.kdep
+    student, teacher = b.copies()
+    return PlainKDEP(student.train(), teacher.backbone, k.student_feature,
+                     k.teacher_feature, k.aligner.mean, k.aligner.basis,
+                     k.aligner.temperature, k.aligner.power,
+                     k.distill_loss.loss_weight, amp=amp)
+
+
+def test_plain_loop_loss_equals_kdep_distiller_loss():
+    torch.set_num_threads(1)
+    b = kst.Built('cifar', 'cpu', False)
+    x = b.x[:16]
+    online = b.kdep.loss(x)['loss_kd']
+    plain = _plain(b).loss(x)
+    assert online.item() > 0
+    assert plain.item() == pytest.approx(online.item(), rel=1e-5)
+    # and the same gradients on the student's first conv
+    online.backward()
+    plain_loop = _plain(b)
+    plain_loop.loss(x).backward()
+    g_online = b.kdep.student.conv1.weight.grad
+    g_plain = plain_loop.student.conv1.weight.grad
+    assert torch.allclose(g_plain, g_online, rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_losses_finite_and_close_to_fp32():
+    torch.set_num_threads(1)
+    b = kst.Built('cifar', 'cpu', False)
+    x = b.x[:16]
+    for arm, kind in (('kdep', 'feat'), ('logit_kd', 'logit')):
+        model = b.kdep if arm == 'kdep' else b.build(
+            kst.logit_kd_model(b.model_dict(), 10))
+        f32 = kst.kdmm_losses(model, kind, x, None, 'fp32', 'cpu')['loss_kd']
+        b16 = kst.kdmm_losses(model, kind, x, None, 'bf16', 'cpu')['loss_kd']
+        assert b16.dtype == torch.float32 and torch.isfinite(b16)
+        assert b16.item() == pytest.approx(f32.item(), rel=0.1), arm
+        b16.backward()  # the graph of a bf16 step backpropagates
+    p32 = _plain(b).loss(x).item()
+    p16 = _plain(b, 'bf16').loss(x)
+    assert torch.isfinite(p16) and p16.item() == pytest.approx(p32, rel=0.1)
+
+
+def _run(tmp_path, *extra, env=None):
+    out = tmp_path / 'k.json'
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, '--settings', 'cifar', '--steps', '1',
+         '--warmup', '0', '--memory-steps', '0', '--json', str(out), *extra],
+        capture_output=True, text=True, cwd=REPO,
+        env=dict(os.environ, **(env or {})), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc
+
+
+def test_smoke_every_arm(tmp_path):
+    data, proc = _run(tmp_path)
+    sd = data['settings']['cifar']
+    ran = {k.split('/')[0] for k in sd['arms']}
+    expected = set(kst.ARMS) if HAVE_TD else set(kst.ARMS) - set(
+        kst.TD_ARMS)
+    assert ran == expected
+    assert sd['skipped'] == ([] if HAVE_TD else sorted(kst.TD_ARMS))
+    for r in sd['arms'].values():
+        assert len(r['cpu']) == 1 and r['median_cpu_s'] > 0
+    whats = [v[0] for v in kst.setting_verdicts(sd)]
+    assert any('online KDEP / (student' in w for w in whats)
+    assert any('from the store / student' in w for w in whats)
+    assert any('plain loop' in w for w in whats)
+    assert HAVE_TD == any('torchdistill KD' in w for w in whats)
+    assert '| ratio | measured | target | verdict |' in proc.stdout
+
+
+def test_smoke_torchdistill_skipped_with_a_message(tmp_path):
+    data, proc = _run(tmp_path, '--arms', 'student,td_kd',
+                      env=dict(KDEP_PEERS_DIR=str(tmp_path / 'none')))
+    sd = data['settings']['cifar']
+    assert sd['skipped'] == ['td_kd'] and list(sd['arms']) == \
+        ['student/fp32']
+    assert 'torchdistill arms skipped' in proc.stderr
+    assert 'bash tools/setup_peers.sh' in proc.stderr
+    assert 'Skipped: td_kd' in proc.stdout
+
+
+def test_bad_options_name_the_option(tmp_path):
+    for args, opt in ((['--amp', 'fp16'], '--amp'),
+                      (['--settings', 'mnist'], '--settings'),
+                      (['--arms', 'kdep,foo'], '--arms'),
+                      (['--data', 'png'], '--data')):
+        proc = subprocess.run([sys.executable, SCRIPT, *args],
+                              capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 2 and opt in proc.stderr, args
+
+
+def test_smoke_memory_column_from_fresh_processes(tmp_path):
+    data, proc = _run(tmp_path, '--arms', 'student,teacher,kdep',
+                      '--memory-steps', '1')
+    sd = data['settings']['cifar']
+    for arm in ('student', 'teacher', 'kdep'):
+        assert isinstance(sd['arms'][f'{arm}/fp32']['mem_mib'], float)
+    whats = [v[0] for v in kst.setting_verdicts(sd)]
+    assert any('peak memory kdep / (student + teacher' in w for w in whats)
