@@ -36,10 +36,13 @@ which drifts less with the load of a shared machine) and wall time on
 CUDA. A ratio with a target is the median over cycles of that cycle's
 ratio, so a slow phase of the machine moves both sides.
 
-Memory: per arm, a fresh process (this script with ``--arm``) runs
-``--memory-steps`` steps and reports the growth of peak RSS over its value
-after the build (CPU) or ``max_memory_allocated`` over the memory allocated
-after the build (CUDA); the ``teacher`` arm's peak is the teacher's
+Memory: on CPU a fresh process per arm (this script with ``--arm``) runs
+``--memory-steps`` steps and reports its peak RSS growth over the RSS
+after the build (the high-water mark reset through
+``/proc/self/clear_refs`` after trimming the freed heap: ``ru_maxrss``
+would keep the build's peak); on CUDA, after the cycles in the same
+process, ``max_memory_allocated`` during an arm's steps minus the memory
+allocated before them. The ``teacher`` arm's peak is the teacher's
 activations of one batch under no_grad.
 
 Data (``--data``): ``tensors`` = pre-made batches (step cost alone);
@@ -134,6 +137,10 @@ PERF_ARGS = ['--settings', 'cifar', '--steps', '8', '--warmup', '2',
 GPU_ARGS = ['--settings', 'cifar,in1k', '--device', 'cuda', '--amp',
             'fp32,bf16', '--channels-last', '--steps', '20', '--warmup', '5',
             '--threads', '0', '--data', 'tensors']
+
+
+SMOKE_ARGS = ['--settings', 'cifar', '--steps', '1', '--warmup', '0',
+              '--memory-steps', '1', '--data', 'tensors']
 
 
 def gpu_args() -> list:
@@ -352,9 +359,15 @@ class Built:
                 teacher.to(self.device, memory_format=self.fmt))
 
 
+# every arm's SGD (momentum 0.9): a small rate, since the same random batch
+# every step drove lr 0.01 to a NaN loss within a few dozen steps; the work
+# of a step does not depend on the rate
+LR = 1e-4
+
+
 def _sgd(params):
     import torch
-    return torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    return torch.optim.SGD(params, lr=LR, momentum=0.9)
 
 
 def kdmm_losses(model, kind, x, samples, amp, device) -> dict:
@@ -454,7 +467,7 @@ def make_arm(b: Built, arm: str, amp: str):
         loop = PlainKDEP(student.train(), teacher.backbone, k.student_feature,
                          k.teacher_feature, k.aligner.mean, k.aligner.basis,
                          k.aligner.temperature, k.aligner.power,
-                         k.distill_loss.loss_weight, amp=amp)
+                         k.distill_loss.loss_weight, lr=LR, amp=amp)
         return lambda: loop.step(x)
     if arm in TD_ARMS:
         from peers import torchdistill_arms as tda
@@ -468,12 +481,12 @@ def make_arm(b: Built, arm: str, amp: str):
                 teacher.backbone, student.train(),
                 teacher.backbone.res_layers[-1], student.res_layers[-1],
                 b.kdep.aligner.teacher_channels,
-                b.kdep.aligner.student_channels, dev)
+                b.kdep.aligner.student_channels, dev, lr=LR)
         else:
             head = torch.nn.Linear(b.kdep.aligner.student_channels,
                                    b.s['num_classes']).to(dev)
             box = tda.kd_box(teacher, tda.StudentClassifier(student, head),
-                             4., dev)
+                             4., dev, lr=LR)
         return lambda: tda.box_step(box, x, amp)
     raise ValueError(f'--arm: unknown arm {arm!r}')
 
@@ -543,18 +556,31 @@ def cpu_peak_growth_mib(step, steps: int):
     return (_proc_status_kib('VmHWM') - base) / 1024
 
 
+def cuda_peak_growth_mib(step, steps: int) -> float:
+    """``max_memory_allocated`` during ``steps`` calls of ``step`` minus
+    the memory allocated before them (MiB), the peak statistics reset
+    first: on CUDA the arms' readings need no fresh process (what the
+    other arms hold is allocated before and counted in neither)."""
+    import torch
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
 def run_one(args) -> dict:
     """(internal, fresh process) peak memory of one arm's steps: on CPU
-    :func:`cpu_peak_growth_mib`, on CUDA ``max_memory_allocated`` over the
-    memory allocated after the build (``_step_bench.time_steps``)."""
+    :func:`cpu_peak_growth_mib`, on CUDA :func:`cuda_peak_growth_mib`."""
     _setup_torch(args)
     b = Built(args.setting, args.device, args.channels_last)
     step = make_arm(b, args.arm, args.amps[0])
     if step is None:
         return dict(arm=args.arm, skipped=True)
     if b.cuda:
-        mem = sb.time_steps(step, 0, args.memory_steps, args.device)[
-            'mem_mib']
+        mem = cuda_peak_growth_mib(step, args.memory_steps)
     else:
         mem = cpu_peak_growth_mib(step, args.memory_steps)
     return dict(arm=args.arm, setting=args.setting, amp=args.amps[0],
@@ -638,7 +664,8 @@ def loader_numbers(b: Built, args) -> dict:
 
 def run_setting(setting: str, args) -> dict:
     """All arms of one setting: the interleaved cycles, then each arm's
-    memory in a fresh process, then the loader with --data jpeg."""
+    memory (on CPU in a fresh process per arm, on CUDA in this one after
+    the cycles), then the loader with --data jpeg."""
     torch = _setup_torch(args)
     b = Built(setting, args.device, args.channels_last)
     steps, skipped = {}, []
@@ -655,9 +682,12 @@ def run_setting(setting: str, args) -> dict:
         res = interleaved(steps, args.warmup, args.steps, b.cuda)
     print(f'# {setting}: {len(steps)} arms x {args.steps} cycles in '
           f'{time.time() - t0:.0f} s', file=sys.stderr, flush=True)
-    del steps
     arm_list = [a for a in args.arm_list if a not in skipped]
-    if 'tensors' in args.data_list and args.memory_steps:
+    if 'tensors' in args.data_list and args.memory_steps and b.cuda:
+        for key, fn in steps.items():
+            res[key]['mem_mib'] = cuda_peak_growth_mib(fn, args.memory_steps)
+    del steps
+    if 'tensors' in args.data_list and args.memory_steps and not b.cuda:
         for amp in args.amps:
             for arm in arm_list:
                 r = sb.run_arm(__file__, [
@@ -792,10 +822,11 @@ def perf_rows(data: dict, bench_args: list):
 
 def memory_note(device: str) -> str:
     if str(device).startswith('cuda'):
-        return ('torch.cuda.max_memory_allocated - memory_allocated after '
-                'the build')
-    return ('peak RSS growth over the RSS after the build: VmHWM reset '
-            'through /proc/self/clear_refs, freed heap trimmed first')
+        return ('torch.cuda.max_memory_allocated during the steps - '
+                'memory_allocated before them, peak statistics reset')
+    return ('a fresh process per arm, peak RSS growth over the RSS after '
+            'the build (VmHWM reset through /proc/self/clear_refs, freed '
+            'heap trimmed first)')
 
 
 def write_json(path: str, data: dict) -> None:
@@ -824,8 +855,8 @@ def main(argv=None):
             f'visible, torch {torch.__version__}, {threads} thread(s); '
             f'{args.warmup} untimed + {args.steps} timed cycles, every arm '
             'interleaved in one process (one step of each per cycle, order '
-            'rotated); ratios = medians of per-cycle ratios; peak memory '
-            f'from a fresh process per arm ({memory_note(args.device)}); '
+            'rotated); ratios = medians of per-cycle ratios; peak memory: '
+            f'{memory_note(args.device)}; '
             'random weights.')
     data = dict(meta=dict(line=line, argv=sys.argv[1:] if argv is None
                           else list(argv), torch=torch.__version__),
