@@ -229,6 +229,28 @@ def test_fit_aligner_uses_num_samples_and_refuses_too_few():
                          show_progress=False)
 
 
+def test_fit_aligner_one_pass_of_an_endless_loader():
+    # num_samples=None is one pass over the dataset, also when the loader
+    # never ends (InfiniteSampler of an iteration-based schedule): the
+    # same basis as the finite pass
+    import itertools
+    imgs = torch.randint(0, 255, (80, 3, 32, 32), dtype=torch.uint8)
+    batches = [dict(inputs=list(imgs[i:i + 20])) for i in range(0, 80, 20)]
+
+    class Endless:
+        dataset = range(80)
+
+        def __iter__(self):
+            return itertools.cycle(batches)
+
+    finite, endless = build_fitted(), build_fitted()
+    assert fit_basis_online(finite, finite.aligner, _Loader(batches, 80),
+                            show_progress=False) == 80
+    assert fit_basis_online(endless, endless.aligner, Endless(),
+                            show_progress=False) == 80
+    torch.testing.assert_close(endless.aligner.basis, finite.aligner.basis)
+
+
 def test_predict_sets_per_sample_loss_matching_batch_loss():
     model = build_fitted()
     model.eval()

@@ -57,19 +57,22 @@ def fit_basis_online(model, basis: PrincipalBasis, dataloader,
             TCS's ``coords``).
         dataloader: yields batches as the training loop does.
         num_samples (int, optional): images over all ranks
-            (``ceil(num_samples / world)`` per rank); None = one pass.
+            (``ceil(num_samples / world)`` per rank); None = one pass,
+            ``len(dataloader.dataset)`` images over all ranks (also for an
+            endless loader: ``InfiniteSampler`` of an iteration-based
+            schedule).
 
     Returns:
         int: the number of teacher features fitted on.
     """
     model = unwrap_model(model)
     world = dist.get_world_size()
-    per_rank = None if num_samples is None else math.ceil(num_samples / world)
+    if num_samples is None:  # one pass, even from an endless sampler
+        num_samples = len(dataloader.dataset)
+    per_rank = math.ceil(num_samples / world)
     bar = None
     if show_progress and dist.is_main_process():
-        total = len(dataloader.dataset) if per_rank is None else \
-            per_rank * world
-        bar = ProgressBar(total) if total else None
+        bar = ProgressBar(per_rank * world) if per_rank else None
 
     def advance(n):
         for _ in range(n * world):
