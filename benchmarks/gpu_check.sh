@@ -26,8 +26,10 @@
 # (default work_dirs/gpu_check, git-ignored): a rerun on the still-warm
 # machine reuses them and only runs what is missing.
 #
-# Time: the whole script stops within $KDEP_GPU_BUDGET_S (default 450 s,
-# 7.5 min; `timeout` kills what is left 10 s after the table's own budget).
+# Time: the whole script stops within $KDEP_GPU_BUDGET_S (default 420 s,
+# 7 min; `timeout` kills what is left 10 s after the table's own budget), so
+# a device call with timeout_s 450 leaves, of 15 minutes of device time, room
+# for the machine's start and one rerun that resumes from the kept runs.
 # Not measured yet (no GPU run so far): the benchmarks start about 50 fresh
 # python processes in all (KDEP's memory arms are most of them), each paying
 # imports and CUDA initialisation (assumed 5-8 s) before a few seconds of
@@ -39,7 +41,8 @@
 # --timeout caps), OUT (default work_dirs/gpu_check_out).
 #
 # Writes into $OUT (the device tool brings it back):
-#   performance_gpu.md   the page (docs/performance_gpu.md once committed)
+#   performance_gpu.md   the page: copy it to docs/performance_gpu.md here
+#                        and commit it (docs/performance_gpu.md says how)
 #   gpu_check.log        everything printed
 #   env.txt              nvidia-smi, python, torch and the venv's packages
 set -uo pipefail
@@ -57,7 +60,7 @@ if [ $SMOKE = 1 ]; then
   DEVICE=cpu; MODE=(--gpu --smoke)
   PY="${KDEP_GPU_PY:-$REPO/.venv/bin/python}"
 else
-  BUDGET="${KDEP_GPU_BUDGET_S:-450}"
+  BUDGET="${KDEP_GPU_BUDGET_S:-420}"
   RDIR="${KDEP_GPU_RESULTS:-$REPO/work_dirs/gpu_check}"
   DEVICE=cuda; MODE=(--gpu)
   PY="${KDEP_GPU_PY:-}"
@@ -106,7 +109,6 @@ esac
   "$PY" -m pip list 2>/dev/null | grep -i -E "^(mm|kdep|torch|numpy|opencv)" || true
 } > "$OUTDIR/env.txt" 2>&1
 if [ -f "$PAGE" ]; then
-  [ $SMOKE = 0 ] && cp "$PAGE" docs/performance_gpu.md
   say "done in $(( $(date +%s) - T0 ))s; in $OUTDIR: $(ls "$OUTDIR" | tr '\n' ' ')"
   sed -n '1,/^Each benchmark/p' "$PAGE"
 else
