@@ -225,3 +225,18 @@ def arg_value(args, option: str, default=None):
         if args[i].startswith(option + '='):
             return args[i].split('=', 1)[1]
     return default
+
+
+def setting_rows(alg: str, label: str, r: dict, arms, judged: str,
+                 target: float, what: str):
+    """Rows and verdict of one setting of a benchmark whose arms are
+    judged against its student: ``r[arm]`` holds ``median_s``, ``mem_mib``
+    and ``batch``; ``arms`` is ``((arm, description), ...)``, the student
+    first; the verdict (None when ``judged`` did not run) is
+    ``r[judged] / r[student] <= target``."""
+    base = r[arms[0][0]]['median_s']
+    rows = [perf_row(alg, label, r[a]['batch'], desc, r[a]['median_s'],
+                     r[a]['mem_mib'], base) for a, desc in arms if a in r]
+    verdict = (judge(what, r[judged]['median_s'] / base, target)
+               if judged in r else None)
+    return rows, verdict

@@ -180,21 +180,17 @@ def perf_rows(data: dict, bench_args: list):
     amp = sb.arg_value(bench_args, '--amp', 'fp32')
     rows, verdicts = [], []
     for s in [s for s in CONFIGS if f'{s}@student' in data]:
-        r = {a: data[f'{s}@{a}'] for a in ARMS if f'{s}@{a}' in data}
-        base = r['student']['median_s']
         label = ('CIFAR DeiT-Ti width, 32 px' if s == 'cifar' else
                  'ImageNet DeiT-Ti from R50+RedNet-50, 224 px') + f', {amp}'
-        for arm, desc in (('student', 'ViT student alone (DeiT, CE)'),
-                          ('online', 'ensemble, 2 teachers online'),
-                          ('store', 'ensemble, teacher logits stored')):
-            if arm in r:
-                rows.append(sb.perf_row('ensemble', label, r[arm]['batch'],
-                                        desc, r[arm]['median_s'],
-                                        r[arm]['mem_mib'], base))
-        if 'store' in r:
-            verdicts.append(sb.judge(
-                f'ensemble from the store / ViT student step ({s}, {amp})',
-                r['store']['median_s'] / base, TARGET))
+        r = {a: data[f'{s}@{a}'] for a in ARMS if f'{s}@{a}' in data}
+        rs, v = sb.setting_rows(
+            'ensemble', label, r,
+            (('student', 'ViT student alone (DeiT, CE)'),
+             ('online', 'ensemble, 2 teachers online'),
+             ('store', 'ensemble, teacher logits stored')), 'store', TARGET,
+            f'ensemble from the store / ViT student step ({s}, {amp})')
+        rows += rs
+        verdicts += [v] if v else []
     return rows, verdicts
 
 

@@ -401,24 +401,19 @@ def perf_rows(data: dict, bench_args: list):
     ``data``, run with ``bench_args``."""
     amp = sb.arg_value(bench_args, '--amp', 'fp32')
     rows, verdicts = [], []
-    settings = [s for s in SETTINGS if f'{s}/student' in data]
-    for s in settings:
-        r = {a: data[f'{s}/{a}']['summary'] for a in ARMS
-             if f'{s}/{a}' in data}
-        base = r['student']['median_s']
+    for s in [s for s in SETTINGS if f'{s}/student' in data]:
         label = ('CIFAR R56->R20, 32 px' if s == 'cifar' else
                  'ImageNet R50->R18, 224 px') + f', {amp}'
-        for arm, desc in (('student', 'student step alone (CE)'),
-                          ('tcs_store', 'TCS, teacher features stored'),
-                          ('tcs_online', 'TCS, teacher online')):
-            if arm in r:
-                rows.append(sb.perf_row('TCS', label, r[arm]['batch'], desc,
-                                        r[arm]['median_s'],
-                                        r[arm]['mem_mib'], base))
-        if 'tcs_store' in r:
-            verdicts.append(sb.judge(
-                f'TCS from the store / student step ({s}, {amp})',
-                r['tcs_store']['median_s'] / base, TARGET))
+        r = {a: data[f'{s}/{a}']['summary'] for a in ARMS
+             if f'{s}/{a}' in data}
+        rs, v = sb.setting_rows(
+            'TCS', label, r, (('student', 'student step alone (CE)'),
+                              ('tcs_store', 'TCS, teacher features stored'),
+                              ('tcs_online', 'TCS, teacher online')),
+            'tcs_store', TARGET,
+            f'TCS from the store / student step ({s}, {amp})')
+        rows += rs
+        verdicts += [v] if v else []
     return rows, verdicts
 
 
