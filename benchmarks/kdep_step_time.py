@@ -50,8 +50,8 @@ Data (``--data``): ``tensors`` = pre-made batches (step cost alone);
 (``python benchmarks/shared_data.py cifar10_jpeg.tar.gz`` unpacks it):
 the DataLoader alone in images/s for each ``--workers`` count (persistent
 workers, no pinned memory on CPU), then the online KDEP step fed by the
-config's own loader (its ``num_workers``), with the data preprocessor, in
-wall seconds. The output says whether the loader is the bottleneck.
+config's own loader (its ``num_workers``) and by one with no workers,
+with the data preprocessor, in wall seconds. The output says whether the loader is the bottleneck.
 
 Precision (``--amp fp32,bf16``): in bf16 the teacher runs under
 ``inference_mode`` and autocast, the student's forward under autocast, and
@@ -171,7 +171,7 @@ def parse_args(argv=None):
                    '(the real JPEG loader, CIFAR only) [tensors]')
     p.add_argument('--workers', default='0,1,2',
                    help='DataLoader worker counts timed alone with '
-                   '--data jpeg [0,1,2]')
+                   "--data jpeg, the config's own added [0,1,2]")
     p.add_argument('--loader-batches', type=int, default=20,
                    help='batches per loader / loader-fed step timing [20]')
     p.add_argument('--memory-steps', type=int, default=2,
@@ -343,7 +343,7 @@ class Built:
             out.append(s)
         return out
 
-    def copies(self, with_head: bool = False):
+    def copies(self):
         """Fresh student and teacher modules with the KDEP model's weights
         (and no kdep_mm hooks): the peers' networks."""
         import torch
@@ -606,8 +606,8 @@ def interleaved(steps: dict, warmup: int, cycles: int, cuda: bool) -> dict:
 
 def loader_numbers(b: Built, args) -> dict:
     """--data jpeg: the DataLoader alone (images/s per worker count) and
-    the online KDEP step fed by the config's own loader (wall seconds,
-    data preprocessor included)."""
+    the online KDEP step fed by the config's own loader and by one with no
+    workers (wall seconds, data preprocessor included)."""
     import copy
 
     from mmengine.registry import init_default_scope
@@ -641,24 +641,31 @@ def loader_numbers(b: Built, args) -> dict:
     out = dict(loader_ips={}, config_workers=b.cfg.train_dataloader.get(
         'num_workers', 0), config_persistent=b.cfg.train_dataloader.get(
             'persistent_workers', False))
-    for w in args.worker_list:
+    # the config's own worker count always among those timed alone
+    for w in dict.fromkeys(args.worker_list + [out['config_workers']]):
         out['loader_ips'][str(w)] = batches(loader(w), n)
     model = b.build(b.model_dict())
     model.aligner.load_state_dict(b.kdep.aligner.state_dict())
     opt = _sgd(model.parameters())
-    dl = loader(out['config_workers'])
-    it = iter(dl)
     amp = args.amps[0]
+    out['fed'] = {}
+    held = {}
 
     def fed_step():
-        data = model.data_preprocessor(next(it), True)
+        data = model.data_preprocessor(next(held['it']), True)
         _kdmm_step(model, 'feat', data['inputs'].to(memory_format=b.fmt),
                    data['data_samples'], amp, b.device, opt)
 
-    fed_step()  # start-up untimed
-    times = [sb.timed_call(fed_step, b.cuda) for _ in range(n)]
-    out['fed_step_wall_s'] = statistics.median(times)
-    out['fed_step_ips'] = b.batch / out['fed_step_wall_s']
+    for w in dict.fromkeys([out['config_workers'], 0]):
+        held['dl'] = loader(w)
+        held['it'] = iter(held['dl'])
+        fed_step()  # start-up untimed
+        wall = statistics.median(
+            [sb.timed_call(fed_step, b.cuda) for _ in range(n)])
+        out['fed'][str(w)] = dict(wall_s=wall, ips=b.batch / wall)
+        held.clear()  # the workers shut down before the next loader
+    cw = out['fed'][str(out['config_workers'])]
+    out['fed_step_wall_s'], out['fed_step_ips'] = cw['wall_s'], cw['ips']
     return out
 
 
@@ -756,11 +763,14 @@ def report(data: dict) -> str:
             for w, ips in ld['loader_ips'].items():
                 lines.append(f'| {w} | {ips:.0f} |')
             lines.append('')
-            lines.append(
-                f'Online KDEP fed by the config\'s loader '
-                f'(num_workers={ld["config_workers"]}, persistent_workers='
-                f'{ld["config_persistent"]}): {ld["fed_step_wall_s"]:.3f} s '
-                f'wall per step, {ld["fed_step_ips"]:.1f} images/s.')
+            for w, f in ld['fed'].items():
+                lines.append(
+                    f'Online KDEP fed by the JPEG loader with {w} workers'
+                    + (' (the config\'s, persistent_workers='
+                       f'{ld["config_persistent"]})'
+                       if w == str(ld['config_workers']) else '')
+                    + f': {f["wall_s"]:.3f} s wall per step, '
+                    f'{f["ips"]:.1f} images/s.')
             lines.append(loader_verdict(sd))
             lines.append('')
     vs = [v for sd in data['settings'].values() for v in setting_verdicts(sd)]
@@ -774,7 +784,8 @@ def report(data: dict) -> str:
 
 def loader_verdict(sd: dict) -> str:
     """Whether the loader at the config's worker count keeps up with the
-    tensor-fed online KDEP step (same wall clock)."""
+    tensor-fed online KDEP step, and what feeding the step from it costs
+    (all wall clock)."""
     ld = sd['loader']
     w = str(ld['config_workers'])
     kd = sd['arms'].get(f'kdep/{sd["amps"][0]}')
@@ -783,13 +794,19 @@ def loader_verdict(sd: dict) -> str:
                 'no bottleneck verdict)')
     step_ips = sd['batch'] / kd['median_wall_s']
     lips = ld['loader_ips'][w]
+    fed = (f' Fed by that loader the step runs at {ld["fed_step_ips"]:.0f} '
+           f'images/s, {ld["fed_step_ips"] / step_ips:.2f} x the '
+           'tensor-fed step (the workers share the cores with it).')
+    best = max(ld['loader_ips'], key=ld['loader_ips'].get)
+    fed += (f' Fastest loader alone: {best} workers, '
+            f'{ld["loader_ips"][best]:.0f} images/s.')
     if lips < step_ips:
         return (f'The data pipeline IS the bottleneck: {lips:.0f} images/s '
                 f'from the loader with {w} workers < {step_ips:.0f} images/s '
-                'of the tensor-fed online KDEP step.')
+                'of the tensor-fed online KDEP step.' + fed)
     return (f'The data pipeline is not the bottleneck: {lips:.0f} images/s '
             f'from the loader with {w} workers >= {step_ips:.0f} images/s of '
-            'the tensor-fed online KDEP step.')
+            'the tensor-fed online KDEP step.' + fed)
 
 
 def perf_rows(data: dict, bench_args: list):
@@ -811,10 +828,11 @@ def perf_rows(data: dict, bench_args: list):
             for w, ips in ld['loader_ips'].items():
                 rows.append(f'| KDEP | {sd["desc"]} | {sd["batch"]} | JPEG '
                             f'loader alone, {w} workers | | {ips:.1f} | | |')
-            rows.append(f'| KDEP | {sd["desc"]} | {sd["batch"]} | online '
-                        f'KDEP fed by the JPEG loader ({ld["config_workers"]}'
-                        f' workers) | {ld["fed_step_wall_s"]:.3f} (wall s) | '
-                        f'{ld["fed_step_ips"]:.1f} | | |')
+            for w, f in ld['fed'].items():
+                rows.append(f'| KDEP | {sd["desc"]} | {sd["batch"]} | online'
+                            f' KDEP fed by the JPEG loader ({w} workers) | '
+                            f'{f["wall_s"]:.3f} (wall s) | {f["ips"]:.1f} | '
+                            '| |')
     verdicts = [v for sd in data['settings'].values()
                 for v in setting_verdicts(sd)]
     return rows, verdicts

@@ -230,3 +230,23 @@ def test_smoke_memory_column_from_fresh_processes(tmp_path):
         assert isinstance(sd['arms'][f'{arm}/fp32']['mem_mib'], float)
     whats = [v[0] for v in kst.setting_verdicts(sd)]
     assert any('peak memory kdep / (student + teacher' in w for w in whats)
+
+
+@pytest.mark.skipif(not osp.isdir(osp.join(REPO, 'data', 'shared',
+                                           'cifar10_jpeg', 'train')),
+                    reason='no CIFAR-10 JPEGs: python benchmarks/'
+                    'shared_data.py cifar10_jpeg.tar.gz')
+def test_smoke_jpeg_loader_vs_step(tmp_path):
+    data, proc = _run(tmp_path, '--arms', 'kdep', '--data', 'tensors,jpeg',
+                      '--loader-batches', '2', '--workers', '0,1')
+    ld = data['settings']['cifar']['loader']
+    # the config's worker count (2) is timed alone too
+    assert ld['config_workers'] == 2
+    assert set(ld['loader_ips']) == {'0', '1', '2'}
+    assert all(v > 0 for v in ld['loader_ips'].values())
+    # the config's own loader (2 workers) and one with none fed the step
+    assert set(ld['fed']) == {str(ld['config_workers']), '0'}
+    assert 'data pipeline IS the bottleneck' in proc.stdout or \
+        'data pipeline is not the bottleneck' in proc.stdout
+    rows, _ = kst.perf_rows(data, [])
+    assert sum('JPEG loader alone' in r for r in rows) == 3
