@@ -211,3 +211,20 @@ def test_study_gpu_smoke_on_the_installed_wheels(prepared):
     assert table.startswith('**SMOKE RUN')
     rows = [ln for ln in table.splitlines() if ln.startswith('| (')]
     assert len(rows) == 8 and 'not run' not in table, table
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_on_the_installed_wheels(prepared):
+    # benchmarks/gpu_check.sh --smoke with the python install.sh made on
+    # the stand-in machine (mmcv-lite, no mmdet / mmseg): every benchmark's
+    # imports work there, kdep's included
+    from test_gpu_check import check_smoke_page, run_smoke
+    assert prepared['rc'] == 0, prepared['install_out']
+    root = prepared['root']
+    out, kept = root / 'check_out', root / 'check_kept'
+    rc, log = run_smoke(out, kept, only='kdep,tcs,ensemble,dmae',
+                        python=osp.join(prepared['venv'], 'bin', 'python'),
+                        env=prepared['env'], timeout=1500)
+    assert rc == 1, log[-4000:]  # DMAE stopped at its cap
+    _, env = check_smoke_page(str(out), str(kept), log, kdep=True)
+    assert 'mmcv 2.1.0 ' + prepared['venv'] in env  # the wheel's mmcv-lite

@@ -23,6 +23,9 @@ class MaskedMSELoss(nn.Module):
 
     def forward(self, student: torch.Tensor, target: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
+        # float32 under autocast: the loss is where bfloat16 would round
+        f32 = torch.promote_types(student.dtype, torch.float32)
+        student, target = student.to(f32), target.to(f32)
         m = mask.to(student.dtype)
         diff = (student - target.to(student.dtype)) * m
         active = m.sum().clamp_min(1)

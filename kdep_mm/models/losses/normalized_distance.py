@@ -30,8 +30,10 @@ class NormalizedDistanceLoss(nn.Module):
 
     def forward(self, student: torch.Tensor,
                 target: torch.Tensor) -> torch.Tensor:
-        student = F.normalize(student, dim=-1)
-        target = F.normalize(target, dim=-1)
+        # float32 under autocast: the loss is where bfloat16 would round
+        f32 = torch.promote_types(student.dtype, torch.float32)
+        student = F.normalize(student.to(f32), dim=-1)
+        target = F.normalize(target.to(f32), dim=-1)
         if self.distance == 'l1':
             return self.loss_weight * F.l1_loss(student, target)
         return self.loss_weight * F.mse_loss(student, target)

@@ -31,6 +31,9 @@ class SoftTargetKLLoss(nn.Module):
     def forward(self, student_logits: torch.Tensor,
                 target_probs: torch.Tensor) -> torch.Tensor:
         t = self.temperature
+        # float32 under autocast: the loss is where bfloat16 would round
+        student_logits = student_logits.to(torch.promote_types(
+            student_logits.dtype, torch.float32))
         p = target_probs.detach().to(student_logits.dtype)
         log_q = F.log_softmax(student_logits / t, dim=1)
         kl = (torch.xlogy(p, p) - p * log_q).sum(1).mean()

@@ -75,8 +75,10 @@ class TailoredCoordinates:
 
     # ------------------------------------------------------- coordinates
     def teacher_coordinates(self, teacher_feat: torch.Tensor) -> torch.Tensor:
-        """c_t = (f_t - mu) @ V_k, (N, k), no grad."""
-        with torch.no_grad():
+        """c_t = (f_t - mu) @ V_k, (N, k), no grad; in the basis's dtype
+        even under autocast (the target of the coordinate loss)."""
+        with torch.no_grad(), torch.autocast(teacher_feat.device.type,
+                                             enabled=False):
             return self.coords.project(teacher_feat.to(self.coords.basis))
 
     def masked_coordinates(self, coords: torch.Tensor) -> torch.Tensor:
