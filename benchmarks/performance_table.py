@@ -72,28 +72,6 @@ BENCHES = dict(
     ensemble=('ensemble_step_time', 'docs/ensemble.md', 1.0),
     dmae=('dmae_step_time', 'docs/dmae.md', 1.0),
 )
-MODES = ('cpu', 'gpu', 'smoke')
-
-# kdep_step_time before it had perf_rows (issue 18, Helper K): its CPU
-# arguments and rows, so that the default table keeps working until then
-LEGACY_KDEP_ARGS = ['--settings', 'cifar', '--steps', '5']
-
-
-def legacy_kdep_rows(data, bench_args):
-    """Rows and verdict of the three-process kdep_step_time (student,
-    teacher, kdep in CPU seconds): online KDEP / (student + teacher)."""
-    r = {a: data[f'cifar@{a}'] for a in ('student', 'teacher', 'kdep')}
-    base = r['student']['median_cpu_s']
-    rows = [sb.perf_row('KDEP', 'CIFAR R56->R20, 32 px', 64, label,
-                        r[arm]['median_cpu_s'], r[arm]['mem_mib'], base,
-                        'CPU s')
-            for arm, label in (('student', 'student step alone'),
-                               ('teacher', 'teacher forward alone'),
-                               ('kdep', 'online KDEP step'))]
-    ratio = r['kdep']['median_cpu_s'] / (r['student']['median_cpu_s'] +
-                                         r['teacher']['median_cpu_s'])
-    return rows, [sb.judge('online KDEP / (student + teacher forward), '
-                           'CPU time', ratio, 1.05)]
 
 
 def module(name):
@@ -104,8 +82,6 @@ def perf_rows(name, data, bench_args):
     """``(rows, verdicts)`` of benchmark ``name``'s JSON ``data``."""
     mod = module(name)
     fn = getattr(mod, 'perf_rows', None)
-    if fn is None and name == 'kdep':
-        fn = legacy_kdep_rows
     if fn is None:
         raise SystemExit(f'benchmarks/{BENCHES[name][0]}.py has no '
                          'perf_rows(data, bench_args)')
@@ -124,8 +100,6 @@ def mode_args(name, mode):
     mod = module(name)
     if mode == 'cpu':
         args = getattr(mod, 'PERF_ARGS', None)
-        if args is None and name == 'kdep' and not hasattr(mod, 'perf_rows'):
-            args = LEGACY_KDEP_ARGS
         return None if args is None else [str(a) for a in args]
     if mode == 'gpu':
         fn = getattr(mod, 'gpu_args', None)

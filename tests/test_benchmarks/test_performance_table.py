@@ -32,19 +32,6 @@ def test_arg_value_takes_the_last():
     assert sb.arg_value(args, '--steps', 3) == 3
 
 
-def test_legacy_kdep_ratio_is_kdep_over_student_plus_teacher_cpu():
-    data = {'cifar@student': dict(median_cpu_s=0.4, mem_mib=10),
-            'cifar@teacher': dict(median_cpu_s=0.2, mem_mib=2),
-            'cifar@kdep': dict(median_cpu_s=0.66, mem_mib=12)}
-    rows, [(_, ratio, target, cmp, verdict)] = pt.legacy_kdep_rows(
-        data, pt.LEGACY_KDEP_ARGS)
-    assert ratio == pytest.approx(1.1) and (target, cmp) == (1.05, '<=')
-    assert verdict == 'NOT MET'
-    assert len(rows) == 3
-    # images/s = batch 64 / step; x student = 0.66 / 0.4
-    assert '| 0.660 (CPU s) | 97.0 | 12 | 1.65 |' in rows[2]
-
-
 def test_kdep_perf_rows_through_the_table():
     # kdep_step_time's own perf_rows (Helper K), on a hand-made setting:
     # per-cycle CPU seconds of three interleaved arms in fp32 and bf16
