@@ -251,6 +251,32 @@ def test_fit_aligner_one_pass_of_an_endless_loader():
     torch.testing.assert_close(endless.aligner.basis, finite.aligner.basis)
 
 
+def test_fit_from_an_infinite_sampler_leaves_the_training_iterator_working():
+    # the training loop holds an iterator of its InfiniteSampler loader
+    # before FitBasisHook runs; fitting through that loader closed the
+    # sampler's shared index generator and the next training batch raised
+    # StopIteration. The fit now iterates a one-pass loader of its own.
+    from mmengine.dataset import InfiniteSampler, pseudo_collate
+    from torch.utils.data import DataLoader
+
+    from kdep_mm.engine.hooks.fit_basis_hook import one_pass_loader
+    imgs = torch.randint(0, 255, (80, 3, 32, 32), dtype=torch.uint8)
+    data = [dict(inputs=img) for img in imgs]
+    train = DataLoader(data, batch_size=16, collate_fn=pseudo_collate,
+                       sampler=InfiniteSampler(data, shuffle=True, seed=0))
+    train_iter = iter(train)
+    next(train_iter)
+    fit_loader = one_pass_loader(train)
+    assert fit_loader is not train and len(fit_loader) == 5
+    model = build_fitted()
+    assert fit_basis_online(model, model.aligner, fit_loader,
+                            show_progress=False) == 80
+    for _ in range(10):  # still endless
+        assert len(next(train_iter)['inputs']) == 16
+    finite = DataLoader(data, batch_size=16, collate_fn=pseudo_collate)
+    assert one_pass_loader(finite) is finite
+
+
 def test_predict_sets_per_sample_loss_matching_batch_loss():
     model = build_fitted()
     model.eval()

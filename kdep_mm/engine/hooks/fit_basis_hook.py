@@ -10,9 +10,11 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine import dist
+from mmengine.dataset import DefaultSampler, InfiniteSampler
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader
 
 from kdep_mm.datasets.store import TeacherStore
 from kdep_mm.models.utils.principal_basis import (BASIS_KEYS, BasisFit,
@@ -85,6 +87,27 @@ def fit_basis_online(model, basis: PrincipalBasis, dataloader,
     if bar is not None:
         print()
     return count
+
+
+def one_pass_loader(dataloader):
+    """The loader the online fit iterates: ``dataloader`` itself, or, when
+    its sampler is an endless ``InfiniteSampler`` (iteration-based
+    schedules), a one-pass loader over the same dataset, batch size, collate
+    function and workers with a ``DefaultSampler`` of the same shuffle and
+    seed. (Iterating the training loader itself would close the
+    InfiniteSampler's shared index generator when the fit's iterator is
+    dropped, and the training loop's next batch would raise
+    StopIteration.)"""
+    sampler = getattr(dataloader, 'sampler', None)
+    if not isinstance(sampler, InfiniteSampler):
+        return dataloader
+    return DataLoader(
+        dataloader.dataset, batch_size=dataloader.batch_size,
+        sampler=DefaultSampler(dataloader.dataset, shuffle=sampler.shuffle,
+                               seed=sampler.seed),
+        num_workers=dataloader.num_workers,
+        collate_fn=dataloader.collate_fn, pin_memory=dataloader.pin_memory,
+        worker_init_fn=dataloader.worker_init_fn)
 
 
 @torch.no_grad()
@@ -413,7 +436,8 @@ class FitBasisHook(Hook):
             runner.logger.info(
                 f'fitting the {fit.name} on teacher features of '
                 f'{self.num_samples or "all"} training images')
-            n = fit_basis_online(model, basis, runner.train_dataloader,
+            n = fit_basis_online(model, basis,
+                                 one_pass_loader(runner.train_dataloader),
                                  self.num_samples)
         runner.logger.info(
             f'{fit.name} fitted on {n} teacher features in '
