@@ -30,9 +30,11 @@ does not depend on values.
 
 ``--device``, ``--amp`` and ``--channels-last`` are passed to every
 benchmark. ``--budget-s S`` bounds the whole run: each benchmark gets a
-timeout (its share of the time left, by weight, capped by ``--timeout
-NAME=S``); one that runs out of time is stopped with its subprocesses and
-the page says so, the others still appear. ``--results-dir DIR`` keeps
+timeout, the time left less ``--min-run-s`` (default 30 s) for each run
+after it (so that one that hangs does not take the others' time, and one
+that needs long is not stopped while there is time for it), capped by
+``--timeout NAME=S``; one that runs out of time is stopped with its
+subprocesses and the page says so, the others still appear. ``--results-dir DIR`` keeps
 each finished run (its JSON and output) there and reuses it when the same
 run is asked for again, so that a rerun after a time-out only runs what is
 missing (``benchmarks/gpu_check.sh`` on a still-warm GPU machine).
@@ -62,15 +64,12 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 import _step_bench as sb  # noqa: E402
 
-# name -> (module, the page that explains its arms, weight of its share of
-# a time budget)
+# name -> (module, the page that explains its arms)
 BENCHES = dict(
-    # kdep: every arm interleaved, then a fresh process per arm, setting and
-    # precision for its memory (about 4 x the processes of one of the others)
-    kdep=('kdep_step_time', 'docs/kdep.md', 4.0),
-    tcs=('tcs_step_time', 'docs/tcs.md', 1.0),
-    ensemble=('ensemble_step_time', 'docs/ensemble.md', 1.0),
-    dmae=('dmae_step_time', 'docs/dmae.md', 1.0),
+    kdep=('kdep_step_time', 'docs/kdep.md'),
+    tcs=('tcs_step_time', 'docs/tcs.md'),
+    ensemble=('ensemble_step_time', 'docs/ensemble.md'),
+    dmae=('dmae_step_time', 'docs/dmae.md'),
 )
 
 
@@ -158,14 +157,16 @@ def run_bench(cmd, timeout):
         return proc.returncode, out, err, True
 
 
-def run_timeout(name, weights_left, deadline, caps, reserve=5.0):
-    """The timeout of the next run: its weight's share of the time left
-    before ``deadline`` (minus ``reserve`` s for writing the page), capped
-    by ``caps[name]``; None when there is neither a deadline nor a cap."""
+def run_timeout(name, later, deadline, caps, floor=30.0, reserve=5.0):
+    """The timeout of the next run: the time left before ``deadline``
+    (minus ``reserve`` s for writing the page) less ``floor`` s for each of
+    the ``later`` runs, but at least ``floor`` (or what is left, if less),
+    capped by ``caps[name]``; None when there is neither a deadline nor a
+    cap."""
     t = None
     if deadline is not None:
         left = deadline - time.time() - reserve
-        t = max(1.0, left * BENCHES[name][2] / sum(weights_left))
+        t = max(left - floor * later, min(floor, left), 1.0)
     if name in caps:
         t = caps[name] if t is None else min(t, caps[name])
     return t
@@ -250,6 +251,9 @@ def parse_args(argv=None):
     p.add_argument('--results-dir',
                    help='keep each finished run here and reuse it when the '
                    'same run (same arguments) is asked for again')
+    p.add_argument('--min-run-s', type=float, default=30.0,
+                   help='with --budget-s: seconds kept for each run still to '
+                   'come [30]')
     p.add_argument('--timeout', action='append', default=[],
                    metavar='NAME=S', help='cap one benchmark\'s runs at S '
                    'seconds each (repeatable)')
@@ -385,8 +389,9 @@ def main(argv=None) -> int:
                 print(f'[performance_table] {name} ({amp}): reused from '
                       f'{args.results_dir}', flush=True)
                 continue
-            left = [BENCHES[n][2] for n, _, a, _ in runs[i:] if a is not None]
-            timeout = run_timeout(name, left, deadline, args.caps)
+            later = sum(a is not None for _, _, a, _ in runs[i + 1:])
+            timeout = run_timeout(name, later, deadline, args.caps,
+                                  args.min_run_s)
             print(f'[performance_table] {name} ({amp}): {res["cmd"]}'
                   + (f' (timeout {timeout:.0f} s)' if timeout else ''),
                   flush=True)

@@ -201,17 +201,19 @@ def test_smoke_plan_lists_a_benchmark_without_smoke_args(monkeypatch):
     assert all(p[2][p[2].index('--device') + 1] == 'cpu' for p in plan[:-1])
 
 
-def test_timeouts_share_the_time_left_by_weight(monkeypatch):
+def test_timeouts_keep_a_floor_for_each_later_run(monkeypatch):
     monkeypatch.setattr(pt.time, 'time', lambda: 1000.0)
-    # 105 s left, 5 s reserve: kdep (weight 4) of kdep + 2 others -> 4/6
-    assert pt.BENCHES['kdep'][2] == 4.0
-    assert pt.run_timeout('kdep', [4.0, 1.0, 1.0], 1105.0, {}) == \
-        pytest.approx(100 * 4 / 6)
-    assert pt.run_timeout('tcs', [1.0, 1.0], 1105.0, {}) == \
-        pytest.approx(50.0)
-    assert pt.run_timeout('tcs', [1.0], 1105.0, {'tcs': 30.0}) == 30.0
-    assert pt.run_timeout('tcs', [1.0], None, {}) is None
-    assert pt.run_timeout('tcs', [1.0], 1002.0, {}) == 1.0  # overdue
+    # 205 s left, 5 s reserve, 2 runs after this one, 30 s each -> 140 s
+    assert pt.run_timeout('kdep', 2, 1205.0, {}) == pytest.approx(140.0)
+    assert pt.run_timeout('tcs', 0, 1205.0, {}) == pytest.approx(200.0)
+    # 45 s left for 3 later runs: this one still gets its 30 s floor
+    assert pt.run_timeout('tcs', 3, 1050.0, {}) == pytest.approx(30.0)
+    assert pt.run_timeout('tcs', 3, 1050.0, {}, floor=10.0) == \
+        pytest.approx(15.0)
+    assert pt.run_timeout('tcs', 0, 1205.0, {'tcs': 30.0}) == 30.0
+    assert pt.run_timeout('tcs', 1, None, {}) is None
+    assert pt.run_timeout('tcs', 0, 1010.0, {}) == pytest.approx(5.0)
+    assert pt.run_timeout('tcs', 0, 1002.0, {}) == 1.0  # overdue
 
 
 def test_render_shows_ge_verdicts_and_what_did_not_run(monkeypatch):
