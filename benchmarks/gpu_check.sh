@@ -20,8 +20,9 @@
 # runs every step-time benchmark with its GPU_ARGS (KDEP and TCS ResNet-50 ->
 # ResNet-18 at 224 px batch 128, DMAE ViT-L -> ViT-B at batch 64, the
 # ensemble at its ImageNet setting at batch 128; fp32 and bf16), each with a
-# timeout (its share of the time left), and writes the page. A benchmark that
-# runs out of time is stopped (with its subprocesses) and the page says so;
+# timeout (the time left less 30 s per run to come), and writes the page. A
+# benchmark that runs out of time is stopped (with its subprocesses) and the
+# page says so;
 # the others still appear. Finished runs are kept in $KDEP_GPU_RESULTS
 # (default work_dirs/gpu_check, git-ignored): a rerun on the still-warm
 # machine reuses them and only runs what is missing.

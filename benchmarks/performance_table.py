@@ -247,7 +247,7 @@ def parse_args(argv=None):
                    help='passed to every benchmark')
     p.add_argument('--budget-s', type=float,
                    help='seconds for all the runs together (each gets a '
-                   'timeout: its share of what is left)')
+                   'timeout: what is left less --min-run-s per later run)')
     p.add_argument('--results-dir',
                    help='keep each finished run here and reuse it when the '
                    'same run (same arguments) is asked for again')
