@@ -355,8 +355,10 @@ class Built:
         student.load_state_dict(self.kdep.student.state_dict())
         teacher = MODELS.build(m['teacher'])
         teacher.load_state_dict(self.kdep.teacher.state_dict())
-        return (student.to(self.device, memory_format=self.fmt),
-                teacher.to(self.device, memory_format=self.fmt))
+        student.to(self.device, memory_format=self.fmt)
+        teacher.to(self.device, memory_format=self.fmt)
+        student.train()  # (mmpretrain's ResNet.train() returns None)
+        return student, teacher
 
 
 # every arm's SGD (momentum 0.9): a small rate, since the same random batch
@@ -464,7 +466,7 @@ def make_arm(b: Built, arm: str, amp: str):
         from peers.plain_loop import PlainKDEP
         student, teacher = b.copies()
         k = b.kdep
-        loop = PlainKDEP(student.train(), teacher.backbone, k.student_feature,
+        loop = PlainKDEP(student, teacher.backbone, k.student_feature,
                          k.teacher_feature, k.aligner.mean, k.aligner.basis,
                          k.aligner.temperature, k.aligner.power,
                          k.distill_loss.loss_weight, lr=LR, amp=amp)
@@ -478,7 +480,7 @@ def make_arm(b: Built, arm: str, amp: str):
         student, teacher = b.copies()
         if arm == 'td_fitnets':
             box = tda.fitnets_box(
-                teacher.backbone, student.train(),
+                teacher.backbone, student,
                 teacher.backbone.res_layers[-1], student.res_layers[-1],
                 b.kdep.aligner.teacher_channels,
                 b.kdep.aligner.student_channels, dev, lr=LR)

@@ -72,7 +72,9 @@ class PlainKDEP:
                  weight_decay: float = 0., amp: str = 'fp32'):
         if amp not in ('fp32', 'bf16'):
             raise ValueError(f"amp must be 'fp32' or 'bf16', got {amp!r}")
-        self.student, self.teacher = student, teacher.eval()
+        # (mmpretrain's ResNet.train() returns None: no chaining)
+        self.student, self.teacher = student, teacher
+        self.teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.s_tap = _Tap(student, student_layer)

@@ -132,7 +132,7 @@ def _plain(b, amp='fp32'):
     from peers.plain_loop import PlainKDEP
     k = b.kdep
     student, teacher = b.copies()
-    return PlainKDEP(student.train(), teacher.backbone, k.student_feature,
+    return PlainKDEP(student, teacher.backbone, k.student_feature,
                      k.teacher_feature, k.aligner.mean, k.aligner.basis,
                      k.aligner.temperature, k.aligner.power,
                      k.distill_loss.loss_weight, amp=amp)
