@@ -139,8 +139,10 @@ GPU_ARGS = ['--settings', 'cifar,in1k', '--device', 'cuda', '--amp',
             '--threads', '0', '--data', 'tensors']
 
 
+# the GPU script's CPU smoke run: every arm, one cycle, no memory processes
+# (on CUDA the memory readings are taken in the same process)
 SMOKE_ARGS = ['--settings', 'cifar', '--steps', '1', '--warmup', '0',
-              '--memory-steps', '1', '--data', 'tensors']
+              '--memory-steps', '0', '--data', 'tensors']
 
 
 def gpu_args() -> list:
