@@ -54,10 +54,13 @@ def load(peers_dir: str = PEERS_DIR):
         return None, INSTALL_HINT
     if peers_dir not in sys.path:
         sys.path.append(peers_dir)  # after the venv: our torch stays ours
-    try:
+    try:  # its distillation box too: a torch it does not support fails here
         import torchdistill
-    except ImportError as e:  # pragma: no cover - a broken install
-        return None, f'{INSTALL_HINT} (import failed: {e})'
+        from torchdistill.core.distillation import get_distillation_box
+        del get_distillation_box
+    except Exception as e:  # noqa: BLE001 - any failure: the arms skip
+        return None, (f'torchdistill arms skipped: importing it from '
+                      f'{peers_dir} failed ({type(e).__name__}: {e})')
     if torchdistill.__version__ != VERSION:
         return None, (f'{INSTALL_HINT} (found {torchdistill.__version__})')
     for name in ('torchdistill', 'torchdistill.core'):
