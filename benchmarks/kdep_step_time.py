@@ -292,6 +292,7 @@ class Built:
         self.x = torch.randn(self.batch, 3, self.s['img'], self.s['img'],
                              device=self.device).to(memory_format=self.fmt)
         self._kdep = None
+        self.skip_reason = None  # why an arm was skipped (torchdistill's)
 
     def model_dict(self, **changes) -> dict:
         m = self.cfg.model.to_dict()
@@ -478,6 +479,7 @@ def make_arm(b: Built, arm: str, amp: str):
         td, why = tda.load()
         if td is None:
             print(f'# {why}', file=sys.stderr, flush=True)
+            b.skip_reason = why
             return None
         student, teacher = b.copies()
         if arm == 'td_fitnets':
@@ -712,7 +714,7 @@ def run_setting(setting: str, args) -> dict:
         r['median_cpu_s'] = statistics.median(r['cpu'])
     sd = dict(desc=SETTINGS[setting]['desc'], batch=b.batch,
               amps=list(args.amps), arm_list=arm_list, skipped=sorted(
-                  set(skipped)), arms=res,
+                  set(skipped)), skip_reason=b.skip_reason, arms=res,
               clock='wall' if b.cuda else 'cpu', threads=torch.get_num_threads())
     if 'jpeg' in args.data_list:
         sd['loader'] = loader_numbers(b, args)
@@ -750,8 +752,7 @@ def report(data: dict) -> str:
                   f'{sd["clock"]} s)', '']
         if sd['skipped']:
             lines += [f'Skipped: {", ".join(sd["skipped"])} '
-                      '(torchdistill is not in .peers/: `bash '
-                      'tools/setup_peers.sh`)', '']
+                      f'({sd.get("skip_reason")})', '']
         if sd['arms']:
             lines += ['| arm | step (s, median) | wall (s, median) | '
                       'images/s | peak mem (MiB) | x student step |',
