@@ -6,8 +6,8 @@ weights, the SVD basis fitted on random features: time does not depend on
 the values):
 
 * ``student``    -- KDEP's student step alone: the student's pooled
-  pre-ReLU feature, the SVD aligner + PTS on a teacher feature computed
-  before the timer, the MSE, backward, SGD step.
+  pre-ReLU feature, the SVD aligner + PTS on a given teacher feature (a
+  random (N, C_t) tensor made at build time), the MSE, backward, SGD step.
 * ``teacher``    -- the teacher's forward to its distilled feature, as
   ``KDEPDistiller.teacher_features`` runs it (no grad).
 * ``kdep``       -- online KDEP: ``KDEPDistiller.loss`` (+ kdep_mm's
@@ -105,7 +105,7 @@ SETTINGS = dict(
               desc='IN-1k R50->R18, 224 px'),
 )
 ARM_DESC = {
-    'student': 'student step alone (KDEP, target precomputed)',
+    'student': 'student step alone (KDEP, teacher feature given)',
     'teacher': 'teacher forward alone (no grad)',
     'kdep': 'kdep_mm online KDEP',
     'kdep_store': 'kdep_mm KDEP from the store',
