@@ -70,8 +70,8 @@ Settings: ``cifar`` = ResNet-56 -> ResNet-20 at 32 px, batch 64
 ResNet-18 at 224 px (``configs/kdep/r50_to_r18_in1k.py``), batch 8 on CPU,
 128 on CUDA.
 
-Run (the performance table's CPU arguments, ``PERF_ARGS``, about 4 min on
-2 idle cores)::
+Run (the performance table's CPU arguments, ``PERF_ARGS``: 264 s measured on
+2 cores shared with other work, load 5 to 8; less on an idle machine)::
 
     python benchmarks/kdep_step_time.py --settings cifar --data tensors,jpeg
     python benchmarks/kdep_step_time.py --settings cifar,in1k --device cuda \\
