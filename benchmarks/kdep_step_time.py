@@ -226,8 +226,8 @@ def median_ratio(times: dict, kind: str, arms) -> float:
 
 
 def verdict(measured: float, target: float, comparison: str) -> str:
-    ok = measured <= target if comparison == '<=' else measured >= target
-    return 'MET' if ok else 'NOT MET'
+    """'MET' or 'NOT MET' (``_step_bench.judge``)."""
+    return sb.judge('', measured, target, comparison)[4]
 
 
 def memory_ratio(mem: dict, arm: str) -> float:
@@ -249,8 +249,8 @@ def setting_verdicts(sd: dict) -> list:
         for what, kind, arms, target, cmp in TARGETS:
             if all(a in times for a in arms):
                 m = median_ratio(times, kind, arms)
-                out.append((f'{sd["desc"]}, {amp}: {what}', m, target, cmp,
-                            verdict(m, target, cmp)))
+                out.append(sb.judge(f'{sd["desc"]}, {amp}: {what}', m,
+                                    target, cmp))
         mem = {a: sd['arms'][f'{a}/{amp}'].get('mem_mib')
                for a in times}
         if mem.get('student') is not None and mem.get('teacher') is not None:
@@ -258,16 +258,16 @@ def setting_verdicts(sd: dict) -> list:
                 m = (memory_ratio(mem, a) if mem.get(a) is not None
                      else float('nan'))
                 if m == m:  # not NaN
-                    out.append((f'{sd["desc"]}, {amp}: peak memory {a} / '
-                                '(student + teacher forward)', m, MEM_TARGET,
-                                '<=', verdict(m, MEM_TARGET, '<=')))
+                    out.append(sb.judge(
+                        f'{sd["desc"]}, {amp}: peak memory {a} / (student + '
+                        'teacher forward)', m, MEM_TARGET, '<='))
     if 'fp32' in sd['amps'] and 'bf16' in sd['amps'] and \
             'kdep/fp32' in sd['arms'] and 'kdep/bf16' in sd['arms']:
         m = median_ratio({'fp32': sd['arms']['kdep/fp32'][clock],
                           'bf16': sd['arms']['kdep/bf16'][clock]}, 'thru',
                          ('bf16', 'fp32'))
-        out.append((f'{sd["desc"]}: bf16 KDEP / fp32 KDEP, images/s', m,
-                    BF16_TARGET, '>=', verdict(m, BF16_TARGET, '>=')))
+        out.append(sb.judge(f'{sd["desc"]}: bf16 KDEP / fp32 KDEP, '
+                            'images/s', m, BF16_TARGET, '>='))
     return out
 
 
