@@ -3,6 +3,8 @@
 Cell ids (one JSON each in ``<results>/cells/``, ``/`` -> ``__``):
 
 * ``pca``                               teacher PCA on the 10% pool
+* ``store/v<V>``                        teacher store of V views per image
+                                        of the 10% pool (store arms)
 * ``sweep/<arm>/<student>/<setting>``   one sweep setting (sweep seed):
                                         pre-train, probe on the val split
 * ``pretrain/<arm>/<student>/s<seed>``  pre-train, export at milestones
@@ -14,7 +16,7 @@ import fnmatch
 from .spec import arm_cfg, setting_id, sweep_settings
 
 # the order arms run in within a seed (the claims' arms first)
-ARM_PRIORITY = 'fbcdegijha'
+ARM_PRIORITY = 'fbcdegijhaklmn'
 
 
 class Cell:
@@ -31,6 +33,8 @@ class Cell:
     def id(self) -> str:
         if self.kind == 'pca':
             return 'pca'
+        if self.kind == 'store':
+            return f'store/v{self.setting["views"]}'
         if self.kind == 'sweep':
             return f'sweep/{self.arm}/{self.student}/{setting_id(self.setting)}'
         if self.kind == 'pretrain':
@@ -53,13 +57,22 @@ def arm_kinds(study):
     return {a: arm_cfg(study, a).study_arm.kind for a in study.arms}
 
 
+def arm_views(study):
+    """arm letter -> ``study_arm.views`` of the store arms."""
+    return {a: int(arm_cfg(study, a).study_arm.views) for a in study.arms
+            if arm_cfg(study, a).study_arm.kind == 'kdep_store'}
+
+
 def full_plan(study, kinds=None):
-    """Every cell, in the order they run: the PCA; the sweeps; then per seed
-    (primary student first) each arm's pre-training and its probes, then
-    that seed's fine-tuning cells."""
+    """Every cell, in the order they run: the PCA; the teacher stores of
+    the store arms; the sweeps; then per seed (primary student first) each
+    arm's pre-training and its probes, then that seed's fine-tuning cells."""
     kinds = kinds or arm_kinds(study)
+    views = arm_views(study)
     last = len(study.milestones) - 1
     cells = [Cell('pca')]
+    cells += [Cell('store', setting=dict(views=v))
+              for v in sorted(set(views.values()))]
     sweep_ids = {}
     sst = study.sweep_student
     for arm in study.sweeps:
@@ -83,6 +96,8 @@ def full_plan(study, kinds=None):
                 deps = list(sweep_ids.get(arm, []))
                 if kinds[arm] in ('kdep', 'tcs'):
                     deps.append('pca')
+                if arm in views:
+                    deps.append(f'store/v{views[arm]}')
                 pre = Cell('pretrain', arm, student, seed, deps=deps)
                 cells.append(pre)
                 ms = [last] if kinds[arm] == 'random' else range(last + 1)
@@ -106,7 +121,7 @@ def select(plan, arms=None, students=None, seeds=None, kinds=None,
     ``ft_<task>``; ``only``: globs over cell ids."""
     picked = []
     for c in plan:
-        if c.kind != 'pca':
+        if c.kind not in ('pca', 'store'):
             if arms is not None and c.arm not in arms:
                 continue
             if students is not None and c.student not in students:

@@ -29,6 +29,7 @@ from .cellstore import load_result_id
 from .runners import (build_runner, close_runner, finish_runner_cfg,
                       iter_schedule, set_student)
 from .spec import TEACHER_FILE, arm_cfg, setting_id, sweep_settings
+from .stores import store_path, store_split, use_store
 
 
 # ----------------------------------------------------------------- PCA
@@ -111,16 +112,28 @@ class PrefitTCSHook(Hook):
             mom['feat_sum'], mom['feat_outer'], mom['count'])
 
 
+class FitClockHook(Hook):
+    """Stamps the process CPU time when training starts, before the fit
+    hooks run (``'HIGHEST'``), so that a run that fits its own basis can
+    report the fit's CPU seconds (the recorder's start minus this stamp)."""
+
+    priority = 'HIGHEST'
+
+    def before_train(self, runner):
+        self.c0 = time.process_time()
+
+
 # ------------------------------------------------------------ recorder
-def explained_variance(model, x, per_dim=False):
+def explained_variance(model, x, per_dim=False, teacher_features=None):
     """EV of the aligned target on a batch (model in eval mode, no grad):
     1 - sum||s - t||^2 / sum||t - mean(t)||^2; with ``per_dim`` also the
     list of each target coordinate's own EV (SVD coordinates come sorted by
-    teacher variance)."""
+    teacher variance). ``teacher_features`` (x -> f_t) stands in for the
+    model's own teacher (a store-mode model has none)."""
     was = model.training
     model.eval()
     with torch.no_grad():
-        t = model.teacher_features(x)
+        t = (teacher_features or model.teacher_features)(x)
         s, tgt = model.aligner(model.student_features(x), t)
         err = (s - tgt).pow(2).sum(0)
         var = (tgt - tgt.mean(0, keepdim=True)).pow(2).sum(0)
@@ -137,8 +150,9 @@ class StudyRecorderHook(Hook):
     priority = 'LOW'
 
     def __init__(self, steps, milestones, export_fn, ev_inputs=None,
-                 ev_points=0, window=None):
+                 ev_points=0, window=None, ev_teacher=None):
         self.steps = steps
+        self.ev_teacher = ev_teacher
         self.marks = sorted({max(1, int(round(f * steps))): f
                              for f in milestones}.items())
         if len(self.marks) != len(milestones):
@@ -166,7 +180,8 @@ class StudyRecorderHook(Hook):
         model = runner.model
         x = model.data_preprocessor(dict(inputs=self.ev_inputs),
                                     False)['inputs']
-        ev, dims = explained_variance(model, x, per_dim=True)
+        ev, dims = explained_variance(model, x, per_dim=True,
+                                      teacher_features=self.ev_teacher)
         self.ev.append(dict(step=step, ev=round(ev, 5)))
         self.ev_dims = [round(d, 4) for d in dims]  # the latest point's
         self.excluded += time.process_time() - c
@@ -268,6 +283,20 @@ def gpu_loader(ctx, dl_cfg, split):
 
 
 # ---------------------------------------------------------------- cells
+def ev_teacher(ctx):
+    """The online arm's teacher (strictly loaded), x -> f_t, for the EV
+    points of a store-mode run (which has no teacher of its own)."""
+    from mmengine.registry import DefaultScope
+
+    from kdep_mm.models.teachers import FrozenTeacher
+    online = arm_cfg(ctx.study, 'f').model
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        t = FrozenTeacher(online.teacher.to_dict(), ctx.teacher_ckpt,
+                          online.get('teacher_revise_keys'))
+    t.watch_pooled(online.get('teacher_feature'), 'model.teacher_feature')
+    return t.pooled_features
+
+
 def run_pretrain(cell, ctx):
     from kdep_mm.utils.checkpoint import atomic_save
     from kdep_mm.apis.export import export_student
@@ -287,9 +316,12 @@ def run_pretrain(cell, ctx):
         setting, source = chosen_setting(ctx, cell.arm)
     apply_setting(cfg, kind, setting)
     set_student(cfg.model, st.depth, st.base_channels)
-    if 'teacher_ckpt' in cfg.model:
+    if cfg.model.get('teacher') is not None:
         cfg.model.teacher_ckpt = ctx.teacher_ckpt
     split = 'pool_10' if info['data'] == '10%' else 'pool_100'
+    own_fit = info.get('basis') == 'own' or kind == 'kdep_store'
+    if own_fit:  # fits its basis on its own training data
+        split = store_split(ctx)
     ds = cfg.train_dataloader.dataset
     ds.data_root, ds.ann_file = ctx.cifar, ctx.files[split]
     gpu_loader(ctx, cfg.train_dataloader, split)
@@ -305,7 +337,14 @@ def run_pretrain(cell, ctx):
     if kind == 'tcs':  # a prune step per pass over the pool
         cfg.model.prune_interval = max(1, ctx.n(split) // batch)
     fit_cpu_s = 0.
-    if kind in ('kdep', 'tcs'):
+    if kind == 'kdep_store':  # caching is the store arms' teacher cost
+        views = int(info['views'])
+        use_store(cfg, store_path(ctx, views), views)
+        for h in cfg.custom_hooks:
+            h.teacher_checkpoint = ctx.teacher_ckpt
+        fit_cpu_s = load_result_id(ctx.rdir,
+                                   f'store/v{views}')['cache_cpu_s']
+    elif kind in ('kdep', 'tcs') and not own_fit:
         for h in cfg.get('custom_hooks', []):
             if kind == 'kdep' and h.type.endswith('FitBasisHook'):
                 h.basis_file = basis_path(ctx, cell.student)
@@ -331,16 +370,24 @@ def run_pretrain(cell, ctx):
     if 'aligner' in cfg.model:
         arr = ctx.cifar_arrays('probe_val')['x'][:study.ev_images]
         ev_inputs = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    for f in glob.glob(osp.join(work_dir, '*.pth')):
+        os.remove(f)  # a killed attempt's basis file: fit (and time) anew
     t0 = time.perf_counter()
     runner = build_runner(cfg, ctx)
     if kind == 'tcs':
         runner.register_hook(PrefitTCSHook(moments_path(ctx)),
                              priority='HIGHEST')
+    clock = FitClockHook()
+    runner.register_hook(clock, priority='HIGHEST')
     rec = StudyRecorderHook(steps, study.milestones, export,
-                            ev_inputs=ev_inputs, ev_points=study.ev_points)
+                            ev_inputs=ev_inputs, ev_points=study.ev_points,
+                            ev_teacher=ev_teacher(ctx) if kind == 'kdep_store'
+                            else None)
     runner.register_hook(rec, priority='LOW')
     build_s = time.perf_counter() - t0
     runner.train()
+    if own_fit:  # the basis fit ran between the clock and the recorder
+        fit_cpu_s = round(fit_cpu_s + rec.c0 - clock.c0, 2)
     close_runner(runner)
     del runner
     for f in glob.glob(osp.join(work_dir, '*.pth')):

@@ -8,7 +8,7 @@ import os.path as osp
 
 from . import stats as S
 from .cellstore import load_result
-from .plan import arm_kinds
+from .plan import arm_kinds, arm_views
 from .spec import REPO, say, setting_id, sweep_settings
 
 
@@ -287,6 +287,41 @@ def claims(R, student, sens):
     return out
 
 
+def store_rows(R, student, sens):
+    """The store arms against (k), their online reference: per arm its
+    view count, the one-off caching CPU s, the mean pre-training CPU s
+    (caching + basis fit + training) and, per sensitive task, the final
+    score and the paired difference (arm) - (k) with its 95% interval."""
+    store_views = arm_views(R.study)
+    arms = [a for a in R.study.students[student].arms
+            if a == 'k' or a in store_views]
+    if 'k' not in arms or len(arms) < 2:
+        return [], []
+    tasks = [t for t in R.tasks() if sens.get(t)
+             and all(a in R.arms_for(student, t) for a in arms)]
+    head = (['arm', 'views', 'caching CPU s', 'pre-training CPU s']
+            + [f'{R.task_label(t)[0]}' for t in tasks]
+            + [f'{R.task_label(t)[0]}: (arm) - (k)' for t in tasks])
+    rows = ['| ' + ' | '.join(head) + ' |',
+            '|---|---:|---:|---:|' + '---:|' * (2 * len(tasks))]
+    n = len(R.seeds(student))
+    for arm in arms:
+        pre = [p for p in R.pretrain(arm, student) if p]
+        views = store_views.get(arm)
+        cache = R.res.get(f'store/v{views}') if views else None
+        cells = [f'({arm}) {R.study.arms[arm].label}',
+                 str(views) if views else 'every step afresh',
+                 f'{cache["cache_cpu_s"]:.0f}' if cache else '-',
+                 _fmt(S.summary([p['pretrain_cpu_s'] for p in pre]), 0, n)]
+        cells += [_fmt(S.summary(R.task_scores(arm, student, t).values()),
+                       1, n) for t in tasks]
+        cells += ['-' if arm == 'k' else _ci(S.paired(
+            R.task_scores(arm, student, t), R.task_scores('k', student, t)))
+            for t in tasks]
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    return rows, tasks
+
+
 def runtime_rows(R):
     groups = {}
     for c in R.plan:
@@ -387,7 +422,8 @@ def write_report(args, study, plan, rdir):
         L += main_table(R, student, kinds)
         L += ['', 'Pre-training CPU s: CPU seconds of the training process '
               'with 1 torch thread (about the wall clock of an idle core), '
-              'plus the teacher PCA fit for KDEP and TCS.', '']
+              'plus the teacher PCA fit for KDEP and TCS (the store arms: '
+              'caching the store and fitting the basis from it).', '']
         if student in pngs:
             L += [f'![score vs compute, {st.label}](images/'
                   f'{osp.basename(pngs[student])})', '']
@@ -396,6 +432,22 @@ def write_report(args, study, plan, rdir):
             L.append(f'- **{title}**: {verdict_txt}.')
             L += [f'  - {p}' for p in parts]
         L += ['']
+        srows, stasks = store_rows(R, student, sens)
+        if srows:
+            L += ['### KDEP from a teacher store: the cost of a finite view '
+                  'bank', '',
+                  '(k) is KDEP 10% whose every step draws a fresh random-'
+                  'resized crop + flip (the store\'s view distribution); '
+                  '(l, m, n) train on V = 4, 8, 16 views per image cached '
+                  'once, no teacher in the loop, the basis fitted from the '
+                  'store; same budget, setting (f\'s sweep) and seeds. '
+                  'Caching CPU s: one teacher pass over V views of the '
+                  '1,000 pool images (paid once, shared by the seeds); '
+                  'pre-training CPU s includes it and the basis fit. '
+                  'Differences: paired over seeds, 95% t-interval'
+                  + ('' if stasks else '; no sensitive task has results '
+                     'yet') + '.', '']
+            L += srows + ['']
         prow = plateau_rows(R, student)
         if prow:
             L += ['### Did the arms plateau?', '',

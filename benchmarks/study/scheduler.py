@@ -16,11 +16,13 @@ def run_cell(cell, ctx):
     """Run one cell; its result dict with timings and load added."""
     import torch
 
-    from . import finetune, pretrain, probes
+    from . import finetune, pretrain, probes, stores
     load0 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     if cell.kind == 'pca':
         res = pretrain.run_pca(cell, ctx)
+    elif cell.kind == 'store':
+        res = stores.run_store(cell, ctx)
     elif cell.kind in ('pretrain', 'sweep'):
         res = pretrain.run_pretrain(cell, ctx)
     elif cell.kind == 'probe':

@@ -7,7 +7,7 @@ STUDY_DIR = osp.join(REPO, 'configs', 'study')
 STUDY_CFG = osp.join(STUDY_DIR, 'study.py')
 TEACHER_FILE = 'resnet56-4bfd9763.th'
 TEACHER_DIM = 64
-KD_KINDS = ('logit_kd', 'fitnets', 'kdep', 'tcs')
+KD_KINDS = ('logit_kd', 'fitnets', 'kdep', 'kdep_store', 'tcs')
 
 
 def say(msg: str) -> None:

@@ -33,6 +33,18 @@ arms = dict(
            samples=40_000),
     j=dict(config='pretrain/j_kdep_projector_10.py',
            label='KDEP 10%, projector for SVD', samples=40_000),
+    # KDEP from a teacher store (issue 18): (k) is KDEP 10% with the
+    # store's view distribution drawn afresh every step (V = infinity);
+    # (l, m, n) train on V = 4, 8, 16 stored views per image, no teacher in
+    # the loop. (k) - (l/m/n) is the cost of a finite view bank.
+    k=dict(config='pretrain/k_kdep_rrc_10.py',
+           label='KDEP 10%, resized-crop views online', samples=40_000),
+    l=dict(config='pretrain/l_kdep_store_v4_10.py',
+           label='KDEP 10% from a store, V = 4', samples=40_000),
+    m=dict(config='pretrain/m_kdep_store_v8_10.py',
+           label='KDEP 10% from a store, V = 8', samples=40_000),
+    n=dict(config='pretrain/n_kdep_store_v16_10.py',
+           label='KDEP 10% from a store, V = 16', samples=40_000),
 )
 batch_size = 32
 milestones = [0.125, 0.25, 0.5, 1.0]
@@ -43,7 +55,7 @@ milestones = [0.125, 0.25, 0.5, 1.0]
 # the 64-d student gets fewer arms and one seed to fit the CPU budget.
 students = dict(
     r20w8=dict(depth=20, base_channels=8, label='ResNet-20 w8 (32-d)',
-               arms='abcdefghij', seeds=[0, 1, 2]),
+               arms='abcdefghijklmn', seeds=[0, 1, 2]),
     r20=dict(depth=20, base_channels=16, label='ResNet-20 (64-d)',
              arms='abdf', seeds=[0]),
 )
@@ -103,7 +115,7 @@ sweeps = dict(
     j=dict(lr=[0.02, 0.05, 0.1, 0.2]),
 )
 # arms without a sweep of their own take the setting of the arm named here
-sweep_from = dict(b='c', g='f')
+sweep_from = dict(b='c', g='f', k='f', l='f', m='f', n='f')
 
 # --------------------------------------------------------------- sizes
 # The pre-training pool ("100%"): class-balanced from CIFAR-10 train;
@@ -116,6 +128,10 @@ pool_seed = 0
 # The collapse / plateau signal of the KDEP arms: the fraction of the
 # aligned target's variance the student explains on `ev_images` held-out
 # probe-validation images, measured `ev_points` times along the schedule.
+# The store arms' views (kdep_mm.datasets.store.sample_view kwargs; (k)'s
+# RandomResizedCrop has the same ranges): crop area 64-100% of the image,
+# aspect 3/4 to 4/3, then 32 px, flipped with probability 1/2.
+store_views = dict(scale=(0.64, 1.0), ratio=(3. / 4., 4. / 3.))
 ev_images = 256
 ev_points = 16
 # Plateau criterion (stated in the report): the mean training loss of the

@@ -44,11 +44,11 @@ def plan(study):
 
 def test_every_arm_has_a_config_and_a_budget(study):
     from mmengine.config import Config
-    assert list(study.arms) == list('abcdefghij')
+    assert list(study.arms) == list('abcdefghijklmn')
     for letter, arm in study.arms.items():
         cfg = Config.fromfile(osp.join(STUDY_DIR, arm.config))
         assert cfg.study_arm.kind in ('random', 'supervised', 'logit_kd',
-                                      'fitnets', 'kdep', 'tcs')
+                                      'fitnets', 'kdep', 'kdep_store', 'tcs')
         if cfg.study_arm.kind != 'random':
             steps = arm.samples // study.batch_size
             marks = {max(1, round(f * steps)) for f in study.milestones}
@@ -62,6 +62,16 @@ def test_every_arm_has_a_config_and_a_budget(study):
     assert i.model.aligner.power is None
     assert j.model.aligner.type.endswith('ProjectorAligner')
     assert j.model.aligner.power == 3
+    # the store arms: no teacher, V stored views; (k) is their online
+    # reference, with sample_view's ranges in its RandomResizedCrop
+    k = Config.fromfile(osp.join(STUDY_DIR, study.arms.k.config))
+    rrc = k.train_dataloader.dataset.pipeline[1]
+    assert rrc.type == 'RandomResizedCrop'
+    assert tuple(rrc.crop_ratio_range) == study.store_views.scale
+    assert tuple(rrc.aspect_ratio_range) == study.store_views.ratio
+    for letter, v in zip('lmn', (4, 8, 16)):
+        cfg = Config.fromfile(osp.join(STUDY_DIR, study.arms[letter].config))
+        assert cfg.model.teacher is None and cfg.study_arm.views == v
 
 
 @pytest.mark.parametrize('student', ['r20', 'r20w8'])
@@ -88,12 +98,12 @@ def test_student_variants_build(study, student):
 
 def test_plan_order_and_dependencies(study, plan):
     ids = [c.id for c in plan]
-    assert ids[0] == 'pca'
+    assert ids[:4] == ['pca', 'store/v4', 'store/v8', 'store/v16']
     assert len(ids) == len(set(ids))
     first_main = ids.index('pretrain/f/r20w8/s0')
-    assert all(c.kind == 'sweep' for c in plan[1:first_main])
+    assert all(c.kind == 'sweep' for c in plan[4:first_main])
     n_sweep = sum(len(P.sweep_settings(study, a)) for a in study.sweeps)
-    assert first_main - 1 == n_sweep
+    assert first_main - 4 == n_sweep
     by = {c.id: c for c in plan}
     f = by['pretrain/f/r20w8/s0']
     assert 'pca' in f.dep_ids
@@ -104,6 +114,11 @@ def test_plan_order_and_dependencies(study, plan):
     assert {d for d in by['pretrain/b/r20w8/s1'].dep_ids} == {
         f'sweep/c/r20w8/{setting_id(s)}' for s in P.sweep_settings(study, 'c')}
     assert by['pretrain/a/r20w8/s0'].dep_ids == []
+    # a store arm needs its store (and f's sweep), not the teacher PCA
+    m = by['pretrain/m/r20w8/s1'].dep_ids
+    assert 'store/v8' in m and 'pca' not in m
+    assert {d for d in m if d.startswith('sweep/')} == {
+        f'sweep/f/r20w8/{setting_id(s)}' for s in P.sweep_settings(study, 'f')}
     # random init is probed once, every other arm at each milestone
     assert [c.milestone for c in plan if c.kind == 'probe'
             and c.arm == 'a' and c.seed == 0 and c.student == 'r20w8'] == [3]
@@ -354,7 +369,7 @@ def test_smoke_study_end_to_end(tmp_path):
     rdir = tmp_path / 'res'
     cmd = [sys.executable, SCRIPT, '--smoke', '--study', str(spec),
            '--results-dir', str(rdir), '--students', 'r20w8', '--seeds', '0',
-           '--jobs', '2']
+           '--arms', 'abcdefghijkl', '--jobs', '2']
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     r = subprocess.run(cmd, capture_output=True, text=True, env=env,
                        timeout=1200)
@@ -373,6 +388,16 @@ def test_smoke_study_end_to_end(tmp_path):
                                     'hymenoptera'}
         assert p['export'] == f['milestones'][k]['export']
         assert all(d['check']['loaded'] for d in p['details'].values())
+    # a store arm: its store cached once, the caching in its compute; (k)
+    # fits its own basis (timed)
+    store = json.loads((cells / 'store__v4.json').read_text())
+    assert store['views'] == 4 and store['cache_cpu_s'] > 0
+    assert not (cells / 'store__v8.json').exists()  # no arm of this run
+    l_arm = json.loads((cells / 'pretrain__l__r20w8__s0.json').read_text())
+    assert l_arm['fit_cpu_s'] > store['cache_cpu_s']
+    assert l_arm['chosen'] == dict(lr=0.02) and len(l_arm['ev']) >= 2
+    k_arm = json.loads((cells / 'pretrain__k__r20w8__s0.json').read_text())
+    assert 0 < k_arm['fit_cpu_s'] < k_arm['pretrain_cpu_s']
     a = json.loads((cells / 'probe__a__r20w8__s0__m3.json').read_text())
     assert a['export'] is None
     for task in ('bccd', 'camvid'):
@@ -381,6 +406,7 @@ def test_smoke_study_end_to_end(tmp_path):
     docs = rdir / 'docs'
     text = (docs / 'results.md').read_text()
     assert '## Sweep' in text and '### Sensitivity check' in text
+    assert 'the cost of a finite view bank' in text
     assert (docs / 'images' / 'study_v2_score_vs_compute_r20w8.png').is_file()
     assert (docs / 'images' / 'study_v2_curves_r20w8.png').is_file()
     assert (docs / 'images' / 'teacher_pca_spectrum.png').is_file()
