@@ -323,8 +323,9 @@ def render(args, results, t0, load0, load1) -> str:
           'arms\' steps interleaved in one process). Peak memory: '
           + ('`torch.cuda.max_memory_allocated` of the steps minus the '
              'memory allocated after the build.' if cuda else
-             'growth of the process\'s peak RSS over its value after the '
-             'build.'), '',
+             'growth of the peak resident set size during the steps over '
+             'the size after the build (each benchmark\'s output says how '
+             'it reads it).'), '',
           sb.PERF_HEADER, '|---|---|---:|---|---:|---:|---:|---:|']
     for r in results:
         L += r['rows']

@@ -13,10 +13,9 @@
 * ``gpu_check.sh --smoke`` with the project venv: the page it writes in
   ``$OUT`` (rows and verdicts of the benchmarks run, DMAE stopped at a
   2 s cap and listed as such), its log and env.txt, the runs kept for a
-  rerun (about 1.5 min on 2 idle cores; kdep's smoke is left out here:
-  it doubles the time). The same script with kdep, on the installed
-  wheelhouse (a stand-in of the GPU machine's site: mmcv-lite, no mmdet /
-  mmseg), is in test_gpu_prepare.py.
+  rerun (bf16 only; about 2 minutes on 2 busy cores). The same script on
+  the installed wheelhouse (a stand-in of the GPU machine's site:
+  mmcv-lite, no mmdet / mmseg) is in test_gpu_prepare.py.
 """
 import json
 import math
@@ -98,8 +97,8 @@ def test_cuda_refused_without_cuda(script):
     assert '--device cuda: CUDA is not available' in r.stderr
 
 
-def run_smoke(out, results, only='tcs,ensemble,dmae', python=None, env=None,
-              timeout=900):
+def run_smoke(out, results, only='kdep,tcs,ensemble,dmae', python=None,
+              env=None, timeout=900):
     """``gpu_check.sh --smoke`` for the benchmarks ``only`` (bf16 only,
     DMAE capped at 2 s so that the page shows a stopped benchmark);
     ``python``: the interpreter (default: the project venv's)."""
@@ -149,7 +148,7 @@ def test_gpu_check_smoke(tmp_path):
     out, results = tmp_path / 'out', tmp_path / 'kept'
     rc, log = run_smoke(out, results)
     assert rc == 1, log[-3000:]  # a benchmark stopped: not all finished
-    check_smoke_page(str(out), str(results), log)
+    check_smoke_page(str(out), str(results), log, kdep=True)
 
 
 def test_losses_and_tcs_targets_stay_float32_under_bf16_autocast():
