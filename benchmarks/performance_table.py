@@ -36,8 +36,8 @@ that needs long is not stopped while there is time for it), capped by
 ``--timeout NAME=S``; one that runs out of time is stopped with its
 subprocesses and the page says so, the others still appear. ``--results-dir DIR`` keeps
 each finished run (its JSON and output) there and reuses it when the same
-run is asked for again, so that a rerun after a time-out only runs what is
-missing (``benchmarks/gpu_check.sh`` on a still-warm GPU machine).
+run of the same code is asked for again, so that a rerun after a
+time-out only runs what is missing (``benchmarks/gpu_check.sh`` on a still-warm GPU machine).
 
 Run it on an otherwise idle machine (about 20 minutes on 2 CPU cores)::
 
@@ -47,6 +47,7 @@ Run it on an otherwise idle machine (about 20 minutes on 2 CPU cores)::
     python benchmarks/performance_table.py --gpu --budget-s 420
 """
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -176,20 +177,37 @@ def _kept_path(results_dir, name, amp):
     return osp.join(results_dir, f'{name}__{amp.replace(",", "+")}.json')
 
 
+@functools.lru_cache(maxsize=None)
+def code_digest() -> str:
+    """sha256 of the code a benchmark run executes: every ``.py`` file
+    under benchmarks/, kdep_mm/ and configs/ (a kept run of other code is
+    not reused)."""
+    import glob
+    import hashlib
+    h = hashlib.sha256()
+    for top in ('benchmarks', 'kdep_mm', 'configs'):
+        for f in sorted(glob.glob(osp.join(REPO, top, '**', '*.py'),
+                                  recursive=True)):
+            with open(f, 'rb') as fh:
+                h.update(osp.relpath(f, REPO).encode() + b'\0' + fh.read())
+    return h.hexdigest()
+
+
 def keep(results_dir, name, amp, bargs, data, stdout, secs) -> None:
     """A finished run into ``results_dir`` (atomically; nothing when
-    None)."""
+    None), with its arguments and :func:`code_digest`."""
     if not results_dir:
         return
     from kdep_mm.utils.checkpoint import atomic_write_bytes
     os.makedirs(results_dir, exist_ok=True)
     atomic_write_bytes(json.dumps(dict(
-        argv=list(bargs), data=data, stdout=stdout,
+        argv=list(bargs), code=code_digest(), data=data, stdout=stdout,
         secs=secs)).encode(), _kept_path(results_dir, name, amp))
 
 
 def load_kept(results_dir, name, amp, bargs):
-    """The run kept by :func:`keep` with the same arguments, else None."""
+    """The run kept by :func:`keep` with the same arguments and the same
+    code, else None."""
     if not results_dir:
         return None
     path = _kept_path(results_dir, name, amp)
@@ -197,7 +215,9 @@ def load_kept(results_dir, name, amp, bargs):
         return None
     with open(path) as fh:
         kept = json.load(fh)
-    return kept if kept.get('argv') == list(bargs) else None
+    same = (kept.get('argv') == list(bargs) and
+            kept.get('code') == code_digest())
+    return kept if same else None
 
 
 def machine_line(device):

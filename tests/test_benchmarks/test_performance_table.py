@@ -250,15 +250,19 @@ def test_a_benchmark_past_its_time_is_stopped_and_listed(tmp_path):
     assert ' s, timed out)</summary>' in page
 
 
-def test_a_kept_run_is_reused_not_rerun(tmp_path):
+def test_a_kept_run_is_reused_not_rerun(tmp_path, monkeypatch):
     argv = ['--gpu', '--smoke', '--only', 'tcs', '--amps', 'fp32',
             '--results-dir', str(tmp_path / 'kept'), '--timeout', 'tcs=1',
             '--out', str(tmp_path / 'p.md')]
     [(name, amp, bargs, _)] = pt.plan_runs(pt.parse_args(argv))
     pt.keep(str(tmp_path / 'kept'), name, amp, bargs,
             _tcs((1.0, 1.05, 2.0)), 'the earlier output', 12.0)
-    # a kept run of other arguments is not reused
+    # a kept run of other arguments, or of other code, is not reused
     assert pt.load_kept(str(tmp_path / 'kept'), name, amp, bargs[:-1]) is None
+    assert pt.load_kept(str(tmp_path / 'kept'), name, amp, bargs)
+    monkeypatch.setattr(pt, 'code_digest', lambda: 'other code')
+    assert pt.load_kept(str(tmp_path / 'kept'), name, amp, bargs) is None
+    monkeypatch.undo()
     assert pt.main(argv) == 0  # not rerun: a 1 s timeout would stop it
     page = (tmp_path / 'p.md').read_text()
     assert '| TCS from the store / student step (cifar, fp32) | 1.050 |' \
