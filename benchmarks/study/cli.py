@@ -197,6 +197,13 @@ def main(argv=None) -> int:
     from .spec import STUDY_CFG, load_study
     study = load_study(args.study or STUDY_CFG)
     plan = full_plan(study)
+    for opt, given, known in (('--arms', _csv(args.arms), study.arms),
+                              ('--students', _csv(args.students),
+                               study.students)):
+        bad = sorted(set(given or ()) - set(known))
+        if bad:
+            raise SystemExit(f'{opt}: unknown {bad} (comma-separated, from '
+                             f'{",".join(known)})')
     cells = select(plan, arms=_csv(args.arms), students=_csv(args.students),
                    seeds=_csv(args.seeds, int), kinds=_csv(args.kinds),
                    only=_csv(args.only))

@@ -121,6 +121,8 @@ def select(plan, arms=None, students=None, seeds=None, kinds=None,
     ``ft_<task>``; ``only``: globs over cell ids."""
     picked = []
     for c in plan:
+        if c.kind == 'store' and arms is not None:
+            continue  # the picked store arms bring their stores back
         if c.kind not in ('pca', 'store'):
             if arms is not None and c.arm not in arms:
                 continue

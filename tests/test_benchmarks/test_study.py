@@ -141,6 +141,9 @@ def test_select_adds_dependencies(plan):
     assert 'probe/f/r20w8/s1/m2' in ids and 'pretrain/f/r20w8/s1' in ids
     assert 'pca' in ids and any(i.startswith('sweep/f/') for i in ids)
     assert not any(i.startswith('sweep/c/') for i in ids)
+    # a store arm brings its own store only
+    got = [c.id for c in P.select(plan, arms=['l'])]
+    assert 'store/v4' in got and 'store/v8' not in got
     got = P.select(plan, kinds=['ft_camvid'], seeds=[0], students=['r20w8'])
     assert {c.kind for c in got} >= {'ft', 'pretrain', 'sweep'}
     assert not any(c.kind == 'ft' and c.task == 'bccd' for c in got)
@@ -369,7 +372,7 @@ def test_smoke_study_end_to_end(tmp_path):
     rdir = tmp_path / 'res'
     cmd = [sys.executable, SCRIPT, '--smoke', '--study', str(spec),
            '--results-dir', str(rdir), '--students', 'r20w8', '--seeds', '0',
-           '--arms', 'abcdefghijkl', '--jobs', '2']
+           '--arms', 'a,b,c,d,e,f,g,h,i,j,k,l', '--jobs', '2']
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     r = subprocess.run(cmd, capture_output=True, text=True, env=env,
                        timeout=1200)
