@@ -21,9 +21,24 @@ Settings:
   at 224 px, teachers ResNet-50 + RedNet-50 (1000 classes).
 
 A step is forward + backward + ``torch.optim.AdamW.step()`` (+ zero_grad)
-on one random batch; the reported time is the median of ``--steps`` timed
-steps after ``--warmup`` untimed ones. Weights are random (timing does not
-depend on them). Memory: see ``benchmarks/_step_bench.py``.
+on one random batch. Weights are random (timing does not depend on them).
+
+Method. Paired timing (``--paired N``, what the performance tables run):
+all arms of one setting are built in ONE process (this script with
+``--paired-run``); after ``--warmup`` untimed cycles each of N cycles runs
+one step of every arm, the order rotated by one per cycle. Per step: wall
+seconds (the CUDA queue drained) and the process's CPU seconds
+(``time.process_time``). The step time of an arm is the median of its
+wall times; the target ratio (store / student) is the median over cycles
+of that cycle's ratio, so a slow phase of a shared machine moves both
+sides of it (arms timed minutes apart in separate processes gave verdicts
+that moved from run to run). The per-cycle CPU-time ratio is printed too.
+
+Memory (and, without ``--paired``, the step times): one fresh subprocess
+per (setting, arm), ``--rounds`` round-robin rounds, each ``--steps``
+timed steps after ``--warmup`` untimed ones (median over the pooled
+steps); see ``benchmarks/_step_bench.py`` for the memory reading. With
+``--paired`` they serve the memory column only and may run few steps.
 
 ``--amp bf16``: the forward and the losses (``model.loss``) under
 ``torch.autocast(bfloat16)`` (the online teachers included: they run under
@@ -37,13 +52,17 @@ Run::
 
     python benchmarks/ensemble_step_time.py                     # cifar
     python benchmarks/ensemble_step_time.py --settings cifar,in1k
+    # the CPU table's run (PERF_ARGS)
+    python benchmarks/ensemble_step_time.py --batch-size 32 --steps 1 \
+        --warmup 2 --rounds 1 --paired 20
     # the GPU table's run (GPU_ARGS), in fp32 and in bf16
     python benchmarks/ensemble_step_time.py --device cuda --settings in1k \
-        --batch-size 128 --steps 10 --warmup 3 --rounds 1 --channels-last \
-        --amp bf16
+        --batch-size 128 --steps 2 --warmup 3 --rounds 1 --paired 10 \
+        --channels-last --amp bf16
 """
 import os
 import os.path as osp
+import statistics
 import sys
 import time
 
@@ -60,13 +79,15 @@ SIZES = {'cifar': 32, 'in1k': 224}
 TARGET = 1.10  # store <= 1.10 x student
 # the arguments of benchmarks/performance_table.py: the CPU table, the GPU
 # table (the ImageNet setting at batch 128, once per precision) and the GPU
-# script's CPU smoke run (benchmarks/gpu_check.sh --smoke)
-PERF_ARGS = ['--batch-size', '32', '--steps', '5', '--warmup', '2',
-             '--rounds', '3']
-GPU_ARGS = ['--settings', 'in1k', '--batch-size', '128', '--steps', '10',
-            '--warmup', '3', '--rounds', '1', '--channels-last']
+# script's CPU smoke run (benchmarks/gpu_check.sh --smoke); all of them
+# time the arms paired (--paired: the per-arm processes give memory only)
+PERF_ARGS = ['--batch-size', '32', '--steps', '1', '--warmup', '2',
+             '--rounds', '1', '--paired', '20']
+GPU_ARGS = ['--settings', 'in1k', '--batch-size', '128', '--steps', '2',
+            '--warmup', '3', '--rounds', '1', '--paired', '10',
+            '--channels-last']
 SMOKE_ARGS = ['--batch-size', '2', '--steps', '1', '--warmup', '0',
-              '--rounds', '1', '--threads', '1']
+              '--rounds', '1', '--paired', '2', '--threads', '1']
 ARM_DESC = {
     'student': 'ViT student alone (plain DeiT, CE)',
     'online': 'ensemble, both teachers online',
@@ -84,8 +105,20 @@ def parse_args():
                    help='arms run round-robin this many times (a fresh '
                    'process each), so that load drift hits all arms alike; '
                    'the timed steps of all rounds are pooled')
+    p.add_argument('--paired', type=int, default=0, metavar='N',
+                   help='also time the arms of each setting in one process, '
+                   'one step of each arm per cycle (order rotated) for N '
+                   'cycles after --warmup ones; step times and the target '
+                   'ratio (median per-cycle store / student) then come '
+                   'from it, the per-arm processes give memory [0: off]')
+    p.add_argument('--paired-run', action='store_true',
+                   help='(internal) run the paired timing of --setting')
     p.add_argument('--setting', choices=tuple(CONFIGS), help='(internal)')
-    return p.parse_args()
+    args = p.parse_args()
+    if args.paired < 0 or (args.paired_run and args.paired < 1):
+        p.error(f'--paired: expected a number of cycles >= 1 (0: no paired '
+                f'run), got {args.paired}')
+    return args
 
 
 def build(arm, setting):
@@ -117,17 +150,19 @@ def build(arm, setting):
     return MODELS.build(m)
 
 
-def run_one(args):
+def _setup(args, arm, n_steps):
+    """The model of ``arm`` in ``args.setting``, its AdamW and one training
+    step as a closure over ``n_steps`` pre-made batches of data samples
+    (the image batch is one random tensor); the same seeds for every arm.
+    Returns ``(model, step, last_loss)``: ``step()`` appends its loss to
+    the list ``last_loss``."""
     import numpy as np
     import torch
     from mmpretrain.structures import DataSample
-    sb.check_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     fmt = sb.memory_format(args.channels_last)
     torch.manual_seed(0)
-    model = build(args.arm, args.setting)
+    model = build(arm, args.setting)
     model.init_weights()
     model = model.to(dev, memory_format=fmt)
     model.train()
@@ -144,14 +179,14 @@ def run_one(args):
         out = []
         for i in range(n):
             s = DataSample().set_gt_label(int(rng.integers(num_classes)))
-            if args.arm == 'store':
+            if arm == 'store':
                 s.set_field({name: dict(logits=rng.standard_normal(
                     num_classes).astype(np.float32))
                     for name in model.teacher_names}, 'teacher_outputs')
             out.append(s)
         return out
 
-    batches = [samples() for _ in range(args.warmup + args.steps)]
+    batches = [samples() for _ in range(n_steps)]
     it = iter(batches)
     last_loss = []
 
@@ -164,75 +199,178 @@ def run_one(args):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    return model, step, last_loss
+
+
+def run_one(args):
+    import torch
+    sb.check_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, step, last_loss = _setup(args, args.arm,
+                                    args.warmup + args.steps)
     res = sb.time_steps(step, args.warmup, args.steps, args.device)
-    res.update(arm=args.arm, setting=args.setting, batch=n,
+    res.update(arm=args.arm, setting=args.setting, batch=args.batch_size,
                student_params=sum(p.numel() for p in model.parameters()),
                losses=[float(v) for v in last_loss], device=args.device,
                amp=args.amp, channels_last=args.channels_last)
     return res
 
 
+def run_paired(args):
+    """All arms of ``args.setting`` in one process, their steps
+    interleaved: ``--warmup`` untimed cycles, then ``--paired`` cycles;
+    cycle ``c`` runs one step of each arm in the order rotated by ``c``.
+    Per arm and timed cycle: wall seconds (``times``) and process CPU
+    seconds (``cpu_times``)."""
+    import torch
+    sb.check_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    arms = [a for a in args.arms.split(',') if a]
+    built = {a: _setup(args, a, args.warmup + args.paired) for a in arms}
+    cuda = str(args.device).startswith('cuda')
+    times = {a: [] for a in arms}
+    cpu = {a: [] for a in arms}
+    for c in range(args.warmup + args.paired):
+        k = c % len(arms)
+        for a in arms[k:] + arms[:k]:
+            c0 = time.process_time()
+            dt = sb.timed_call(built[a][1], cuda)
+            if c >= args.warmup:
+                times[a].append(dt)
+                cpu[a].append(time.process_time() - c0)
+    return dict(setting=args.setting, arms=arms, cycles=args.paired,
+                warmup=args.warmup, batch=args.batch_size, times=times,
+                cpu_times=cpu,
+                losses={a: float(built[a][2][-1]) for a in arms},
+                threads=torch.get_num_threads(), torch=torch.__version__,
+                device=args.device, amp=args.amp,
+                channels_last=args.channels_last)
+
+
+def paired_ratio(times: dict, num: str = 'store',
+                 den: str = 'student') -> dict:
+    """Per-cycle ratios ``num / den`` of a paired run's ``times`` (arm ->
+    per-cycle seconds): their median (the verdict), min and max."""
+    per = [a / b for a, b in zip(times[num], times[den])]
+    return dict(median=statistics.median(per), min=min(per), max=max(per),
+                per_cycle=per)
+
+
 def perf_rows(data: dict, bench_args: list):
     """The performance table's rows (student first) and verdicts
     (``(what, measured, target, '<=', verdict)``, one per setting:
     ensemble from the store / ViT student step) of this benchmark's
-    ``--json`` ``data``, run with ``bench_args``."""
+    ``--json`` ``data``, run with ``bench_args``. Step times (median wall
+    seconds) and the ratio (median of the per-cycle store / student wall
+    ratios) from the setting's paired run (``{setting}@paired``) when
+    there is one, else the medians of the per-arm processes; memory from
+    the per-arm processes."""
     amp = sb.arg_value(bench_args, '--amp', 'fp32')
     rows, verdicts = [], []
     for s in [s for s in CONFIGS if f'{s}@student' in data]:
         label = ('CIFAR DeiT-Ti width, 32 px' if s == 'cifar' else
                  'ImageNet DeiT-Ti from R50+RedNet-50, 224 px') + f', {amp}'
         r = {a: data[f'{s}@{a}'] for a in ARMS if f'{s}@{a}' in data}
+        paired = data.get(f'{s}@paired')
+        if paired:
+            r = {a: dict(v, median_s=statistics.median(paired['times'][a]))
+                 for a, v in r.items() if a in paired['times']}
+        what = f'ensemble from the store / ViT student step ({s}, {amp})'
         rs, v = sb.setting_rows(
             'ensemble', label, r,
             (('student', 'ViT student alone (DeiT, CE)'),
              ('online', 'ensemble, 2 teachers online'),
              ('store', 'ensemble, teacher logits stored')), 'store', TARGET,
-            f'ensemble from the store / ViT student step ({s}, {amp})')
+            what)
+        if v and paired:
+            v = sb.judge(what, paired_ratio(paired['times'])['median'],
+                         TARGET)
         rows += rs
         verdicts += [v] if v else []
     return rows, verdicts
 
 
+def print_paired(paired: dict, arms) -> None:
+    """The paired runs' table: per setting and arm the median wall and CPU
+    step, and store (and online) / student per cycle: median (min-max)."""
+    any_p = next(iter(paired.values()))
+    print()
+    print(f'Paired timing (the step times and the target): one process per '
+          f'setting holding all arms, {any_p["warmup"]} warm-up cycles, '
+          f'then {any_p["cycles"]} cycles of one step per arm (order '
+          f'rotated each cycle), {any_p["threads"]} threads. Ratios: median '
+          'over cycles of that cycle\'s ratio (min - max).')
+    print()
+    print('| setting | batch | arm | step (wall s, median) | step (CPU s, '
+          'median) | / student per cycle, wall: median (min - max) | '
+          '/ student per cycle, CPU: median |')
+    print('|---|---|---|---|---|---|---|')
+    for s, p in paired.items():
+        for a in [a for a in arms if a in p['times']]:
+            if a != 'student' and 'student' in p['times']:
+                w = paired_ratio(p['times'], a)
+                c = paired_ratio(p['cpu_times'], a)
+                rel = (f'{w["median"]:.3f} ({w["min"]:.3f} - '
+                       f'{w["max"]:.3f}) | {c["median"]:.3f}')
+            else:
+                rel = '- | -'
+            print(f'| {s} ({SIZES[s]} px) | {p["batch"]} | {ARM_DESC[a]} | '
+                  f'{statistics.median(p["times"][a]):.3f} | '
+                  f'{statistics.median(p["cpu_times"][a]):.3f} | {rel} |')
+
+
 def main():
     args = parse_args()
     sb.check_device(args.device)
+    if args.paired_run:
+        sb.emit(run_paired(args))
+        return
     if args.arm is not None:
         sb.emit(run_one(args))
         return
     settings = [s for s in args.settings.split(',') if s]
     arms = [a for a in args.arms.split(',') if a]
-    results = {}
+    results, paired = {}, {}
     t_start, load0 = time.time(), os.getloadavg()[0]
     for setting in settings:
         batch = args.batch_size or (16 if setting == 'cifar' else 8)
+        common = ['--setting', setting, '--batch-size', batch, '--warmup',
+                  args.warmup, '--device', args.device, '--amp', args.amp]
+        if args.channels_last:
+            common.append('--channels-last')
+        if args.threads:
+            common += ['--threads', args.threads]
         for rnd in range(args.rounds):
             for arm in arms:
-                cmd = ['--arm', arm, '--setting', setting, '--batch-size',
-                       batch, '--steps', args.steps, '--warmup',
-                       args.warmup, '--device', args.device, '--amp',
-                       args.amp]
-                if args.channels_last:
-                    cmd.append('--channels-last')
-                if args.threads:
-                    cmd += ['--threads', args.threads]
                 t0 = time.time()
                 res = sb.pool_rounds(results.get((setting, arm)),
-                                     sb.run_arm(__file__, cmd, REPO))
+                                     sb.run_arm(__file__, [
+                                         '--arm', arm, '--steps', args.steps,
+                                         *common], REPO))
                 results[(setting, arm)] = res
                 print(f'# {setting} {arm:8s} round {rnd}: steps '
                       f'{[round(t, 3) for t in res["times"]]}, mem '
                       f'+{res["mem_mib"]:.0f} MiB, subprocess '
                       f'{time.time() - t0:.0f} s', file=sys.stderr,
                       flush=True)
+        if args.paired:
+            t0 = time.time()
+            paired[setting] = sb.run_arm(__file__, [
+                '--paired-run', '--paired', args.paired, '--arms',
+                ','.join(arms), *common], REPO)
+            print(f'# {setting} paired: {args.paired} cycles, subprocess '
+                  f'{time.time() - t0:.0f} s', file=sys.stderr, flush=True)
     any_res = next(iter(results.values()))
     print(f'Machine: {args.device}, {os.cpu_count()} CPU cores visible, '
           f'torch {any_res["torch"]}, {any_res["threads"]} threads, '
-          f'{sb.setup_line(args)}, warm-up '
-          f'{args.warmup}, median of {args.steps} timed steps x '
-          f'{args.rounds} rounds (fresh process each; forward + '
-          'backward + AdamW step), random weights.')
-    print(f'Memory column: {sb.memory_note(args.device)}.')
+          f'{sb.setup_line(args)}, random weights; a step is forward + '
+          'backward + AdamW step.')
+    print(f'Per-arm processes ({"the memory column; " if paired else ""}'
+          f'warm-up {args.warmup}, median of {args.steps} timed steps x '
+          f'{args.rounds} round(s), a fresh process each). Memory column: '
+          f'{sb.memory_note(args.device)}.')
     print()
     print('| setting | batch | arm | step time (s, median) | step time (s, '
           'min) | x student (median) | peak mem (MiB) |')
@@ -246,16 +384,23 @@ def main():
             print(f'| {setting} ({SIZES[setting]} px) | {r["batch"]} | '
                   f'{ARM_DESC[arm]} | {r["median_s"]:.3f} | '
                   f'{min(r["times"]):.3f} | {rel} | {r["mem_mib"]:.0f} |')
+    if paired:
+        print_paired(paired, arms)
     print()
     for setting in settings:
-        if (setting, 'store') in results and (setting,
-                                              'student') in results:
-            ratio = (results[(setting, 'store')]['median_s'] /
-                     results[(setting, 'student')]['median_s'])
+        if 'store' in arms and 'student' in arms:
+            if setting in paired:
+                ratio = paired_ratio(paired[setting]['times'])['median']
+                how = 'median per-cycle ratio of the paired run'
+            else:
+                ratio = (results[(setting, 'store')]['median_s'] /
+                         results[(setting, 'student')]['median_s'])
+                how = 'ratio of the per-arm medians'
             print(f'Target "store <= {TARGET:.2f} x student step time" '
-                  f'({setting}): {ratio:.3f} -> '
+                  f'({setting}, {how}): {ratio:.3f} -> '
                   f'{"MET" if ratio <= TARGET else "NOT MET"}')
     sb.print_wall_and_load(t_start, load0)
+    results.update({(s, 'paired'): p for s, p in paired.items()})
     sb.dump_json(args.json, results)
 
 

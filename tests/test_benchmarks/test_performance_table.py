@@ -105,6 +105,60 @@ def test_ensemble_store_over_student():
     assert '| 0.560 (wall s) | 57.1 | 5 | 1.12 |' in rows[2]
 
 
+def test_ensemble_paired_run_gives_step_times_and_the_ratio():
+    # memory from the per-arm processes, step times from the paired run;
+    # the verdict is the median of the per-cycle store/student ratios
+    import ensemble_step_time as es
+    assert '--paired' in es.PERF_ARGS and '--paired' in es.GPU_ARGS
+    assert sb.arg_value(es.GPU_ARGS, '--batch-size') == '128'
+    ens = {f'cifar@{a}': dict(median_s=99.0, mem_mib=m, batch=32)
+           for a, m in (('student', 1), ('online', 2), ('store', 3))}
+    ens['cifar@paired'] = dict(cycles=3, times=dict(
+        student=[0.5, 0.6, 0.4], online=[0.6, 0.7, 0.5],
+        store=[0.52, 0.69, 0.5]))
+    rows, [(what, ratio, target, cmp, verdict)] = pt.perf_rows(
+        'ensemble', ens, es.PERF_ARGS)
+    # per cycle 1.04, 1.15, 1.25 -> 1.15 (the medians' ratio: 1.04)
+    assert ratio == pytest.approx(1.15) and verdict == 'NOT MET'
+    assert (target, cmp) == (1.10, '<=') and '(cifar, fp32)' in what
+    assert rows[0].endswith('| 0.500 (wall s) | 64.0 | 1 | 1.00 |')
+    assert rows[1].endswith('| 0.600 (wall s) | 53.3 | 2 | 1.20 |')
+    assert rows[2].endswith('| 0.520 (wall s) | 61.5 | 3 | 1.04 |')
+    pr = es.paired_ratio(ens['cifar@paired']['times'])
+    assert (pr['min'], pr['max']) == (pytest.approx(1.04),
+                                      pytest.approx(1.25))
+    # faster cycles of the store arm: MET
+    ens['cifar@paired']['times']['store'] = [0.5, 0.63, 0.6]
+    [v] = pt.perf_rows('ensemble', ens, es.PERF_ARGS)[1]
+    assert v[1] == pytest.approx(1.05) and v[4] == 'MET'
+
+
+@pytest.mark.slow
+def test_ensemble_smoke_run_times_the_arms_paired(tmp_path):
+    import json
+    import math
+    import subprocess
+    import ensemble_step_time as es
+    out = tmp_path / 'ens.json'
+    r = subprocess.run([sys.executable,
+                        osp.join(REPO, 'benchmarks', 'ensemble_step_time.py'),
+                        *es.SMOKE_ARGS, '--json', str(out)], cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    data = json.loads(out.read_text())
+    p = data['cifar@paired']
+    n = int(sb.arg_value(es.SMOKE_ARGS, '--paired'))
+    assert p['cycles'] == n and p['arms'] == list(es.ARMS)
+    for a in es.ARMS:
+        assert len(p['times'][a]) == len(p['cpu_times'][a]) == n
+        assert min(p['times'][a]) > 0 and math.isfinite(p['losses'][a])
+        assert data[f'cifar@{a}']['mem_mib'] >= 0  # the per-arm process
+    assert 'Paired timing' in r.stdout
+    assert 'median per-cycle ratio of the paired run' in r.stdout
+    [v] = pt.perf_rows('ensemble', data, es.SMOKE_ARGS)[1]
+    assert v[1] == pytest.approx(es.paired_ratio(p['times'])['median'])
+
+
 def test_dmae_truncated_over_full_per_arm_processes():
     dmae = {f'{a}@75': dict(median_s=t, mem_mib=5)
             for a, t in (('mae', 10.0), ('truncated', 13.0),
