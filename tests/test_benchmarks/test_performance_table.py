@@ -95,6 +95,60 @@ def test_tcs_store_over_student_one_verdict_per_setting():
     assert rows[5].endswith('| 4.000 (wall s) | 32.0 | 5 | 2.00 |')
 
 
+def test_tcs_paired_run_gives_step_times_and_the_ratio():
+    # memory and batch from the per-arm processes, step times from the
+    # paired run (per-arm medians), the verdict the median of the per-cycle
+    # store / student ratios (the ratio of the medians, 1.2, would fail)
+    import tcs_step_time as ts
+    assert '--paired' in ts.PERF_ARGS and '--paired' in ts.GPU_ARGS
+    assert '--paired' in ts.SMOKE_ARGS
+    data = {f'cifar/{a}': dict(summary=dict(median_s=99.0, mem_mib=m,
+                                            batch=128))
+            for a, m in (('student', 1), ('tcs_store', 2),
+                         ('tcs_online', 3))}
+    data['cifar/paired'] = dict(cycles=3, times=dict(
+        student=[1.0, 1.0, 1.2], tcs_store=[1.05, 1.2, 1.2],
+        tcs_online=[2.0, 2.2, 2.4]))
+    rows, [(what, ratio, target, cmp, verdict)] = pt.perf_rows(
+        'tcs', data, ts.PERF_ARGS)
+    # per cycle 1.05, 1.2, 1.0 -> median 1.05
+    assert ratio == pytest.approx(1.05) and verdict == 'MET'
+    assert (target, cmp) == (1.10, '<=') and 'cifar, fp32' in what
+    assert rows[0].endswith('| 1.000 (wall s) | 128.0 | 1 | 1.00 |')
+    assert rows[1].endswith('| 1.200 (wall s) | 106.7 | 2 | 1.20 |')
+    assert rows[2].endswith('| 2.200 (wall s) | 58.2 | 3 | 2.20 |')
+    pr = ts.paired_ratio(data['cifar/paired']['times'])
+    assert (pr['min'], pr['max']) == (pytest.approx(1.0), pytest.approx(1.2))
+    assert pr['of_sums'] == pytest.approx(3.45 / 3.2)
+
+
+def test_tcs_smoke_run_writes_the_paired_timing(tmp_path):
+    # SMOKE_ARGS: the per-arm processes (memory) and one paired process of
+    # 2 cycles; perf_rows judges the paired run's per-cycle median
+    import json
+    import subprocess
+
+    import tcs_step_time as ts
+    out = tmp_path / 'tcs.json'
+    r = subprocess.run([sys.executable, osp.join(REPO, 'benchmarks',
+                                                 'tcs_step_time.py'),
+                        *ts.SMOKE_ARGS, '--json', str(out)], cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    data = json.loads(out.read_text())
+    p = data['cifar/paired']
+    assert p['cycles'] == 2 and p['batch'] == 4 and p['threads'] == 1
+    for a in ts.ARMS:
+        assert len(p['times'][a]) == 2 and len(p['cpu_times'][a]) == 2
+        assert all(t > 0 for t in p['times'][a])
+        assert data[f'cifar/{a}']['summary']['mem_mib'] >= 0
+    rows, [v] = pt.perf_rows('tcs', data, ts.SMOKE_ARGS)
+    assert len(rows) == 3
+    assert v[1] == pytest.approx(ts.paired_ratio(p['times'])['median'])
+    assert 'Paired timing: one process per setting' in r.stdout
+    assert 'median per-cycle ratio of the paired run' in r.stdout
+
+
 def test_ensemble_store_over_student():
     ens = {f'cifar@{a}': dict(median_s=t, mem_mib=5, batch=32)
            for a, t in (('student', 0.5), ('online', 0.6), ('store', 0.56))}
