@@ -503,6 +503,20 @@ def paired_ratio(times: dict, num: str = 'tcs_store',
 
 
 # ------------------------------------------------------------ driver
+def _child_args(args, setting) -> list:
+    """The options an arm process and the paired process share."""
+    cmd = ['--setting', setting, '--cifar-batch', args.cifar_batch,
+           '--in1k-batch', args.in1k_batch, '--device', args.device,
+           '--amp', args.amp]
+    if args.channels_last:
+        cmd.append('--channels-last')
+    if args.warmup is not None:
+        cmd += ['--warmup', args.warmup]
+    if args.threads:
+        cmd += ['--threads', args.threads]
+    return cmd
+
+
 def print_paired(paired: dict) -> None:
     """The paired runs' table: per setting and arm the median wall and CPU
     step time, and the per-cycle store / student ratio (median, min - max;
@@ -585,17 +599,9 @@ def main():
     for s in settings:
         for rep in range(args.repeats):
             for a in arms:
-                cmd = ['--setting', s, '--arm', a, '--cifar-batch',
-                       args.cifar_batch, '--in1k-batch', args.in1k_batch,
-                       '--device', args.device, '--amp', args.amp]
-                if args.channels_last:
-                    cmd.append('--channels-last')
-                if args.warmup is not None:
-                    cmd += ['--warmup', args.warmup]
+                cmd = ['--arm', a, *_child_args(args, s)]
                 if args.steps:
                     cmd += ['--steps', args.steps]
-                if args.threads:
-                    cmd += ['--threads', args.threads]
                 t0 = time.time()
                 res = sb.run_arm(__file__, cmd, REPO)
                 runs.setdefault((s, a), []).append(res)
@@ -607,16 +613,8 @@ def main():
                       f'{os.getloadavg()[0]:.2f}', file=sys.stderr,
                       flush=True)
         if args.paired:
-            cmd = ['--paired-run', '--setting', s, '--paired', args.paired,
-                   '--arms', ','.join(arms), '--cifar-batch',
-                   args.cifar_batch, '--in1k-batch', args.in1k_batch,
-                   '--device', args.device, '--amp', args.amp]
-            if args.channels_last:
-                cmd.append('--channels-last')
-            if args.warmup is not None:
-                cmd += ['--warmup', args.warmup]
-            if args.threads:
-                cmd += ['--threads', args.threads]
+            cmd = ['--paired-run', '--paired', args.paired, '--arms',
+                   ','.join(arms), *_child_args(args, s)]
             t0 = time.time()
             paired[s] = sb.run_arm(__file__, cmd, REPO)
             print(f'# {s:5s} paired: {args.paired} cycles, subprocess '
