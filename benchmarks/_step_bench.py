@@ -86,6 +86,18 @@ def setup_line(args) -> str:
             f'{", channels_last" if args.channels_last else ""}')
 
 
+def paired_ratio(times: dict, num: str, den: str) -> dict:
+    """Per-cycle ratios ``num / den`` of a paired run's step times
+    (``times[arm]``, one per cycle): their median (the verdict), min, max,
+    quartiles, and the ratio of the summed step times."""
+    import statistics
+    per = [a / b for a, b in zip(times[num], times[den])]
+    q = statistics.quantiles(per, n=4) if len(per) > 1 else per * 3
+    return dict(median=statistics.median(per), min=min(per), max=max(per),
+                q1=q[0], q3=q[2], of_sums=sum(times[num]) / sum(times[den]),
+                per_cycle=per)
+
+
 def timed_call(step, cuda: bool) -> float:
     """Wall seconds of one ``step()``, the CUDA queue drained after it."""
     t0 = time.perf_counter()

@@ -253,12 +253,8 @@ def run_paired(args):
 
 def paired_ratio(times: dict, num: str = 'truncated',
                  den: str = 'full') -> dict:
-    """Per-cycle ratios ``num / den`` of a paired run: their median (the
-    verdict), quartiles, and the ratio of the summed step times."""
-    per = [a / b for a, b in zip(times[num], times[den])]
-    q = statistics.quantiles(per, n=4) if len(per) > 1 else per * 3
-    return dict(median=statistics.median(per), q1=q[0], q3=q[2],
-                of_sums=sum(times[num]) / sum(times[den]), per_cycle=per)
+    """:func:`_step_bench.paired_ratio`, truncated / full by default."""
+    return sb.paired_ratio(times, num, den)
 
 
 # ------------------------------------------------------------ driver

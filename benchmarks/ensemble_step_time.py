@@ -251,11 +251,8 @@ def run_paired(args):
 
 def paired_ratio(times: dict, num: str = 'store',
                  den: str = 'student') -> dict:
-    """Per-cycle ratios ``num / den`` of a paired run's ``times`` (arm ->
-    per-cycle seconds): their median (the verdict), min and max."""
-    per = [a / b for a, b in zip(times[num], times[den])]
-    return dict(median=statistics.median(per), min=min(per), max=max(per),
-                per_cycle=per)
+    """:func:`_step_bench.paired_ratio`, store / student by default."""
+    return sb.paired_ratio(times, num, den)
 
 
 def perf_rows(data: dict, bench_args: list):

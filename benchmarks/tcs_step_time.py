@@ -494,12 +494,8 @@ def run_paired(args):
 
 def paired_ratio(times: dict, num: str = 'tcs_store',
                  den: str = 'student') -> dict:
-    """Per-cycle ratios ``num / den`` of a paired run's step times
-    (``times[arm]``, one per cycle): their median (the verdict), min and
-    max, and the ratio of the summed step times."""
-    per = [a / b for a, b in zip(times[num], times[den])]
-    return dict(median=statistics.median(per), min=min(per), max=max(per),
-                of_sums=sum(times[num]) / sum(times[den]), per_cycle=per)
+    """:func:`_step_bench.paired_ratio`, store / student by default."""
+    return sb.paired_ratio(times, num, den)
 
 
 # ------------------------------------------------------------ driver
