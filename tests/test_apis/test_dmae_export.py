@@ -235,13 +235,17 @@ def test_finetune_config():
     bb = cfg.model.backbone
     assert bb.init_cfg == dict(type='Pretrained',
                                checkpoint=cfg.pretrained, prefix='backbone.')
-    # MAE's ViT-B fine-tuning recipe, inherited unchanged
+    # MAE's ViT-B fine-tuning recipe with the authors' finetune.sh defaults
+    # (drop path 0.15, layer decay 0.75, 20 warm-up epochs)
     assert (bb.type, bb.arch, bb.patch_size, bb.img_size) == (
         'VisionTransformer', 'base', 16, 224)
     assert (bb.out_type, bb.final_norm, bb.drop_path_rate) == (
-        'avg_featmap', False, 0.1)
+        'avg_featmap', False, 0.15)
     assert cfg.optim_wrapper.optimizer.lr == 2e-3
-    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.65
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.75
+    warm, cos = cfg.param_scheduler
+    assert (warm.end, cos.begin, cos.end, cos.T_max, cos.eta_min) == (
+        20, 20, 100, 80, 1e-6)
     assert cfg.train_cfg.max_epochs == 100
     assert cfg.train_dataloader.batch_size == 128
     # builds (no checkpoint needed with init_cfg removed)

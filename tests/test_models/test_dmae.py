@@ -394,12 +394,16 @@ def test_dmae_configs(ratio, visible):
     assert cfg.optim_wrapper.paramwise_cfg.bias_decay_mult == 0.
     assert cfg.train_cfg.max_epochs == 100
     assert cfg.auto_scale_lr.base_batch_size == 4096
+    # the authors' main_distill.py: 20 warm-up epochs, half-cosine to 0,
+    # no norm_pix, the CLS and mask tokens decayed (timm add_weight_decay)
     warm, cos = cfg.param_scheduler
     assert (warm.type, warm.end, warm.convert_to_iter_based) == ('LinearLR',
-                                                                 40, True)
-    assert (cos.type, cos.begin, cos.end, cos.T_max,
-            cos.convert_to_iter_based) == ('CosineAnnealingLR', 40, 100, 60,
-                                           True)
+                                                                 20, True)
+    assert (cos.type, cos.begin, cos.end, cos.T_max, cos.eta_min,
+            cos.convert_to_iter_based) == ('CosineAnnealingLR', 20, 100, 80,
+                                           0., True)
+    assert cfg.model.head.norm_pix is False
+    assert set(cfg.optim_wrapper.paramwise_cfg.custom_keys) == {'ln', 'bias'}
     crop = cfg.train_dataloader.dataset.pipeline[1]
     assert crop.type == 'RandomResizedCrop' and crop.scale == 224
     assert tuple(crop.crop_ratio_range) == (0.2, 1.0)
@@ -426,7 +430,7 @@ def test_dmae_config_builds_vit_l_to_vit_b():
     assert model.neck.decoder_embed.in_features == 768
     assert model.neck.num_patches == 196
     assert model.neck.decoder_pred.out_features == 16 * 16 * 3
-    assert model.head.patch_size == 16 and model.head.norm_pix
+    assert model.head.patch_size == 16 and not model.head.norm_pix
     assert not any('teacher' in k for k in model.state_dict())
 
 
