@@ -252,3 +252,30 @@ def setting_rows(alg: str, label: str, r: dict, arms, judged: str,
     verdict = (judge(what, r[judged]['median_s'] / base, target)
                if judged in r else None)
     return rows, verdict
+
+
+def cycle_order(keys, c: int) -> list:
+    """The arms' order in interleaved cycle ``c``: the rows of a Williams
+    design (a Latin square balanced for first-order carry-over; Williams,
+    1949), taken in turn. Row ``r`` of ``n`` arms is
+    ``(base[j] + r) mod n`` with ``base = 0, 1, n-1, 2, n-2, ...``; for odd
+    ``n`` the reversed rows follow, 2n rows in all. Over every full block
+    of rows each arm runs once in every position and right after every
+    other arm equally often, so that the state one arm leaves behind
+    (caches, allocator) does not always fall on the same next arm, as it
+    does when one order is only rotated."""
+    keys = list(keys)
+    n = len(keys)
+    if n < 2:
+        return keys
+    base, lo, hi = [0], 1, n - 1
+    while len(base) < n:
+        base.append(lo)
+        lo += 1
+        if len(base) < n:
+            base.append(hi)
+            hi -= 1
+    rows = [[(b + r) % n for b in base] for r in range(n)]
+    if n % 2:
+        rows += [row[::-1] for row in rows]
+    return [keys[i] for i in rows[c % len(rows)]]

@@ -36,7 +36,7 @@ models and batch on the GPU, the queue drained after each step.
 
 Paired timing (``--paired N``): after the per-arm processes, one more
 process per ratio holds all arms and runs N cycles of one step per arm,
-the order rotated every cycle; the target (truncated <= 0.85 x full at 75 %)
+in carry-over-balanced orders; the target (truncated <= 0.85 x full at 75 %)
 is then judged on the median of the per-cycle ratios, which a slow phase
 of a shared machine moves far less than arms timed minutes apart.
 
@@ -228,10 +228,11 @@ def run_one(args):
 
 
 def run_paired(args):
-    """All arms in one process, their steps interleaved: cycle ``c`` runs
-    one step of each arm, in an order rotated by ``c``. A slow phase of a
-    shared machine then hits the arms of one cycle alike, and the ratio of
-    two arms is judged per cycle (the median of the per-cycle ratios)."""
+    """All arms in one process, their steps interleaved: cycle ``c`` runs one
+    step of each arm, in the order ``_step_bench.cycle_order(arms, c)`` (a
+    Williams design). A slow phase of a shared machine then hits the arms
+    of one cycle alike, and the ratio of two arms is judged per cycle (the
+    median of the per-cycle ratios)."""
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -243,8 +244,7 @@ def run_paired(args):
             sb.timed_call(steps[a], cuda)
     times = {a: [] for a in arms}
     for c in range(args.paired):
-        k = c % len(arms)
-        for a in arms[k:] + arms[:k]:
+        for a in sb.cycle_order(arms, c):
             times[a].append(sb.timed_call(steps[a], cuda))
     return dict(ratio=args.ratio, times=times, cycles=args.paired,
                 threads=torch.get_num_threads(), torch=torch.__version__,
@@ -262,7 +262,7 @@ def print_paired(paired: dict, arms) -> None:
     print()
     n = next(iter(paired.values()))['cycles']
     print(f'Paired timing: one process per ratio holding all arms, {n} '
-          'cycles of one step per arm (order rotated each cycle).')
+          'cycles of one step per arm (carry-over-balanced orders).')
     print()
     print('| masking | ' + ' | '.join(f'{a} (s, median)' for a in arms) +
           ' | truncated / full per cycle: median | (quartiles) | '

@@ -26,7 +26,7 @@ on one random batch. Weights are random (timing does not depend on them).
 Method. Paired timing (``--paired N``, what the performance tables run):
 all arms of one setting are built in ONE process (this script with
 ``--paired-run``); after ``--warmup`` untimed cycles each of N cycles runs
-one step of every arm, the order rotated by one per cycle. Per step: wall
+one step of every arm, in carry-over-balanced orders. Per step: wall
 seconds (the CUDA queue drained) and the process's CPU seconds
 (``time.process_time``). The step time of an arm is the median of its
 wall times; the target ratio (store / student) is the median over cycles
@@ -107,7 +107,7 @@ def parse_args():
                    'the timed steps of all rounds are pooled')
     p.add_argument('--paired', type=int, default=0, metavar='N',
                    help='also time the arms of each setting in one process, '
-                   'one step of each arm per cycle (order rotated) for N '
+                   'one step of each arm per cycle (carry-over-balanced orders) for N '
                    'cycles after --warmup ones; step times and the target '
                    'ratio (median per-cycle store / student) then come '
                    'from it, the per-arm processes give memory [0: off]')
@@ -220,7 +220,7 @@ def run_one(args):
 def run_paired(args):
     """All arms of ``args.setting`` in one process, their steps
     interleaved: ``--warmup`` untimed cycles, then ``--paired`` cycles;
-    cycle ``c`` runs one step of each arm in the order rotated by ``c``.
+    cycle ``c`` runs one step of each arm in the order ``_step_bench.cycle_order(arms, c)``.
     Per arm and timed cycle: wall seconds (``times``) and process CPU
     seconds (``cpu_times``)."""
     import torch
@@ -233,8 +233,7 @@ def run_paired(args):
     times = {a: [] for a in arms}
     cpu = {a: [] for a in arms}
     for c in range(args.warmup + args.paired):
-        k = c % len(arms)
-        for a in arms[k:] + arms[:k]:
+        for a in sb.cycle_order(arms, c):
             c0 = time.process_time()
             dt = sb.timed_call(built[a][1], cuda)
             if c >= args.warmup:
@@ -297,7 +296,7 @@ def print_paired(paired: dict, arms) -> None:
     print(f'Paired timing (the step times and the target): one process per '
           f'setting holding all arms, {any_p["warmup"]} warm-up cycles, '
           f'then {any_p["cycles"]} cycles of one step per arm (order '
-          f'rotated each cycle), {any_p["threads"]} threads. Ratios: median '
+          f'carry-over-balanced orders), {any_p["threads"]} threads. Ratios: median '
           'over cycles of that cycle\'s ratio (min - max).')
     print()
     print('| setting | batch | arm | step (wall s, median) | step (CPU s, '

@@ -27,14 +27,14 @@ the values):
   ``tools/setup_peers.sh`` has installed it into ``.peers/`` (else skipped,
   with a line saying so).
 
-Method. All arms are built in one process; each cycle runs one step of
-every arm (the order rotated by one per cycle), after ``--warmup`` untimed
-cycles; ``--steps`` (= ``--cycles``) timed cycles. Per step: wall seconds
-(the CUDA queue drained) and the process's CPU seconds. The clock judged is
-CPU time on CPU (one torch thread by default: the cost on an idle core,
-which drifts less with the load of a shared machine) and wall time on
-CUDA. A ratio with a target is the median over cycles of that cycle's
-ratio, so a slow phase of the machine moves both sides.
+Method. All arms are built in one process; each cycle runs one step of every
+arm (in orders balanced for carry-over: ``_step_bench.cycle_order``, a Williams
+design), after ``--warmup`` untimed cycles; ``--steps`` (= ``--cycles``) timed
+cycles. Per step: wall seconds (the CUDA queue drained) and the process's CPU
+seconds. The clock judged is CPU time on CPU (one torch thread by default: the
+cost on an idle core, which drifts less with the load of a shared machine) and
+wall time on CUDA. A ratio with a target is the median over cycles of that
+cycle's ratio, so a slow phase of the machine moves both sides.
 
 Memory: on CPU a fresh process per arm (this script with ``--arm``) runs
 ``--memory-steps`` steps and reports its peak RSS growth over the RSS
@@ -595,13 +595,12 @@ def run_one(args) -> dict:
 
 def interleaved(steps: dict, warmup: int, cycles: int, cuda: bool) -> dict:
     """Run ``steps`` (key -> step function) interleaved: per cycle one step
-    of each, the order rotated by one every cycle; ``warmup`` untimed
+    of each, in the order ``sb.cycle_order(keys, c)``; ``warmup`` untimed
     cycles first. key -> dict(wall=[...], cpu=[...]) per timed cycle."""
     keys = list(steps)
     out = {k: dict(wall=[], cpu=[]) for k in keys}
     for c in range(warmup + cycles):
-        r = c % len(keys)
-        for k in keys[r:] + keys[:r]:
+        for k in sb.cycle_order(keys, c):
             c0 = time.process_time()
             dt = sb.timed_call(steps[k], cuda)
             if c >= warmup:
@@ -878,7 +877,8 @@ def main(argv=None):
             f'visible, torch {torch.__version__}, {threads} thread(s); '
             f'{args.warmup} untimed + {args.steps} timed cycles, every arm '
             'interleaved in one process (one step of each per cycle, order '
-            'rotated); ratios = medians of per-cycle ratios; peak memory: '
+            'balanced for carry-over); ratios = medians of per-cycle '
+            'ratios; peak memory: '
             f'{memory_note(args.device)}; '
             'random weights.')
     data = dict(meta=dict(line=line, argv=sys.argv[1:] if argv is None

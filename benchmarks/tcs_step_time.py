@@ -48,7 +48,7 @@ allocated after the build.
 Paired timing (``--paired N``; PERF_ARGS and GPU_ARGS use it): after the
 per-arm processes of a setting, one more process builds all its arms and,
 after ``--warmup`` untimed cycles, runs N cycles of one step per arm, the
-order rotated by one every cycle, recording each step's wall time
+orders balanced for carry-over (``_step_bench.cycle_order``), recording each step's wall time
 (``time.perf_counter``, the CUDA queue drained) and the process's CPU
 time (``time.process_time``). The target (store <= 1.10 x student) is then
 judged on the median over the cycles of that cycle's store / student wall
@@ -455,7 +455,7 @@ def run_one(args):
 def run_paired(args):
     """All arms of ``args.setting`` in one process, their steps
     interleaved: after ``warmup`` untimed cycles, cycle ``c`` runs one
-    step of each arm in an order rotated by ``c``; each step's wall
+    step of each arm in the order ``sb.cycle_order(arms, c)``; each step's wall
     seconds (the CUDA queue drained) and process CPU seconds. A slow phase
     of a shared machine then hits the arms of one cycle alike, and the
     store / student ratio is judged per cycle (:func:`paired_ratio`)."""
@@ -474,8 +474,7 @@ def run_paired(args):
     times = {a: [] for a in arms}
     cpu = {a: [] for a in arms}
     for c in range(args.paired):
-        k = c % len(arms)
-        for a in arms[k:] + arms[:k]:
+        for a in sb.cycle_order(arms, c):
             c0 = time.process_time()
             t0 = time.perf_counter()
             loss = built[a][1]()
@@ -521,7 +520,7 @@ def print_paired(paired: dict) -> None:
     any_p = next(iter(paired.values()))
     print(f'Paired timing: one process per setting holding all arms, '
           f'{any_p["warmup"]} untimed then {any_p["cycles"]} timed cycles of '
-          'one step per arm (order rotated each cycle); wall = '
+          'one step per arm (carry-over-balanced orders); wall = '
           'time.perf_counter, CPU = time.process_time of the process.')
     print()
     print('| setting | batch | arm | step (s, median, wall) | step (s, '

@@ -262,3 +262,25 @@ def test_smoke_jpeg_loader_vs_step(tmp_path):
         'data pipeline is not the bottleneck' in proc.stdout
     rows, _ = kst.perf_rows(data, [])
     assert sum('JPEG loader alone' in r for r in rows) == 3
+
+
+@pytest.mark.parametrize('n', [2, 3, 4, 5, 9])
+def test_cycle_order_balances_position_and_carry_over(n):
+    """Over one block of rows (n for even n, 2n for odd) every arm runs
+    once per position per row-set and right after every other arm equally
+    often; a rotation of one order would put each arm after the same one
+    every time."""
+    from collections import Counter
+
+    import _step_bench as sb
+    keys = [f'arm{i}' for i in range(n)]
+    rows = n if n % 2 == 0 else 2 * n
+    orders = [sb.cycle_order(keys, c) for c in range(rows)]
+    assert all(sorted(o) == keys for o in orders)
+    assert sb.cycle_order(keys, rows) == orders[0]  # the block repeats
+    pos = Counter((p, k) for o in orders for p, k in enumerate(o))
+    after = Counter(pair for o in orders for pair in zip(o, o[1:]))
+    assert set(pos.values()) == {rows // n}
+    assert len(after) == n * (n - 1)  # every ordered pair occurs
+    assert set(after.values()) == {rows // n}
+    assert sb.cycle_order(['only'], 3) == ['only']
