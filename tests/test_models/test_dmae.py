@@ -335,8 +335,9 @@ def test_state_dict_and_parameters_hold_no_teacher():
     assert model.projectors[0].weight.shape == (48, 32)
     teacher_ids = {id(p) for p in model.teacher.parameters()}
     assert not teacher_ids & {id(p) for p in model.parameters()}
-    # device/dtype moves still reach the teacher
+    # the teacher follows the student's dtype at its next call
     model.double()
+    model.loss(torch.randn(2, 3, 32, 32, dtype=torch.float64))
     assert next(model.teacher.parameters()).dtype == torch.float64
 
 

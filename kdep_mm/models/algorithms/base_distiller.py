@@ -22,7 +22,10 @@ class BaseDistiller(BaseModel):
     or ``teachers`` (``name -> config``, in order, each with its
     ``teacher_ckpts[name]``), or neither (store mode: the targets come from
     the data samples). They stay out of ``state_dict``, ``parameters()``
-    and ``train()``; device moves reach them through :meth:`_apply`.
+    and ``train()``; each teacher call moves them to the device of its
+    inputs and the dtype of the student (:meth:`FrozenTeacher.run`), under
+    every runner and strategy (Runner, AMP, FlexibleRunner + FSDP or
+    DeepSpeed; docs/scaling.md).
 
     Args:
         student (dict): config of the student backbone.
@@ -90,6 +93,7 @@ class BaseDistiller(BaseModel):
                 raise ValueError(f'no teacher (store mode): {given} do not '
                                  'apply')
             self.frozen_teachers = TeacherSet()
+        self.frozen_teachers.follow(self.student)
         if distill_loss is not None:
             self.distill_loss = MODELS.build(distill_loss)
 
@@ -137,13 +141,6 @@ class BaseDistiller(BaseModel):
         """The principal basis this distiller needs fitted before training
         (driven by ``kdep_mm.FitBasisHook``); None = nothing to fit."""
         return None
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        teachers = self.__dict__.get('frozen_teachers')
-        if teachers is not None:
-            teachers.apply(fn, *args, **kwargs)
-        return self
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -153,9 +153,9 @@ class DMAEDistiller(BaseDistiller):
                                  ids_keep: torch.Tensor
                                  ) -> List[torch.Tensor]:
         """Teacher tokens (CLS + visible) at each pair's teacher block."""
-        self.frozen_teacher.eval()
-        return self.frozen_teacher.backbone.forward_visible(
-            inputs, ids_keep, [t for _, t in self.distill_pairs])
+        return self.frozen_teacher.run(
+            self.frozen_teacher.backbone.forward_visible, inputs, ids_keep,
+            [t for _, t in self.distill_pairs])
 
     @staticmethod
     def _images(inputs):

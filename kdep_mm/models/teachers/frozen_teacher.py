@@ -1,5 +1,5 @@
 """One frozen online teacher."""
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -9,6 +9,7 @@ from kdep_mm.registry import MODELS
 from ..utils.pooled_feature import PooledFeature, last_output
 from .checkpoint import DEFAULT_REVISE_KEYS, load_teacher_checkpoint
 from .fingerprint import teacher_fingerprint
+from .placement import align_module
 
 
 def build_module(cfg: Union[dict, nn.Module], key: str) -> nn.Module:
@@ -31,8 +32,10 @@ class FrozenTeacher:
     ``requires_grad`` off, always in eval mode, run under ``torch.no_grad``.
     It is a plain object, not an ``nn.Module``: a distiller holding it has
     no teacher in its ``state_dict`` (checkpoints hold the student only),
-    ``parameters()`` (optimizer, DDP) or ``train()``; the distiller forwards
-    device moves through :meth:`apply`.
+    ``parameters()`` (optimizer, DDP, FSDP, DeepSpeed) or ``train()``. No
+    runner or strategy moves it: each call (:meth:`run`) moves it to the
+    device of its inputs and the dtype of the student it :meth:`follow` s
+    (:func:`~kdep_mm.models.teachers.placement.align_module`).
 
     Args:
         teacher (dict | nn.Module): config of the teacher (an mmpretrain
@@ -81,15 +84,25 @@ class FrozenTeacher:
         self.checkpoint = checkpoint
         self.key = key
         self.pooled: Optional[PooledFeature] = None
+        self.reference: Optional[nn.Module] = None
 
     @property
     def backbone(self) -> nn.Module:
         """``module.backbone`` of a classifier, else the module itself."""
         return getattr(self.module, 'backbone', self.module)
 
-    def apply(self, fn, *args, **kwargs) -> None:
-        """Apply a device / dtype move (``nn.Module._apply``)."""
-        self.module._apply(fn, *args, **kwargs)
+    def follow(self, reference: Optional[nn.Module]) -> None:
+        """Run in the dtype of ``reference``'s parameters (the student)."""
+        self.reference = reference
+
+    @torch.no_grad()
+    def run(self, fn: Callable, inputs: torch.Tensor, *args, **kwargs):
+        """``fn(inputs, *args, **kwargs)`` (a function of the teacher, e.g.
+        ``backbone.forward_visible``) in eval mode, without grad, after
+        moving the teacher and ``inputs`` to where the student computes."""
+        inputs = align_module(self.module, inputs, self.reference)
+        self.module.eval()
+        return fn(inputs, *args, **kwargs)
 
     def eval(self) -> None:
         self.module.eval()
@@ -105,15 +118,11 @@ class FrozenTeacher:
         self.pooled = PooledFeature(self.backbone, layer, key)
         return self.pooled.layer
 
-    @torch.no_grad()
     def pooled_features(self, inputs: torch.Tensor) -> torch.Tensor:
         """The pooled feature (N, C_t) of the watched layer, no grad."""
-        self.module.eval()
-        return self.pooled(inputs)
+        return self.run(self.pooled, inputs)
 
-    @torch.no_grad()
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """``module(inputs, mode='tensor')`` (the last of a tuple), no
         grad: the logits of a classifier teacher."""
-        self.module.eval()
-        return last_output(self.module(inputs, mode='tensor'))
+        return last_output(self.run(self.module, inputs, mode='tensor'))

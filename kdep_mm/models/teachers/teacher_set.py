@@ -85,9 +85,11 @@ class TeacherSet:
     def items(self):
         return self._teachers.items()
 
-    def apply(self, fn, *args, **kwargs) -> None:
+    def follow(self, reference: Optional[nn.Module]) -> None:
+        """Every teacher runs in ``reference``'s dtype
+        (:meth:`FrozenTeacher.follow`)."""
         for t in self._teachers.values():
-            t.apply(fn, *args, **kwargs)
+            t.follow(reference)
 
     def eval(self) -> None:
         for t in self._teachers.values():

@@ -54,6 +54,23 @@ class PrincipalBasis(nn.Module):
         self.register_buffer('num_fit_samples',
                              torch.zeros((), dtype=torch.long))
 
+    #: the buffers that never drop below float32
+    _FLOAT32_BUFFERS = ('mean', 'basis', 'eigenvalues')
+
+    def _apply(self, fn, *args, **kwargs):
+        """Device moves apply; casts to bf16/fp16 (``model.half()``,
+        DeepSpeed's ``module.bfloat16()``) leave mu, V_k and the
+        eigenvalues in their float32 values (a subclass casts its inputs to
+        ``basis.dtype``)."""
+        kept = {n: self._buffers.get(n) for n in self._FLOAT32_BUFFERS}
+        super()._apply(fn, *args, **kwargs)
+        for name, old in kept.items():
+            new = self._buffers.get(name)
+            if old is not None and new is not None and new.dtype in (
+                    torch.float16, torch.bfloat16):
+                self._buffers[name] = old.to(new.device)
+        return self
+
     @property
     def is_fitted(self) -> bool:
         return bool(self.num_fit_samples.item() > 0)
