@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Distributed testing on one or several nodes with torchrun.
 #   bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]
-# Environment: NNODES (1), NODE_RANK (0), MASTER_ADDR (127.0.0.1),
-# PORT (29500), PYTHON (.venv/bin/python if present, else python).
+# Environment: as tools/dist_train.sh (NNODES, NODE_RANK, MASTER_ADDR, PORT
+# or MASTER_PORT, RDZV_ENDPOINT, PYTHON; see tools/_launch.sh).
 # Without CUDA, tools/test.py switches the backend to gloo.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_launch.sh"

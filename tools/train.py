@@ -119,6 +119,9 @@ def merge_args(cfg: Config, args) -> Config:
     if args.no_persistent_workers:
         _set_dataloader_flag(cfg, 'persistent_workers', False)
 
+    # a run torchrun (--max-restarts) or Slurm (requeue) restarted resumes
+    # from the work directory's last checkpoint
+    launch.resume_after_restart(cfg)
     launch.use_gloo_without_cuda(cfg)
     return cfg
 

@@ -1,9 +1,10 @@
 """Launch helpers shared by tools/train.py and tools/test.py.
 
 The command-line options both tools take (``--cfg-options``, ``--launcher``,
-``--local-rank``) and what they do to the config; and, as mmengine 0.10.7
+``--local-rank``) and what they do to the config; as mmengine 0.10.7
 assumes GPUs for distributed runs, what lets the same ``tools/dist_train.sh``
-launch run as CPU processes with gloo, leaving GPU machines untouched.
+launch run as CPU processes with gloo, leaving GPU machines untouched; and
+the resume of a training attempt that torchrun or Slurm restarted.
 """
 import argparse
 import contextlib
@@ -18,7 +19,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.dist import init_dist, is_distributed
 from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS, RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
 from torch.nn.parallel import DistributedDataParallel
 
 from .pretrained import sync_pretrained
@@ -68,6 +69,62 @@ def apply_launch_args(cfg: Config, args) -> None:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+
+
+# set in a restarted attempt's processes: by torchrun (``--max-restarts``)
+# and by Slurm (a requeued job)
+RESTART_COUNT_VARS = ('TORCHELASTIC_RESTART_COUNT', 'SLURM_RESTART_COUNT')
+
+
+def resume_after_restart(cfg: Config, environ=None):
+    """Resume a restarted attempt from the work directory's last checkpoint.
+
+    torchrun sets ``TORCHELASTIC_RESTART_COUNT`` (0, 1, ...) in the workers
+    it starts, Slurm sets ``SLURM_RESTART_COUNT`` in a requeued job. When
+    one of them is above 0 and ``cfg.work_dir`` has a ``last_checkpoint``
+    (written by the CheckpointHook at every save), the run resumes from it:
+    ``cfg.resume = True``, ``cfg.load_from`` = that checkpoint, whatever the
+    command line asked, since the newest checkpoint of the work directory is
+    the one this job wrote last. The first attempt, and a restart before
+    any checkpoint, run as configured (training starts over).
+
+    Returns the checkpoint resumed from, or None.
+    """
+    environ = os.environ if environ is None else environ
+    restarts = {}
+    for var in RESTART_COUNT_VARS:
+        value = environ.get(var, '')
+        if value == '':
+            continue
+        if not value.isdigit():
+            raise ValueError(
+                f'{var} must be a non-negative integer (the restart count), '
+                f'got {value!r}')
+        restarts[var] = int(value)
+    restarted = {k: v for k, v in restarts.items() if v > 0}
+    if not restarted:
+        return None
+    why = ', '.join(f'{k}={v}' for k, v in restarted.items())
+    checkpoint = find_latest_checkpoint(cfg.work_dir)
+    if checkpoint is None:
+        print_log(
+            f'Restarted attempt ({why}) but no checkpoint in {cfg.work_dir} '
+            'yet: training starts over.',
+            logger='current',
+            level=logging.WARNING)
+        return None
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(
+            f'Restarted attempt ({why}): {cfg.work_dir}/last_checkpoint names '
+            f'{checkpoint}, which does not exist (is the work directory on a '
+            'file system every node sees?)')
+    cfg.resume = True
+    cfg.load_from = checkpoint
+    print_log(
+        f'Restarted attempt ({why}): resuming from {checkpoint}.',
+        logger='current',
+        level=logging.WARNING)
+    return checkpoint
 
 
 def use_gloo_without_cuda(cfg: Config) -> None:

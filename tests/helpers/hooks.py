@@ -20,17 +20,31 @@ CUSTOM_IMPORTS = ("custom_imports = dict(imports=['kdep_mm', 'helpers.hooks'], "
 class SigkillAtIterHook(Hook):
     """Kill the training process with SIGKILL right after iteration
     ``at_iter`` (1-based), as a preemption would: no cleanup, no final
-    checkpoint. Used to test that ``--resume`` loses no work."""
+    checkpoint. Used to test that ``--resume`` loses no work.
+
+    ``rank``: only that rank is killed (default: every process);
+    ``first_attempt_only``: only while torchrun's
+    ``TORCHELASTIC_RESTART_COUNT`` is 0 or unset, so that a restarted
+    attempt runs through."""
 
     priority = 'LOWEST'
 
-    def __init__(self, at_iter: int):
+    def __init__(self, at_iter: int, rank=None, first_attempt_only=False):
         self.at_iter = at_iter
+        self.rank = rank
+        self.first_attempt_only = first_attempt_only
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        if runner.iter + 1 == self.at_iter:
-            os.kill(os.getpid(), signal.SIGKILL)
+        from mmengine.dist import get_rank
+        if runner.iter + 1 != self.at_iter:
+            return
+        if self.rank is not None and get_rank() != self.rank:
+            return
+        if self.first_attempt_only and int(
+                os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')) > 0:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @HOOKS.register_module()
