@@ -279,3 +279,26 @@ def cycle_order(keys, c: int) -> list:
     if n % 2:
         rows += [row[::-1] for row in rows]
     return [keys[i] for i in rows[c % len(rows)]]
+
+
+def median_ci(values, level: float = 0.95) -> tuple:
+    """A distribution-free confidence interval of the median of
+    ``values``: the order statistics ``(x_(j), x_(n+1-j))`` (1-based, sorted)
+    with the largest ``j`` such that ``P(Binomial(n, 1/2) < j) <= (1 -
+    level) / 2``; their coverage is at least ``level``. With too few values
+    for that (n < 6 at 95 %) the whole range ``(min, max)``."""
+    import math
+    x = sorted(values)
+    n = len(x)
+    if not n:
+        raise ValueError('median_ci: no values')
+    tail = (1 - level) / 2
+    j, cum = 0, 0.0  # cum = P(B < j + 1) as j grows
+    while j < n // 2:
+        cum += math.comb(n, j) / 2 ** n
+        if cum > tail:
+            break
+        j += 1
+    if j == 0:
+        return x[0], x[-1]
+    return x[j - 1], x[n - j]

@@ -132,7 +132,7 @@ TARGETS = (
 )
 MEM_TARGET = 1.1
 BF16_TARGET = 1.8
-PERF_ARGS = ['--settings', 'cifar', '--steps', '8', '--warmup', '2',
+PERF_ARGS = ['--settings', 'cifar', '--steps', '18', '--warmup', '2',
              '--data', 'tensors,jpeg']
 GPU_ARGS = ['--settings', 'cifar,in1k', '--device', 'cuda', '--amp',
             'fp32,bf16', '--channels-last', '--steps', '20', '--warmup', '5',
@@ -208,21 +208,18 @@ def parse_args(argv=None):
 
 
 # ------------------------------------------------------------------ ratios
-def median_ratio(times: dict, kind: str, arms) -> float:
-    """The median over cycles of one cycle's ratio: ``'slow'`` =
-    t[arms[0]] / sum(t[a] for a in arms[1:]) (time: lower is better);
-    ``'thru'`` = t[arms[1]] / t[arms[0]] (throughput of arms[0] over that
-    of arms[1]: higher is better). ``times`` maps arm -> per-cycle
-    seconds, aligned by cycle."""
+def cycle_ratios(times: dict, kind: str, arms) -> list:
+    """One ratio per cycle: ``'slow'`` = t[arms[0]] / sum(t[a] for a in
+    arms[1:]) (time: lower is better); ``'thru'`` = t[arms[1]] / t[arms[0]]
+    (throughput of arms[0] over that of arms[1]: higher is better).
+    ``times`` maps arm -> per-cycle seconds, aligned by cycle."""
     n = min(len(times[a]) for a in arms)
     if kind == 'slow':
-        per = [times[arms[0]][i] / sum(times[a][i] for a in arms[1:])
-               for i in range(n)]
-    elif kind == 'thru':
-        per = [times[arms[1]][i] / times[arms[0]][i] for i in range(n)]
-    else:
-        raise ValueError(f'kind must be slow or thru, got {kind!r}')
-    return statistics.median(per)
+        return [times[arms[0]][i] / sum(times[a][i] for a in arms[1:])
+                for i in range(n)]
+    if kind == 'thru':
+        return [times[arms[1]][i] / times[arms[0]][i] for i in range(n)]
+    raise ValueError(f'kind must be slow or thru, got {kind!r}')
 
 
 def verdict(measured: float, target: float, comparison: str) -> str:
@@ -237,6 +234,15 @@ def memory_ratio(mem: dict, arm: str) -> float:
     return mem[arm] / base if base > 0 else float('nan')
 
 
+def judge_cycles(what: str, per: list, target: float, cmp: str) -> tuple:
+    """The verdict on the median of the per-cycle ratios ``per``, ``what``
+    naming its distribution-free 95% interval (:func:`_step_bench.median_ci`):
+    a verdict whose interval straddles the target is within the noise."""
+    lo, hi = sb.median_ci(per)
+    return sb.judge(f'{what} (95% CI of the median {lo:.3f}-{hi:.3f})',
+                    statistics.median(per), target, cmp)
+
+
 def setting_verdicts(sd: dict) -> list:
     """The verdicts of one setting's results ``sd`` (see :func:`run_setting`)
     as ``(what, measured, target, comparison, verdict)``; a target whose
@@ -248,9 +254,9 @@ def setting_verdicts(sd: dict) -> list:
                  if f'{a}/{amp}' in sd['arms']}
         for what, kind, arms, target, cmp in TARGETS:
             if all(a in times for a in arms):
-                m = median_ratio(times, kind, arms)
-                out.append(sb.judge(f'{sd["desc"]}, {amp}: {what}', m,
-                                    target, cmp))
+                out.append(judge_cycles(f'{sd["desc"]}, {amp}: {what}',
+                                        cycle_ratios(times, kind, arms),
+                                        target, cmp))
         mem = {a: sd['arms'][f'{a}/{amp}'].get('mem_mib')
                for a in times}
         if mem.get('student') is not None and mem.get('teacher') is not None:
@@ -263,11 +269,11 @@ def setting_verdicts(sd: dict) -> list:
                         'teacher forward)', m, MEM_TARGET, '<='))
     if 'fp32' in sd['amps'] and 'bf16' in sd['amps'] and \
             'kdep/fp32' in sd['arms'] and 'kdep/bf16' in sd['arms']:
-        m = median_ratio({'fp32': sd['arms']['kdep/fp32'][clock],
-                          'bf16': sd['arms']['kdep/bf16'][clock]}, 'thru',
-                         ('bf16', 'fp32'))
-        out.append(sb.judge(f'{sd["desc"]}: bf16 KDEP / fp32 KDEP, '
-                            'images/s', m, BF16_TARGET, '>='))
+        per = cycle_ratios({'fp32': sd['arms']['kdep/fp32'][clock],
+                            'bf16': sd['arms']['kdep/bf16'][clock]}, 'thru',
+                           ('bf16', 'fp32'))
+        out.append(judge_cycles(f'{sd["desc"]}: bf16 KDEP / fp32 KDEP, '
+                                'images/s', per, BF16_TARGET, '>='))
     return out
 
 

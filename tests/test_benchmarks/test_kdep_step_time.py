@@ -6,6 +6,7 @@ no torchdistill)."""
 import json
 import os
 import os.path as osp
+import statistics
 import subprocess
 import sys
 
@@ -26,15 +27,18 @@ def test_median_ratios_per_cycle_and_verdicts():
                  teacher=[0.5, 1.0, 0.5])
     # per cycle: 1.0 / 1.0, 2.0 / 1.5, 0.9 / 1.0 -> median 1.0 (not the
     # ratio of medians, 1.0 / 1.0 either: check with an asymmetric case)
-    assert kst.median_ratio(times, 'slow', ('kdep', 'student', 'teacher')) \
-        == pytest.approx(1.0)
+    per = kst.cycle_ratios(times, 'slow', ('kdep', 'student', 'teacher'))
+    assert per == pytest.approx([1.0, 2.0 / 1.5, 0.9])
+    assert statistics.median(per) == pytest.approx(1.0)
     t2 = dict(a=[1.0, 3.0, 2.0], b=[2.0, 2.0, 3.0])
     # throughput of a over b per cycle: 2/1, 2/3, 3/2 -> median 1.5
-    assert kst.median_ratio(t2, 'thru', ('a', 'b')) == pytest.approx(1.5)
+    assert statistics.median(kst.cycle_ratios(t2, 'thru', ('a', 'b'))) == \
+        pytest.approx(1.5)
     # slow a / b per cycle: 0.5, 1.5, 0.667 -> 0.667
-    assert kst.median_ratio(t2, 'slow', ('a', 'b')) == pytest.approx(2 / 3)
+    assert statistics.median(kst.cycle_ratios(t2, 'slow', ('a', 'b'))) == \
+        pytest.approx(2 / 3)
     with pytest.raises(ValueError, match='slow or thru'):
-        kst.median_ratio(t2, 'fast', ('a', 'b'))
+        kst.cycle_ratios(t2, 'fast', ('a', 'b'))
     assert kst.verdict(1.05, 1.05, '<=') == 'MET'
     assert kst.verdict(1.06, 1.05, '<=') == 'NOT MET'
     assert kst.verdict(0.94, 0.95, '>=') == 'NOT MET'
@@ -64,8 +68,16 @@ def _setting():
 
 
 def test_setting_verdicts_by_hand():
-    v = {what: (m, t, cmp, verdict)
-         for what, m, t, cmp, verdict in kst.setting_verdicts(_setting())}
+    judged = kst.setting_verdicts(_setting())
+    # every timing verdict names the 95% interval of its median (3 cycles:
+    # too few for order statistics, so the range of the per-cycle ratios)
+    timing = [w for w, *_ in judged if 'peak memory' not in w]
+    assert timing and all('(95% CI of the median ' in w for w in timing)
+    v = {what.split(' (95% CI')[0]: (m, t, cmp, verdict)
+         for what, m, t, cmp, verdict in judged}
+    # online KDEP / (student + teacher) per cycle: 1.0, 8/7, 1.0
+    assert [w for w in timing if 'online KDEP /' in w][0].endswith(
+        '(95% CI of the median 1.000-1.143)')
     m, t, cmp, verdict = v['S, fp32: online KDEP / (student + teacher '
                            'forward)']
     assert (m, t, cmp, verdict) == (pytest.approx(1.0), 1.05, '<=', 'MET')
@@ -284,3 +296,15 @@ def test_cycle_order_balances_position_and_carry_over(n):
     assert len(after) == n * (n - 1)  # every ordered pair occurs
     assert set(after.values()) == {rows // n}
     assert sb.cycle_order(['only'], 3) == ['only']
+
+
+def test_median_ci_order_statistics_by_hand():
+    import _step_bench as sb
+    # n = 18: P(B(18, .5) <= 4) = 4048 / 2^18 = 0.0154 <= 0.025 and
+    # P(B <= 5) = 0.048 > 0.025, so j = 5: the 5th and 14th values
+    assert sb.median_ci(range(18, 0, -1)) == (5, 14)
+    # n = 10: P(B <= 1) = 0.0107, P(B <= 2) = 0.0547 -> j = 2
+    assert sb.median_ci(range(1, 11)) == (2, 9)
+    assert sb.median_ci([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few: range
+    with pytest.raises(ValueError, match='no values'):
+        sb.median_ci([])
