@@ -34,11 +34,9 @@ kdep_fail() {
 # in [MIN, MAX].
 kdep_int() {
   local var=$1 value=$2 min=$3 max=${4:-}
-  if ! [[ $value =~ ^[0-9]+$ ]]; then
-    kdep_fail "$var" "must be an integer, got '$value'"
-  fi
-  if (( 10#$value < min )) || { [ -n "$max" ] && (( 10#$value > max )); }; then
-    kdep_fail "$var" "must be in [$min, ${max:-inf}], got $value"
+  if ! [[ $value =~ ^[0-9]+$ ]] || (( 10#$value < min )) || \
+      { [ -n "$max" ] && (( 10#$value > max )); }; then
+    kdep_fail "$var" "must be an integer in [$min, ${max:-inf}], got '$value'"
   fi
 }
 
