@@ -190,7 +190,8 @@ class StudyRecorderHook(Hook):
                          outputs=None):
         step = runner.iter + 1
         if outputs is not None and 'loss' in outputs:
-            self.losses.append(float(outputs['loss']))
+            loss = outputs['loss']  # a tensor that may still need grad
+            self.losses.append(float(getattr(loss, 'detach', lambda: loss)()))
         if len(self.losses) == self.window or step == self.steps:
             if self.losses:
                 self.curve.append(dict(step=step,
