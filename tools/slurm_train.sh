@@ -2,6 +2,8 @@
 # Training on a Slurm cluster.
 #   [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
 #   bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
+# A batch job that requeues itself before its time limit and resumes:
+# tools/slurm_requeue_train.sh (docs/multinode.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_launch.sh"
 
