@@ -15,9 +15,14 @@ from mmengine.registry import init_default_scope
 import kdep_mm  # noqa: F401
 from helpers.paths import REPO
 
+# not here: bases, the TCS-vs-KD study's spec and arms (*_5k.py, built in
+# tests/test_benchmarks/test_tcs_study.py) and the SSL teacher's configs
+# (tests/test_configs/test_tcs_ssl_teacher.py)
 TCS_CONFIGS = sorted(
-    glob.glob(osp.join(REPO, 'configs', 'tcs', '**', '*.py'),
-              recursive=True))
+    p for p in glob.glob(osp.join(REPO, 'configs', 'tcs', '**', '*.py'),
+                         recursive=True)
+    if not p.endswith('_5k.py') and not any(
+        f'{osp.sep}{d}{osp.sep}' in p for d in ('_base_', 'study', 'ssl')))
 NAMES = [osp.relpath(p, osp.join(REPO, 'configs', 'tcs'))
          for p in TCS_CONFIGS]
 

@@ -23,9 +23,11 @@ def load_teacher_checkpoint(teacher: nn.Module, checkpoint: str,
     """Load ``checkpoint`` (path or URL) into ``teacher``, strictly.
 
     Keys are rewritten by ``revise_keys`` (``re.sub(pattern, repl, key)`` in
-    order). Every key of the teacher (BN's ``num_batches_tracked`` counters
-    aside) must then be in the checkpoint with the same shape and nothing
-    may be left over, else a ValueError names the config ``key`` and lists
+    order; a ``(pattern, None)`` entry drops the keys it matches, e.g. the
+    neck and momentum encoder of a self-supervised checkpoint). Every key
+    of the teacher (BN's ``num_batches_tracked`` counters aside) must then
+    be in the checkpoint with the same shape and nothing may be left over,
+    else a ValueError names the config ``key`` and lists
     what differs: a checkpoint of another architecture never loads half.
 
     Returns:
@@ -47,8 +49,13 @@ def load_teacher_checkpoint(teacher: nn.Module, checkpoint: str,
     revised = {}
     for name, value in state.items():
         for pattern, repl in revise_keys:
+            if repl is None:  # (pattern, None): drop the matching keys
+                if re.search(pattern, name):
+                    break
+                continue
             name = re.sub(pattern, repl, name)
-        revised[name] = value
+        else:
+            revised[name] = value
     own = teacher.state_dict()
     # BN's num_batches_tracked is a step counter, not a weight (checkpoints
     # from PyTorch < 0.4.1 lack it); it is the only key allowed to be absent.
