@@ -116,7 +116,7 @@ def load_data(S, cache):
     of the training images, never trained on), ``test`` (the 10,000 test
     images, or the preset's first ``test``)."""
     from shared_data import unpack_shared
-    from study.data import cifar_parts
+    from study.data import cifar_parts, every_class
     root = unpack_shared('cifar10_jpeg.tar.gz')
     val_n = S.get('val', S['val_per_class'] * 10) // 10
     key = f'v{val_n}_p{S.get("pool")}_t{S.get("test")}_rr'
@@ -126,10 +126,10 @@ def load_data(S, cache):
         return {k: (z[f'{k}_x'], z[f'{k}_y']) for k in ('pool', 'val', 'test')}
     val, pool = cifar_parts(osp.join(root, 'train'), 0, [val_n, None])
     test = cifar_parts(osp.join(root, 'test'), 0, [None])[0]
-    # class-interleaved order: any prefix is class-balanced
-    pool = _round_robin(pool, S.get('pool') or len(pool))
+    pool = every_class(pool, S.get('pool') or len(pool))
     if S.get('test'):
-        test = _round_robin(test, S['test'])
+        test = every_class(test, S['test'])
+    pool = interleave_classes(pool)
     out = {}
     from concurrent.futures import ThreadPoolExecutor
 
@@ -153,17 +153,14 @@ def load_data(S, cache):
     return out
 
 
-def _round_robin(pairs, n):
-    by = {}
-    for p, lab in pairs:
-        by.setdefault(lab, []).append((p, lab))
-    out, i = [], 0
-    while len(out) < n:
-        for lab in sorted(by):
-            if i < len(by[lab]) and len(out) < n:
-                out.append(by[lab][i])
-        i += 1
-    return out
+def interleave_classes(pairs):
+    """(path, label) pairs reordered as the 1st image of every class, then
+    the 2nd, ... (classes ascending): any prefix is class-balanced."""
+    counts, order = {}, []
+    for pair in pairs:
+        counts[pair[1]] = counts.get(pair[1], 0) + 1
+        order.append((counts[pair[1]], pair[1], pair))
+    return [pair for *_, pair in sorted(order)]
 
 
 class Batches:
@@ -515,7 +512,8 @@ def linear_probe(ctx, path, arch):
                               train=top1(pred, 'pool'))
     best = max(sweep, key=lambda k: sweep[k]['val'])
     return dict(score=sweep[best]['test'], val=sweep[best]['val'], l2=best,
-                sweep=sweep)
+                sweep=sweep, n_train=n, n_val=len(ys['val']),
+                n_test=len(ys['test']))
 
 
 def run_probe(cell, ctx):

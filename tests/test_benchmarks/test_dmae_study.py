@@ -32,14 +32,26 @@ def smoke_spec():
 
 def test_presets_build_their_models():
     import kdep_mm  # noqa: F401
+    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')
+    logger = MMLogger.get_instance('mmengine')
+    level = logger.level
+    logger.setLevel('WARNING')  # init_weights prints every parameter
+    try:
+        _build_presets()
+    finally:
+        logger.setLevel(level)
+
+
+def _build_presets():
+    from kdep_mm.registry import MODELS
     for preset in ('gpu', 'cpu', 'smoke'):
         S = D.load_spec(preset)
         cfg = dict(S['dmae_student'], mask_ratio=0.95,
                    student=dict(S['dmae_student']['student'],
                                 mask_ratio=0.95))
-        model = D.build(cfg)
+        model = MODELS.build(cfg)  # (no init_weights: shapes only)
         (s, t), = S['distill_pairs']
         assert model.num_visible == 3  # int(64 * 0.05)
         assert model.student.num_patches == 64
@@ -106,6 +118,14 @@ def test_crop_flip_is_a_shift_or_its_mirror():
     # mirror; smaller areas zoom in (fewer distinct values)
     y = D.random_crop_flip(x, gen, scale=(0.25, 0.25))
     assert y.shape == x.shape and y.min() >= x.min() - 1e-4
+
+
+def test_interleaved_pool_prefixes_are_class_balanced():
+    pairs = [(f'{c}/{i}.jpg', c) for c in range(3) for i in range(4)]
+    out = D.interleave_classes(pairs)
+    assert sorted(out) == sorted(pairs)
+    assert [lab for _, lab in out[:6]] == [0, 1, 2, 0, 1, 2]
+    assert out[:3] == [('0/0.jpg', 0), ('1/0.jpg', 1), ('2/0.jpg', 2)]
 
 
 def _cell(kind, arm, seed, score, **kw):
@@ -194,6 +214,8 @@ def test_gpu_script_smoke_runs_the_cells(tmp_path):
     probe = cells['probe__mae75__s1.json']
     assert probe['l2'] in probe['sweep'] and probe['score'] == \
         probe['sweep'][probe['l2']]['test']
+    assert (probe['n_train'], probe['n_val'], probe['n_test']) == (100, 50,
+                                                                   100)
     report = (out / 'report.md').read_text()
     assert '| dmae95 | 3 |' in report and 'Command:' in report
     before = {n: os.path.getmtime(res / 'cells' / n) for n in cells}

@@ -113,7 +113,8 @@ presets = dict(
                           decoder_num_heads=2, mlp_ratio=4.),
              distill_pairs=[(3, 5)]),
     # the plumbing test: a few images, tiny models, one epoch each
-    smoke=dict(pool=200, val=50, test=100, batch=50, teacher_epochs=1,
+    smoke=dict(pool=200, val=50, test=100, probe_train=100, batch=50,
+               teacher_epochs=1,
                student_epochs=1, finetune_epochs=1, seeds=[0, 1],
                teacher_arch=dict(embed_dims=32, num_layers=2, num_heads=2,
                                  feedforward_channels=64),
