@@ -45,7 +45,8 @@ def test_all_tcs_configs_listed():
     assert {'cifar10_r56_to_r20_tcs.py', 'cifar10_r56_to_r20_w8_tcs.py',
             'cifar10_r56_to_r20_tcs_10shot.py', 'r50_to_r18_in1k_tcs.py',
             'r50_to_r18_in1k_tcs_online.py',
-            'baselines/cifar10_r20_ce_10shot.py'} <= set(NAMES)
+            'baselines/cifar10_r20_ce_10shot.py',
+            'baselines/cifar10_r56_to_r20_logit_kd_10shot.py'} <= set(NAMES)
 
 
 @pytest.mark.parametrize('path', TCS_CONFIGS, ids=NAMES)
@@ -70,7 +71,10 @@ def test_tcs_config_builds(path, monkeypatch):
     store_view = _stored_view(cfg)
     hook = _fit_hook(cfg)
 
-    if type(model).__name__ == 'ImageClassifier':  # the CE baseline
+    # the 10-shot baselines: CE only, and logit KD with an online teacher
+    baseline = type(model).__name__ in ('ImageClassifier',
+                                        'SupervisedKDDistiller')
+    if baseline:
         with torch.no_grad():
             assert model(x, mode='tensor').shape == (2, 10)
     else:
@@ -97,8 +101,8 @@ def test_tcs_config_builds(path, monkeypatch):
         assert store_view.scale == size
         # verified data only (issue 16)
         assert store_view.store.get('verify', True) is True
-        if type(model).__name__ == 'ImageClassifier':
-            # the CE baseline reads the views of the TCS config's store,
+        if baseline:
+            # the baselines read the views of the TCS config's store,
             # checked against its dataset, decoder and teacher
             checks = [h for h in cfg.custom_hooks
                       if h.type == 'kdep_mm.CheckTeacherStoresHook']
@@ -114,6 +118,9 @@ def test_tcs_config_builds(path, monkeypatch):
             assert cfg.optim_wrapper == tcs.optim_wrapper
             assert cfg.param_scheduler == tcs.param_scheduler
             assert cfg.train_cfg == tcs.train_cfg
+            # no stored features reach an online baseline
+            assert 'algorithm_keys' not in cfg.train_dataloader.dataset \
+                .pipeline[-1]
             return
         m = re.search(r'--store (\S+) --views (\d+)', text)
         assert m, 'no cache_teacher command in the header'
