@@ -15,18 +15,19 @@
 # study.py: MAE teacher ViT 192-d x 12, student ViT 128-d x 8, 32 px, patch 4;
 # teacher 60 epochs, then per seed mae75 / dmae75 / dmae95 / dmae98, 20
 # pre-training epochs each, linear probe + 10 fine-tuning epochs each; the
-# random-init baseline; seeds 0 1 2) with a time guard: a cell predicted (from
+# random-init baseline; seeds 0 1 2; batch 512) with a time guard: a cell predicted (from
 # the last finished cell of its kind) to end past the budget is skipped, and
 # `timeout` stops what is left 20 s before the end. Seeds run one after the
 # other, so a short budget loses seed 2 first, never an arm of seed 0.
 #
 # Budget: KDEP_GPU_BUDGET_S, default 450 s for the whole script (install ~20
 # s, unpack + decode CIFAR-10 ~20 s, then the cells), under the 8
-# minutes. Expected (not measured: no GPU was lent when this was written):
-# the CPU measurement in docs/dmae.md scaled by FLOPs; steps of these small
-# ViTs at batch 256 are launch-bound on an H200 (~10 ms), i.e. ~1 s per
-# epoch of the 45,000-image pool: teacher 60 s, each student 20 s, each
-# fine-tuning 10 s, each probe ~5 s (L-BFGS on the CPU): ~7 min for 3 seeds.
+# minutes. Expected (an estimate, not a measurement: no GPU was lent when
+# this was written): steps of these small ViTs at batch 512 are bound by
+# kernel launches on an H200 (~1,000-1,200 kernels per pre-training step,
+# ~8 ms; ~5 ms per fine-tuning step), 88 steps per epoch of the 45,000-image
+# pool: teacher ~45 s, each student ~15 s (x 12), each fine-tuning ~5 s
+# (x 15), each probe ~5 s (x 15, L-BFGS on the CPU): ~6.5 min for 3 seeds.
 #
 # Writes (results in $KDEP_GPU_RESULTS, default work_dirs/dmae_cifar_gpu;
 # a rerun on a warm machine resumes there) and copies into $OUT (default

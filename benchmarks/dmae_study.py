@@ -267,6 +267,8 @@ def train(model, optimizer, data, epochs, batch, seed, device, loss_fn,
                 sums[k] = sums.get(k, 0.) + v.detach()
         n = len(data) // batch
         last = {k: float(v) / n for k, v in sums.items()}
+        say(f'  epoch {ep + 1}/{epochs} ({time.perf_counter() - t0:.0f} s): '
+            + ', '.join(f'{k} {v:.4f}' for k, v in last.items()))
     _sync(device)
     return dict(steps=steps, train_s=time.perf_counter() - t0, losses=last)
 

@@ -98,7 +98,8 @@ val_per_class = 500
 
 presets = dict(
     # one H200, about 8 minutes in all (benchmarks/dmae_cifar_gpu.sh)
-    gpu=dict(pool=None, batch=256, teacher_epochs=60, student_epochs=20,
+    # (batch 512: steps of these small ViTs are launch-bound on a GPU)
+    gpu=dict(pool=None, batch=512, teacher_epochs=60, student_epochs=20,
              finetune_epochs=10),
     # the reduced CPU version (docs/dmae.md: its measured cost and why it
     # cannot separate DMAE from MAE in 30 minutes): 10,000 pool images,
