@@ -1,5 +1,7 @@
 # Copyright (c) kdep_mm contributors.
-"""Train a model from an OpenMMLab config with mmengine's Runner.
+"""Train a model from an OpenMMLab config with mmengine's Runner (or, for
+``runner_type='kdep_mm.FlexibleRunner'``, FlexibleRunner with an FSDP or
+DeepSpeed ``strategy``: docs/scaling.md).
 
 Usage::
 
@@ -17,6 +19,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 import kdep_mm  # noqa: F401  (allows mmengine's checkpoint types)
+from kdep_mm.engine.runners import check_runner_type
 from kdep_mm.utils import launch
 
 
@@ -134,6 +137,7 @@ def main(argv=None):
     kdep_mm.register_all_modules(init_default_scope=False)
 
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_runner_type(cfg)
     runner = launch.build_runner(cfg)
     runner.train()
     launch.shutdown_distributed()

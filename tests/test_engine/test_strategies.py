@@ -13,7 +13,8 @@ from mmengine.runner._flexible_runner import \
     FlexibleRunner as MMEngineFlexibleRunner
 
 import kdep_mm  # noqa: F401
-from kdep_mm.engine.runners import FlexibleRunner, publish_atomically
+from kdep_mm.engine.runners import (FlexibleRunner, check_runner_type,
+                                    publish_atomically)
 from kdep_mm.registry import RUNNERS
 
 ATOMIC = dict(backend='atomic_local')
@@ -115,3 +116,15 @@ def test_other_backends_pass_through(runner, tmp_path):
 def test_publish_needs_a_written_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match='no checkpoint'):
         publish_atomically(str(tmp_path / '.a.tmp'), str(tmp_path / 'a'))
+
+
+def test_mmengine_flexible_runner_with_atomic_writes_is_refused():
+    hooks = dict(checkpoint=dict(type='CheckpointHook', backend_args=ATOMIC))
+    with pytest.raises(ValueError, match="kdep_mm.FlexibleRunner"):
+        check_runner_type(dict(runner_type='FlexibleRunner',
+                               default_hooks=hooks))
+    for ok in (dict(runner_type='kdep_mm.FlexibleRunner',
+                    default_hooks=hooks),
+               dict(default_hooks=hooks),  # Runner: backend_args honoured
+               dict(runner_type='FlexibleRunner')):  # no atomic writes asked
+        check_runner_type(ok)

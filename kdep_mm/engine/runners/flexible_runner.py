@@ -61,9 +61,37 @@ def _is_atomic(backend_args: Optional[dict]) -> bool:
         backend_args.get('backend') == ATOMIC_BACKEND
 
 
+def check_runner_type(cfg) -> None:
+    """Refuse mmengine's ``FlexibleRunner`` where the config asks for atomic
+    checkpoint writes, which it would drop without a word.
+
+    Raises:
+        ValueError: ``runner_type`` names mmengine's ``FlexibleRunner``
+            (``'FlexibleRunner'`` resolves to it from mmengine's registry and
+            the configs' ``default_scope``) while
+            ``default_hooks.checkpoint.backend_args`` selects
+            ``atomic_local``.
+    """
+    runner_type = cfg.get('runner_type')
+    if runner_type in (None, 'kdep_mm.FlexibleRunner', FlexibleRunner):
+        return
+    from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
+    cls = MMENGINE_RUNNERS.get(runner_type) if isinstance(
+        runner_type, str) else runner_type
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    if cls is MMEngineFlexibleRunner and _is_atomic(
+            hook.get('backend_args')):
+        raise ValueError(
+            f'runner_type={runner_type!r} is mmengine\'s FlexibleRunner, '
+            'which drops default_hooks.checkpoint.backend_args '
+            f"(backend={ATOMIC_BACKEND!r}): its checkpoints would not be "
+            "written atomically. Use runner_type='kdep_mm.FlexibleRunner' "
+            '(the same runner, atomic writes kept).')
+
+
 @RUNNERS.register_module()
 class FlexibleRunner(MMEngineFlexibleRunner):
-    """``runner_type='FlexibleRunner'`` in a ``kdep_mm`` config.
+    """``runner_type='kdep_mm.FlexibleRunner'`` (FSDP, DeepSpeed).
 
     mmengine's ``FlexibleRunner.save_checkpoint`` uses the checkpoint
     hook's ``backend_args`` only to join the path; the strategy then writes
