@@ -239,8 +239,8 @@ def _sync(device):
 def train(model, optimizer, data, epochs, batch, seed, device, loss_fn,
           warmup_frac):
     """``epochs`` passes over ``data`` (dropping the last partial batch);
-    returns dict(steps, train_s, losses: the mean of each loss term over
-    the last epoch)."""
+    returns dict(steps, train_s, cpu_s (this process's CPU time), losses:
+    the mean of each loss term over the last epoch)."""
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * (len(data) // batch)
     if steps < 1:
@@ -248,7 +248,7 @@ def train(model, optimizer, data, epochs, batch, seed, device, loss_fn,
     sched = _warm_cosine(optimizer, steps, warmup_frac)
     model.train()
     _sync(device)
-    t0, last = time.perf_counter(), {}
+    t0, c0, last = time.perf_counter(), time.process_time(), {}
     for ep in range(epochs):
         sums = {}
         for x, y in data.epoch(batch, gen):
@@ -270,7 +270,8 @@ def train(model, optimizer, data, epochs, batch, seed, device, loss_fn,
         say(f'  epoch {ep + 1}/{epochs} ({time.perf_counter() - t0:.0f} s): '
             + ', '.join(f'{k} {v:.4f}' for k, v in last.items()))
     _sync(device)
-    return dict(steps=steps, train_s=time.perf_counter() - t0, losses=last)
+    return dict(steps=steps, train_s=time.perf_counter() - t0,
+                cpu_s=time.process_time() - c0, losses=last)
 
 
 def build(cfg):
