@@ -5,6 +5,11 @@ Examples::
     # the student backbone (every algorithm), for downstream fine-tuning
     python tools/export_student.py \\
         work_dirs/kdep_r18/epoch_100.pth work_dirs/kdep_r18/student_backbone.pth
+    # FlexibleRunner + DeepSpeed: a checkpoint directory (or the work
+    # directory, whose last_checkpoint names it); FSDP: its full-state-dict
+    # .pth like any other (docs/scaling.md)
+    python tools/export_student.py \\
+        work_dirs/kdep_r18_ds/iter_1000.pth/ work_dirs/kdep_r18_ds/backbone.pth
     # the whole student as an mmpretrain ImageClassifier (TCS: the folded
     # linear head; the ensemble: the multi-token ViT and its heads)
     python tools/export_student.py --as classifier \\
@@ -35,7 +40,9 @@ def parse_args(argv=None):
         description='Export the student of a distillation checkpoint: its '
         'backbone as a downstream pre-trained checkpoint, or (TCS, ensemble) '
         'the whole student as an mmpretrain ImageClassifier checkpoint.')
-    parser.add_argument('src', help='distillation checkpoint (.pth)')
+    parser.add_argument(
+        'src', help='distillation checkpoint: a .pth file (Runner, DDP, '
+        'FSDP full state dict) or a DeepSpeed checkpoint directory')
     parser.add_argument(
         '--as', dest='kind', choices=['backbone', 'classifier'],
         default='backbone',

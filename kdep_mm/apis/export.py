@@ -13,8 +13,10 @@ Backbone
 A KDEP distillation run saves mmengine Runner checkpoints whose
 ``state_dict`` holds the student backbone under ``student.`` next to the
 alignment neck (``aligner.*``) and possibly training-only heads
-(``student_head.*``, ``projector.*``). Downstream toolboxes (mmpretrain,
-mmdet, mmseg) load pre-trained backbones with::
+(``student_head.*``, ``projector.*``); under FlexibleRunner, FSDP writes the
+same file (a full state dict) and DeepSpeed a directory holding that state
+dict (:func:`load_distill_checkpoint` reads each). Downstream toolboxes
+(mmpretrain, mmdet, mmseg) load pre-trained backbones with::
 
     init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')
 
@@ -29,13 +31,14 @@ The file holds only tensors and plain Python values, so it loads with
 ``torch.load(weights_only=True)`` (torch's default since 2.6), which is what
 mmengine's ``CheckpointLoader`` does for local files.
 """
+import os
 import os.path as osp
 import re
 import warnings
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 
 import kdep_mm.models  # noqa: F401  (registers the model classes)
 from kdep_mm.registry import MODELS
@@ -44,7 +47,8 @@ from kdep_mm.version import __version__
 
 __all__ = [
     'ExportError', 'export_student', 'verify_exported', 'file_sha256',
-    'export_classifier', 'save_classifier'
+    'export_classifier', 'save_classifier', 'load_distill_checkpoint',
+    'DEEPSPEED_MODEL_STATES'
 ]
 
 # state-dict entries that are buffers, not learnable parameters
@@ -127,6 +131,110 @@ def _read_student_cfg(meta: Any, student_prefix: str) -> Optional[dict]:
     return _to_plain(node) if isinstance(node, dict) else None
 
 
+#: the model-states file of a DeepSpeed checkpoint tag directory (data
+#: and model parallel rank 0: the whole model unless ZeRO-3 partitioned it)
+DEEPSPEED_MODEL_STATES = 'mp_rank_00_model_states.pt'
+
+
+def _deepspeed_tag_dir(path: str) -> str:
+    """The tag directory of a DeepSpeed checkpoint: ``path`` itself (it
+    holds :data:`DEEPSPEED_MODEL_STATES`; mmengine's ``DeepSpeedStrategy``
+    names it like a file, ``<work_dir>/iter_N.pth/``), the one a work
+    directory's ``last_checkpoint`` names, or the tag its ``latest`` file
+    names (DeepSpeed's own ``save_checkpoint(save_dir)``)."""
+    if osp.isfile(osp.join(path, DEEPSPEED_MODEL_STATES)):
+        return path
+    last = osp.join(path, 'last_checkpoint')  # an mmengine work directory
+    if osp.isfile(last):
+        with open(last) as f:
+            named = f.read().strip()
+        if osp.isdir(named):
+            return _deepspeed_tag_dir(named)
+        raise ExportError(
+            f'{last} names {named!r}, which is not a DeepSpeed checkpoint '
+            'directory: export that file itself')
+    latest = osp.join(path, 'latest')
+    if osp.isfile(latest):
+        with open(latest) as f:
+            tag = f.read().strip()
+        tag_dir = osp.join(path, tag)
+        if not osp.isfile(osp.join(tag_dir, DEEPSPEED_MODEL_STATES)):
+            raise ExportError(
+                f'{latest} names the tag {tag!r}, but {tag_dir} holds no '
+                f'{DEEPSPEED_MODEL_STATES}')
+        return tag_dir
+    if osp.isfile(osp.join(path, 'rank0.pth')):
+        raise ExportError(
+            f'{path} holds per-rank FSDP shards (rank0.pth, ...: '
+            "FSDPStrategy's state_dict_cfg='local'); train with "
+            "strategy.state_dict_cfg='full' (one file with the full state "
+            'dict, which this exports)')
+    raise ExportError(
+        f'{path} is a directory but not a DeepSpeed checkpoint (no '
+        f'{DEEPSPEED_MODEL_STATES}, no "latest" file naming a tag); found '
+        f'{sorted(os.listdir(path))[:10]}')
+
+
+def _zero3_partitioned(states: dict) -> bool:
+    cfg = states.get('ds_config')
+    zero = cfg.get('zero_optimization') if isinstance(cfg, dict) else None
+    stage = zero.get('stage') if isinstance(zero, dict) else None
+    module = states.get('module')
+    empty = isinstance(module, dict) and any(
+        torch.is_tensor(v) and v.numel() == 0 for v in module.values())
+    return stage == 3 or empty
+
+
+def load_distill_checkpoint(src: str) -> Tuple[dict, str]:
+    """``({'state_dict', 'meta'}, file read)`` of a distillation checkpoint.
+
+    ``src`` is a checkpoint file (mmengine Runner / DDP / FSDP full state
+    dict ``{'state_dict', 'meta', ...}``, or a bare state dict such as
+    DeepSpeed's ``zero_to_fp32.py`` output) or a DeepSpeed checkpoint
+    directory (see :func:`_deepspeed_tag_dir`), whose
+    :data:`DEEPSPEED_MODEL_STATES` holds the model under ``'module'`` and
+    mmengine's ``meta`` next to it. A ZeRO-3 directory holds partitioned
+    weights and is refused: consolidate it first.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+        ExportError: not a readable checkpoint, or one that cannot be
+            exported as it is (the message says what to do).
+    """
+    if osp.isdir(src):
+        path = osp.join(_deepspeed_tag_dir(src), DEEPSPEED_MODEL_STATES)
+    elif osp.isfile(src):
+        path = src
+    else:
+        raise FileNotFoundError(f'distillation checkpoint not found: {src}')
+    try:
+        # DeepSpeed pickles its config as mmengine passed it (a ConfigDict)
+        with torch.serialization.safe_globals([ConfigDict]):
+            ckpt = safe_torch_load(path, map_location='cpu')
+    except RuntimeError as e:
+        raise ExportError(f'{path} is not a readable checkpoint: {e}') from e
+    if not isinstance(ckpt, dict):
+        raise ExportError(f'{path} holds a {type(ckpt).__name__}, not a '
+                          'checkpoint dict')
+    if path.endswith(DEEPSPEED_MODEL_STATES) and 'module' in ckpt:
+        if _zero3_partitioned(ckpt):
+            raise ExportError(
+                f'{path} is a ZeRO-3 checkpoint: its "module" holds '
+                "partitioned (empty) weights. Consolidate them with the "
+                "zero_to_fp32.py DeepSpeed writes next to the tag "
+                f'(python {osp.dirname(osp.dirname(path))}/zero_to_fp32.py '
+                f'{osp.dirname(osp.dirname(path))} out.pth --tag '
+                f'{osp.basename(osp.dirname(path))}) and export out.pth, or '
+                'train with zero_optimization.gather_16bit_weights_on_model_'
+                'save=True and the checkpoint hook\'s save_optimizer=False '
+                '(mmengine then writes one full state-dict file)')
+        return dict(state_dict=ckpt['module'], meta=ckpt.get('meta')), path
+    if 'state_dict' in ckpt:
+        return dict(state_dict=ckpt['state_dict'], meta=ckpt.get('meta')), \
+            path
+    return dict(state_dict=ckpt, meta=None), path  # a bare state dict
+
+
 def export_student(src_ckpt: str,
                    dst: str,
                    student_prefix: str = 'student.',
@@ -135,8 +243,10 @@ def export_student(src_ckpt: str,
     """Write the student backbone of a distillation checkpoint to ``dst``.
 
     Args:
-        src_ckpt (str): a KDEP distillation checkpoint (mmengine Runner
-            checkpoint with ``state_dict``, or a bare state dict).
+        src_ckpt (str): a distillation checkpoint: an mmengine checkpoint
+            file with ``state_dict`` (Runner, DDP, FSDP full state dict), a
+            bare state dict, or a DeepSpeed checkpoint directory (see
+            :func:`load_distill_checkpoint`).
         dst (str): output file; written atomically, parent folders created.
         student_prefix (str): prefix of the student backbone's keys in the
             source. Defaults to ``'student.'``.
@@ -165,26 +275,15 @@ def export_student(src_ckpt: str,
     """
     student_prefix = _norm_prefix(student_prefix, 'student_prefix', False)
     out_prefix = _norm_prefix(out_prefix, 'out_prefix', True)
-    if not osp.isfile(src_ckpt):
+    if not osp.exists(src_ckpt):
         raise FileNotFoundError(
             f'distillation checkpoint not found: {src_ckpt}')
-    src_abs = osp.abspath(src_ckpt)
-    if osp.abspath(dst) == src_abs:
+    if osp.abspath(dst) == osp.abspath(src_ckpt):
         raise ExportError(f'refusing to overwrite the source checkpoint '
                           f'{src_ckpt}; choose another destination')
-    try:
-        ckpt = safe_torch_load(src_ckpt, map_location='cpu')
-    except RuntimeError as e:
-        raise ExportError(f'{src_ckpt} is not a readable checkpoint: {e}') \
-            from e
-    if not isinstance(ckpt, dict):
-        raise ExportError(f'{src_ckpt} holds a {type(ckpt).__name__}, not a '
-                          'checkpoint dict')
-    if 'state_dict' in ckpt:
-        state_dict = ckpt['state_dict']
-        meta = ckpt.get('meta')
-    else:  # a bare state dict
-        state_dict, meta = ckpt, None
+    ckpt, src_ckpt = load_distill_checkpoint(src_ckpt)
+    src_abs = osp.abspath(src_ckpt)
+    state_dict, meta = ckpt['state_dict'], ckpt['meta']
     if not isinstance(state_dict, dict):
         raise ExportError(f'{src_ckpt}: "state_dict" is a '
                           f'{type(state_dict).__name__}, not a dict')
@@ -357,13 +456,13 @@ def export_classifier(src_ckpt: str, dst: str,
     config, a model that exports no classifier (e.g. KDEP: export its
     backbone instead), or a state dict that does not fit the model.
     """
-    if not osp.isfile(src_ckpt):
+    if not osp.exists(src_ckpt):
         raise FileNotFoundError(f'distillation checkpoint not found: '
                                 f'{src_ckpt}')
     if osp.abspath(src_ckpt) == osp.abspath(dst):
         raise ExportError(f'refusing to overwrite the source checkpoint '
                           f'{src_ckpt}; choose another destination')
-    ckpt = safe_torch_load(src_ckpt, map_location='cpu')
+    ckpt, src_ckpt = load_distill_checkpoint(src_ckpt)
     model_cfg = _model_cfg(ckpt, src_ckpt, config)
     kind = str(model_cfg.get('type', '')).split('.')[-1]
     try:
