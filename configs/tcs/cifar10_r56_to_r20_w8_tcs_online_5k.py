@@ -9,20 +9,13 @@ _base_ = ['./_base_/cifar10_5k_views.py']
 
 model = dict(
     type='kdep_mm.TCSDistiller',
-    data_preprocessor={{_base_.data_preprocessor}},
-    student={{_base_.student}},
-    student_channels={{_base_.student_channels}},
-    teacher={{_base_.teacher}},
-    teacher_ckpt={{_base_.teacher_ckpt}},
-    teacher_revise_keys={{_base_.teacher_revise_keys}},
     teacher_channels=64,
-    num_classes=10,
     num_coords=32,
     coord_weight=1.0,
     prune_interval=100,  # 40 iterations / epoch: every 2.5 epochs of 30
     prune_ratio=0.1,
     min_coords=16,
-)
+    **_base_.online_distiller)
 custom_hooks = [
     dict(type='kdep_mm.CheckTeacherStoresHook',
          teacher_checkpoints={{_base_.teacher_ckpt}}),

@@ -28,6 +28,16 @@ train_list = \
 num_views = 8
 student = dict(type='kdep_mm.CIFARResNet', depth=20, base_channels=8)
 student_channels = 32
+# what every online distiller of the study shares (its model dict adds type
+# and loss): the data preprocessor, the student and the real ResNet-56
+online_distiller = dict(
+    data_preprocessor={{_base_.data_preprocessor}},
+    student=student,
+    student_channels=student_channels,
+    teacher={{_base_.teacher}},
+    teacher_ckpt={{_base_.teacher_ckpt}},
+    teacher_revise_keys={{_base_.teacher_revise_keys}},
+    num_classes=10)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

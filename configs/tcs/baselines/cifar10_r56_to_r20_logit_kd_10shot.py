@@ -18,6 +18,4 @@ model = dict(
     teacher={{_base_.teacher}},
     teacher_ckpt={{_base_.teacher_ckpt}},
     teacher_revise_keys={{_base_.teacher_revise_keys}},
-    num_classes=10,
-    distill='logits',
-    distill_loss=dict(type='kdep_mm.KDLoss', temperature=4., loss_weight=1.))
+    num_classes=10)  # distill='logits', KDLoss(T=4): the defaults

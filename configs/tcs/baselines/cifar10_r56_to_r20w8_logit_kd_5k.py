@@ -8,12 +8,6 @@ _base_ = ['../_base_/cifar10_5k_views.py']
 
 model = dict(
     type='kdep_mm.SupervisedKDDistiller',
-    data_preprocessor={{_base_.data_preprocessor}},
-    student={{_base_.student}},
-    student_channels={{_base_.student_channels}},
-    teacher={{_base_.teacher}},
-    teacher_ckpt={{_base_.teacher_ckpt}},
-    teacher_revise_keys={{_base_.teacher_revise_keys}},
-    num_classes=10,
     distill='logits',
-    distill_loss=dict(type='kdep_mm.KDLoss', temperature=4., loss_weight=1.))
+    distill_loss=dict(type='kdep_mm.KDLoss', temperature=4., loss_weight=1.),
+    **_base_.online_distiller)
