@@ -10,8 +10,9 @@ _base_ = ['../../_base_/teachers/cifar_resnet56.py']
 teacher_names = ['cnn', 'involution']
 teachers = dict(
     cnn={{_base_.teacher}},
-    # RedNet-26, reduced for 2 CPU cores (../teachers/rednet26_cifar10.py
-    # explains each choice); stage outputs 64/128/256/512
+    # RedNet-26 sized for 32 px (../teachers/rednet26_cifar10.py explains
+    # each choice): cifar stem, stages at 32/16/8/4 px, stage outputs
+    # 128/256/512/1024, 1.81M parameters
     involution=dict(
         type='ImageClassifier',
         backbone=dict(
@@ -19,12 +20,12 @@ teachers = dict(
             depth=26,
             stem='cifar',
             stem_channels=32,
-            base_channels=16,
-            strides=(2, 2, 2, 1),
+            base_channels=32,
+            strides=(1, 2, 2, 2),
             out_indices=(3, )),
         neck=dict(type='GlobalAveragePooling'),
         # 4 (bottleneck expansion) * 8 (3 doublings) * base_channels
-        head=dict(type='LinearClsHead', num_classes=10, in_channels=512)))
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=1024)))
 teacher_ckpts = dict(
     cnn={{_base_.teacher_ckpt}},
     involution='work_dirs/ensemble/rednet26_cifar10/teacher.pth')
