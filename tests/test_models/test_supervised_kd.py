@@ -111,10 +111,18 @@ def test_bad_inputs_name_the_key():
         _build('hints')
     with pytest.raises(ValueError, match='model.teacher_feature'):
         _build('logits', teacher_feature='layer3')
+    with pytest.raises(ValueError, match='model.teacher_channels is 8'):
+        _build('features', teacher_channels=8)
     init_default_scope('mmpretrain')
-    with pytest.raises(ValueError, match='model.teacher is required'):
+    with pytest.raises(ValueError, match='model.teacher_channels is needed'):
         MODELS.build(dict(type='kdep_mm.SupervisedKDDistiller',
-                          student=TINY, teacher=None, num_classes=10))
+                          student=TINY, teacher=None, num_classes=10,
+                          distill='features'))
+    alone = MODELS.build(dict(type='kdep_mm.SupervisedKDDistiller',
+                              student=TINY, teacher=None, num_classes=10))
+    x, samples, _ = _batch(2)
+    with pytest.raises(ValueError, match='model.teacher is None'):
+        alone.loss(x, samples)
     model = _build('logits')
     with pytest.raises(ValueError, match='gt_label'):
         model.loss(torch.randn(2, 3, 32, 32), [DataSample(), DataSample()])
@@ -122,3 +130,32 @@ def test_bad_inputs_name_the_key():
     with pytest.raises(ValueError, match='head'):
         MODELS.build(dict(type='kdep_mm.SupervisedKDDistiller',
                           student=TINY, teacher=TINY, num_classes=10))
+
+
+def test_export_from_a_training_checkpoint(tmp_path):
+    """tools/export_student.py --as classifier: the model rebuilt from the
+    recorded config without its teacher, loaded strictly, written as an
+    mmpretrain classifier that gives the same logits."""
+    from mmengine.config import Config
+
+    from kdep_mm.apis.export import export_classifier
+    from kdep_mm.utils.checkpoint import atomic_save, safe_torch_load
+    cfg = Config(dict(model=dict(
+        type='kdep_mm.SupervisedKDDistiller', student=TINY, teacher=TEACHER,
+        teacher_ckpt='/nowhere/teacher.pth', num_classes=10,
+        distill='features', teacher_channels=32)))
+    model = _build('features', teacher_channels=32).eval()
+    src, dst = str(tmp_path / 'epoch_1.pth'), str(tmp_path / 'clf.pth')
+    atomic_save(dict(state_dict=model.state_dict(),
+                     meta=dict(cfg=cfg.pretty_text)), src)
+    export_classifier(src, dst)
+    clf = MODELS.build(dict(
+        type='mmpretrain.ImageClassifier', backbone=TINY,
+        neck=dict(type='mmpretrain.GlobalAveragePooling'),
+        head=dict(type='mmpretrain.LinearClsHead', num_classes=10,
+                  in_channels=16))).eval()
+    clf.load_state_dict(safe_torch_load(dst)['state_dict'], strict=True)
+    x, _, _ = _batch()
+    with torch.no_grad():
+        torch.testing.assert_close(clf(x, mode='tensor'),
+                                   model(x, mode='tensor'))

@@ -9,5 +9,6 @@ _base_ = ['./cifar10_r56_to_r20w8_logit_kd_5k.py']
 
 model = dict(
     distill='features',
+    teacher_channels=64,  # stated, so that the export rebuilds it alone
     distill_loss=dict(
         _delete_=True, type='kdep_mm.FeatureMSELoss', loss_weight=1.))

@@ -40,11 +40,17 @@ class SupervisedKDDistiller(BaseDistiller):
 
     Args:
         student (dict): student backbone config.
-        teacher (dict): the frozen teacher (a classifier for ``'logits'``).
         num_classes (int): classes of the task.
+        teacher (dict, optional): the frozen teacher (a classifier for
+            ``'logits'``). None builds the student alone, which predicts
+            and exports (``tools/export_student.py --as classifier``
+            rebuilds it so) but refuses to train.
         distill (str): ``'logits'`` (Hinton KD) or ``'features'``
             (FitNets at the pooled feature).
         student_channels (int, optional): C_s; measured when omitted.
+        teacher_channels (int, optional): ``'features'`` only: C_t, the
+            width of f_t; inferred from the teacher when omitted (needed
+            without one).
         cls_weight (float): weight of the CE term. Defaults to 1.
         distill_loss (dict, optional): defaults to ``KDLoss(T=4)`` for
             ``'logits'`` and ``FeatureMSELoss`` for ``'features'``.
@@ -59,10 +65,11 @@ class SupervisedKDDistiller(BaseDistiller):
 
     def __init__(self,
                  student: dict,
-                 teacher: dict,
                  num_classes: int,
+                 teacher: Optional[dict] = None,
                  distill: str = 'logits',
                  student_channels: Optional[int] = None,
+                 teacher_channels: Optional[int] = None,
                  cls_weight: float = 1.,
                  distill_loss: Optional[dict] = None,
                  teacher_feature: Optional[str] = None,
@@ -70,12 +77,10 @@ class SupervisedKDDistiller(BaseDistiller):
         if distill not in _DEFAULT_LOSS:
             raise ValueError(f"model.distill must be 'logits' or "
                              f"'features', got {distill!r}")
-        if teacher is None:
-            raise ValueError('model.teacher is required: the supervised KD '
-                             'baselines run their teacher online')
-        if distill == 'logits' and teacher_feature is not None:
-            raise ValueError("model.teacher_feature applies to "
-                             "distill='features' only")
+        if distill == 'logits' and (teacher_feature is not None
+                                    or teacher_channels is not None):
+            raise ValueError("model.teacher_feature / model.teacher_channels"
+                             " apply to distill='features' only")
         super().__init__(student=student, teacher=teacher,
                          distill_loss=distill_loss or _DEFAULT_LOSS[distill],
                          teachers_need_head=distill == 'logits', **kwargs)
@@ -88,10 +93,20 @@ class SupervisedKDDistiller(BaseDistiller):
         self.classifier = nn.Linear(self.student_channels, self.num_classes)
         self.teacher_feature = None
         if distill == 'features':
-            self.teacher_feature = self.frozen_teacher.watch_pooled(
-                teacher_feature, 'model.teacher_feature')
+            if self.frozen_teacher is not None:
+                self.teacher_feature = self.frozen_teacher.watch_pooled(
+                    teacher_feature, 'model.teacher_feature')
+                width = self.frozen_teacher.pooled.width()
+                if teacher_channels not in (None, width):
+                    raise ValueError(
+                        f'model.teacher_channels is {teacher_channels}, the '
+                        f'teacher feature has {width} channels')
+                teacher_channels = width
+            elif teacher_channels is None:
+                raise ValueError("model.teacher_channels is needed for "
+                                 "distill='features' without model.teacher")
             self.regressor = nn.Linear(self.student_channels,
-                                       self.frozen_teacher.pooled.width())
+                                       int(teacher_channels))
 
     def student_pooled(self, inputs: torch.Tensor) -> torch.Tensor:
         """f_s = GAP of the student backbone's last output, (N, C_s)."""
@@ -99,6 +114,10 @@ class SupervisedKDDistiller(BaseDistiller):
 
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
+        if self.frozen_teacher is None:
+            raise ValueError('model.teacher is None: this model can predict '
+                             'and export, not train (the supervised KD '
+                             'baselines run their teacher online)')
         if not data_samples or 'gt_label' not in data_samples[0]:
             raise ValueError('SupervisedKDDistiller.loss needs data samples '
                              'with gt_label (a labelled training set)')
