@@ -705,22 +705,29 @@ def report(S, rdir, command):
     lines = [f'Preset `{S["preset"]}`: teacher ViT {ta["embed_dims"]}-d x '
              f'{ta["num_layers"]} blocks, student ViT {sa["embed_dims"]}-d x '
              f'{sa["num_layers"]} blocks, 32 px, patch 4 (64 patches), pair '
-             f'{S["distill_pairs"]}; teacher {S["teacher_epochs"]} epochs, '
+             f'{S["distill_pairs"]}; pool {S.get("pool") or 45000} images, '
+             f'probe fitted on {S.get("probe_train") or "all"} of them; '
+             f'teacher {S["teacher_epochs"]} epochs, '
              f'each student {S["student_epochs"]} pre-training epochs, '
              f'fine-tuning {S["finetune_epochs"]} epochs, batch {S["batch"]}.',
              '']
     t = R.get('teacher')
     if t:
-        lines += [f'Teacher: MAE loss {t["losses"]}, linear probe top-1 '
-                  f'{t["probe"]["score"]:.2f} (test), '
-                  f'{t["train_s"]:.0f} s on {t["device"]}.', '']
-    lines += ['| arm | visible patches | pre-train s (mean) | linear probe '
-              'top-1 | fine-tune top-1 |', '|---|---|---|---|---|']
+        cpu = f', {t["cpu_s"]:.0f} CPU s' if 'cpu_s' in t else ''
+        lines += [f'Teacher: MAE loss {t["losses"]["loss"]:.4f} after '
+                  f'{t["epochs"]} epochs ({t["steps"]} steps), linear probe '
+                  f'top-1 {t["probe"]["score"]:.2f} (validation '
+                  f'{t["probe"]["val"]:.2f}); {t["train_s"]:.0f} s{cpu} on '
+                  f'{t["device"]}.', '']
+    lines += ['| arm | visible patches | pre-train s, wall / CPU (mean) | '
+              'linear probe top-1 | fine-tune top-1 |', '|---|---|---|---|---|']
     for arm in S['arms']:
         pre = [r for r in R.values() if r['kind'] == 'pretrain'
                and r['arm'] == arm]
         vis = pre[0]['visible'] if pre else '-'
-        secs = f'{np.mean([r["train_s"] for r in pre]):.0f}' if pre else '-'
+        secs = '-' if not pre else f'{np.mean([r["train_s"] for r in pre]):.0f}'
+        if pre and all('cpu_s' in r for r in pre):
+            secs += f' / {np.mean([r["cpu_s"] for r in pre]):.0f}'
         lines.append(f'| {arm} | {vis} | {secs} | '
                      f'{fmt(summary(list(scores("probe", arm).values())))} | '
                      f'{fmt(summary(list(scores("finetune", arm).values())))}'

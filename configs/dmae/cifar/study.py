@@ -99,8 +99,10 @@ val_per_class = 500
 presets = dict(
     # one H200, about 8 minutes in all (benchmarks/dmae_cifar_gpu.sh)
     # (batch 512: steps of these small ViTs are launch-bound on a GPU)
+    # (the CPU probes chose the grid's lowest L2: one lower value here)
     gpu=dict(pool=None, batch=512, teacher_epochs=60, student_epochs=20,
-             finetune_epochs=10),
+             finetune_epochs=10,
+             probe=dict(l2_grid=[1e-6, 1e-5, 1e-4, 1e-3], max_iter=300)),
     # the reduced CPU version (docs/dmae.md: its measured cost and why it
     # cannot separate DMAE from MAE in 30 minutes): 10,000 pool images,
     # 1,000 validation, the probe fitted on 5,000, the full test set
