@@ -474,10 +474,10 @@ def features(bb, data, device, batch=500, n=None):
     first ``n`` images (all by default; the pool's order is class-sorted,
     so a prefix is taken class-balanced by :func:`load_data`)."""
     bb.eval()
-    out = []
-    for i in range(0, n or len(data), batch):
+    out, n = [], n or len(data)
+    for i in range(0, n, batch):
         with _autocast(device):
-            f = bb(data.normalise(data.x[i:i + batch]))[-1]
+            f = bb(data.normalise(data.x[i:min(i + batch, n)]))[-1]
         out.append(f.float().mean((2, 3)).cpu())
     return torch.cat(out)
 
