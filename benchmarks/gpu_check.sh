@@ -36,6 +36,11 @@
 # imports and CUDA initialisation (assumed 5-8 s) before a few seconds of
 # steps, so expect most of the budget to be used.
 #
+# After the table, 3-iteration runs of the tiny KDEP model under Runner +
+# bf16, FlexibleRunner + FSDP and FlexibleRunner + DeepSpeed (issue 21,
+# benchmarks/strategy_check.py) are appended to the page; the table's budget
+# keeps $KDEP_GPU_STRATEGY_S (default 90 s, smoke 150 s) for them.
+#
 # Environment: KDEP_GPU_BUDGET_S, KDEP_GPU_PY, KDEP_GPU_VENV (install.sh),
 # KDEP_GPU_RESULTS, KDEP_GPU_ONLY (e.g. tcs,dmae: --only), KDEP_GPU_AMPS
 # (--amps, default fp32,bf16), KDEP_GPU_TIMEOUTS ("dmae=60 tcs=90":
@@ -91,7 +96,9 @@ EXTRA=()
 for t in ${KDEP_GPU_TIMEOUTS:-}; do EXTRA+=(--timeout "$t"); done
 PAGE="$OUTDIR/performance_gpu.md"
 rm -f "$PAGE"
-LEFT=$((T0 + BUDGET - $(date +%s) - 25))   # 25 s: env.txt and the copy
+# kept for the runner/strategy runs after the table (issue 21)
+STRAT_S="${KDEP_GPU_STRATEGY_S:-$([ $SMOKE = 1 ] && echo 150 || echo 90)}"
+LEFT=$((T0 + BUDGET - $(date +%s) - 25 - STRAT_S))   # 25 s: env.txt, copy
 [ $LEFT -gt 20 ] || { say "no time left (budget ${BUDGET}s)"; exit 4; }
 timeout --kill-after=5 $((LEFT + 10)) "$PY" benchmarks/performance_table.py \
   "${MODE[@]}" --device "$DEVICE" --budget-s "$LEFT" --results-dir "$RDIR" \
@@ -103,6 +110,24 @@ case $rc in
   124|137) say "performance_table.py itself was stopped at the budget (rc $rc)" ;;
   *) say "performance_table.py failed (rc $rc)" ;;
 esac
+
+# Runner + bf16, FlexibleRunner + FSDP (1 GPU), FlexibleRunner + DeepSpeed:
+# 3 iterations each of the tiny KDEP model, appended to the page after the
+# table (benchmarks/strategy_check.py; a run without deepspeed says skipped;
+# the smoke run does the FSDP one only)
+if [ -f "$PAGE" ]; then
+  SLEFT=$((T0 + BUDGET - $(date +%s) - 20))
+  if [ $SLEFT -gt 20 ]; then
+    say "runner/strategy runs (benchmarks/strategy_check.py, ${SLEFT}s)"
+    timeout --kill-after=5 $((SLEFT + 5)) "$PY" benchmarks/strategy_check.py \
+      --device "$DEVICE" --budget-s "$SLEFT" --work-dir "$RDIR/strategies" \
+      $([ $SMOKE = 1 ] && echo "--per-run-s 120 --only fsdp" || echo "--per-run-s 60") \
+      >> "$PAGE" 2>> "$LOG"
+    say "runner/strategy runs: rc $? (1: one failed; the page says which)"
+  else
+    say "no time left for the runner/strategy runs"
+  fi
+fi
 
 { nvidia-smi 2>/dev/null || echo "no nvidia-smi"
   "$PY" -c 'import sys, torch; print("python", sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'

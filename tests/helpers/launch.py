@@ -68,3 +68,29 @@ def tool_env(data_root, **extra) -> dict:
     env.pop('LOCAL_RANK', None)
     env.update(extra)
     return env
+
+
+def run_together(cmds, timeout=300):
+    """Run ``[(argv, env), ...]`` at the same time from the repository root
+    (2 cores; a tool spends most of its start-up in single-threaded
+    imports) and return their outputs (stdout + stderr); an assertion names
+    a command that failed, with the end of its output."""
+    import subprocess
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, text=True,
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+             for cmd, env in cmds]
+    outs = []
+    try:
+        for (cmd, _), proc in zip(cmds, procs):
+            out, _ = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, (
+                f'{" ".join(map(str, cmd))} exited with {proc.returncode}:'
+                f'\n{out[-6000:]}')
+            outs.append(out)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return outs

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import kdep_mm  # noqa: F401
-from helpers.launch import free_port, tool_env
+from helpers.launch import free_port, run_together, tool_env
 from helpers.paths import REPO
 from tiny_image_folder import make_image_folder
 from kdep_mm.registry import MODELS
@@ -74,22 +74,7 @@ def runs(tmp_path_factory):
           'train_dataloader.batch_size=8',
           'runner_type=kdep_mm.FlexibleRunner'], tool_env(data)),
     ]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, text=True,
-                              stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT) for cmd, env in cmds]
-    outs = []
-    try:
-        for (cmd, _), proc in zip(cmds, procs):
-            out, _ = proc.communicate(timeout=300)
-            assert proc.returncode == 0, (
-                f'{" ".join(cmd)} exited with {proc.returncode}:\n'
-                f'{out[-6000:]}')
-            outs.append(out)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    outs = run_together(cmds)
     return root, fsdp_dir, single_dir, outs[0]
 
 

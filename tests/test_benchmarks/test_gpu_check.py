@@ -133,6 +133,12 @@ def check_smoke_page(out, results, log, kdep=False):
             'finished') in page
     if kdep:
         assert '| KDEP |' in page and '| kdep |' in page
+    # after the table: the runner/strategy runs (benchmarks/strategy_check.py)
+    assert page.index('## Runners and strategies') > page.index(
+        '# Performance on a GPU')
+    [fsdp] = [ln for ln in page.splitlines()
+              if ln.startswith('| kdep_mm.FlexibleRunner + FSDP')]
+    assert '| ok (3 iterations, checkpoint written atomically) |' in fsdp
     # what a rerun would reuse: the finished runs, not the stopped one
     kept = sorted(os.listdir(results))
     assert 'tcs__bf16.json' in kept and 'ensemble__bf16.json' in kept
