@@ -10,7 +10,9 @@ process training on the union of the two ranks' batches (the same runner
 without a strategy, batch 8: FSDP's reduce-scatter averages the gradients as DDP does); and
 ``tools/export_student.py`` exports it into a backbone that loads strictly.
 The student uses GroupNorm and the pipeline no random flips, so both runs
-see the same numbers (as tests/integration/test_dist_agreement.py).
+see the same numbers (as tests/integration/test_dist_agreement.py). And the
+tiny DMAE model under FSDP1 (one gloo process): ``use_orig_params`` and the
+teacher's dtype under bf16 mixed precision.
 """
 import os
 import os.path as osp
@@ -116,3 +118,48 @@ def test_fsdp_checkpoint_exports_and_loads_strictly(runs):
     ckpt = safe_torch_load(str(fsdp_dir / 'iter_3.pth'))['state_dict']
     for k, v in student.state_dict().items():
         assert torch.equal(v, ckpt['student.' + k])
+
+
+DMAE_UNDER_FSDP = '''
+import os, sys, torch, torch.distributed as dist
+sys.path[:0] = [{tests!r}, {models!r}]
+os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT={port!r}, RANK='0',
+                  WORLD_SIZE='1')
+dist.init_process_group('gloo')
+import kdep_mm  # noqa
+from test_dmae import build
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+from torch.distributed.fsdp import MixedPrecision
+bf16 = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
+                      buffer_dtype=torch.float32)
+for orig in (False, True):
+    model = build()
+    try:
+        f = FSDP(model, device_id=torch.device('cpu'), use_orig_params=orig,
+                 mixed_precision=bf16)
+        losses = f(torch.randn(2, 3, 32, 32), mode='loss')
+        sum(losses.values()).backward()
+        print('RESULT', orig, 'ok', next(model.teacher.parameters()).dtype,
+              all(torch.isfinite(v) for v in losses.values()))
+    except ValueError as e:
+        print('RESULT', orig, 'refused', str(e))
+dist.destroy_process_group()
+'''
+
+
+def test_dmae_needs_use_orig_params_under_fsdp():
+    """DMAE's frozen pos_embed beside trainable weights: FSDP1 refuses to
+    flatten them with ``use_orig_params=False`` and trains them with
+    ``True`` (configs/_base_/strategies/fsdp_bf16.py); under bf16 mixed
+    precision the hidden teacher follows the student to bf16."""
+    code = DMAE_UNDER_FSDP.format(
+        tests=osp.join(REPO, 'tests'),
+        models=osp.join(REPO, 'tests', 'test_models'), port=str(free_port()))
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO,
+                          capture_output=True, text=True, timeout=240,
+                          env=tool_env(REPO))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT')]
+    assert proc.returncode == 0 and len(lines) == 2, proc.stderr[-3000:]
+    assert lines[0].startswith('RESULT False refused Must flatten tensors '
+                               'with uniform `requires_grad`'), lines[0]
+    assert lines[1] == 'RESULT True ok torch.bfloat16 True', lines[1]
