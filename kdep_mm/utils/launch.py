@@ -86,7 +86,8 @@ def resume_after_restart(cfg: Config, environ=None):
     ``cfg.resume = True``, ``cfg.load_from`` = that checkpoint, whatever the
     command line asked, since the newest checkpoint of the work directory is
     the one this job wrote last. The first attempt, and a restart before
-    any checkpoint, run as configured (training starts over).
+    any checkpoint, run as configured (training starts over). The checkpoint
+    is a file (Runner, FSDP full state dict) or a folder (DeepSpeed).
 
     Returns the checkpoint resumed from, or None.
     """
@@ -113,7 +114,7 @@ def resume_after_restart(cfg: Config, environ=None):
             logger='current',
             level=logging.WARNING)
         return None
-    if not osp.isfile(checkpoint):
+    if not osp.exists(checkpoint):  # a file, or a DeepSpeed / FSDP folder
         raise FileNotFoundError(
             f'Restarted attempt ({why}): {cfg.work_dir}/last_checkpoint names '
             f'{checkpoint}, which does not exist (is the work directory on a '

@@ -50,6 +50,17 @@ def test_restart_resumes_from_last_checkpoint(tmp_path, var):
     assert cfg.resume is True and cfg.load_from == path
 
 
+def test_restart_resumes_from_a_checkpoint_folder(tmp_path):
+    """A DeepSpeed checkpoint (FlexibleRunner) is a folder, not a file."""
+    path = str(tmp_path / 'iter_4.pth')
+    (tmp_path / 'iter_4.pth').mkdir()
+    (tmp_path / 'last_checkpoint').write_text(path + '\n')
+    cfg = _cfg(tmp_path)
+    assert resume_after_restart(cfg, {'TORCHELASTIC_RESTART_COUNT': '1'}) \
+        == path
+    assert cfg.resume is True and cfg.load_from == path
+
+
 def test_restart_before_any_checkpoint_starts_over(tmp_path):
     cfg = _cfg(tmp_path)
     assert resume_after_restart(cfg, {'SLURM_RESTART_COUNT': '3'}) is None
