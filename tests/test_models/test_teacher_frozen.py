@@ -211,3 +211,18 @@ def test_teacher_never_changes(name, data_root, tmp_path):
     finally:
         tdist.destroy_process_group()
     assert _fingerprints(model) == fp0
+
+
+def test_a_plain_module_teacher_keeps_its_weights_and_freezes():
+    """A plain ``nn.Module`` (no mmengine ``init_weights``, e.g. a timm or
+    hand-built network) is taken as it is: its weights untouched, then
+    frozen and in eval mode."""
+    from kdep_mm.models.teachers import FrozenTeacher
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5))
+    before = copy.deepcopy(net.state_dict())
+    t = FrozenTeacher(net)
+    assert not t.module.training
+    assert not any(p.requires_grad for p in t.module.parameters())
+    for k, v in t.module.state_dict().items():
+        assert torch.equal(v, before[k])

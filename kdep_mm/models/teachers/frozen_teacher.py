@@ -72,7 +72,8 @@ class FrozenTeacher:
             load_teacher_checkpoint(module, checkpoint,
                                     [tuple(p) for p in revise], key=ckpt_key)
         else:
-            module.init_weights()
+            if hasattr(module, 'init_weights'):  # mmengine BaseModule;
+                module.init_weights()  # a plain nn.Module keeps its init
             if not getattr(module, 'init_cfg', None):
                 print_log(
                     f'{ckpt_key} is None and the teacher has no init_cfg: '
