@@ -65,15 +65,9 @@ LOG="$OUTDIR/dmae_gpu.log"
 say() { echo "[dmae_gpu $(date +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
 
 [ -f "$DATA/cifar10_jpeg.tar.gz" ] || { say "missing $DATA/cifar10_jpeg.tar.gz: run tools/gpu/prepare_study_data.sh (and carry data/gpu_study)"; exit 2; }
-if [ -z "$PY" ]; then
-  VENV="${KDEP_GPU_VENV:-/tmp/kdep_gpu_venv}"
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import mmengine, kdep_mm' 2>/dev/null; then
-    say "installing the wheelhouse (tools/gpu/install.sh)"
-    bash "$REPO/tools/gpu/install.sh" 2>&1 | tee -a "$LOG"
-    [ "${PIPESTATUS[0]}" = 0 ] || { say "install failed"; exit 3; }
-  fi
-  PY="$VENV/bin/python"
-fi
+# shellcheck source=../tools/gpu/venv.sh
+. "$REPO/tools/gpu/venv.sh"
+[ -n "$PY" ] || gpu_python
 say "python $PY, budget ${BUDGET}s, results $RDIR"
 
 export KDEP_SHARED_DATA="$DATA"

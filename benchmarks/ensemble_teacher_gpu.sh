@@ -104,15 +104,9 @@ say() { echo "[ensemble teacher $(date +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"
 
 [ -f "$DATA/cifar10_jpeg.tar.gz" ] || {
   say "missing $DATA/cifar10_jpeg.tar.gz: run $0 --prepare (and carry data/gpu_ensemble)"; exit 2; }
-if [ -z "$PY" ]; then
-  VENV="${KDEP_GPU_VENV:-/tmp/kdep_gpu_venv}"
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import mmengine, kdep_mm' 2>/dev/null; then
-    say "installing the wheelhouse (tools/gpu/install.sh)"
-    bash "$REPO/tools/gpu/install.sh" 2>&1 | tee -a "$LOG"
-    [ "${PIPESTATUS[0]}" = 0 ] || { say "install failed"; exit 3; }
-  fi
-  PY="$VENV/bin/python"
-fi
+# shellcheck source=../tools/gpu/venv.sh
+. "$REPO/tools/gpu/venv.sh"
+[ -n "$PY" ] || gpu_python
 export KDEP_SHARED_DATA="$DATA"
 [ $MODE = gpu ] && export KDEP_DATA_CACHE="${KDEP_DATA_CACHE:-/tmp/kdep_gpu_data}"
 ROOT="$("$PY" benchmarks/shared_data.py cifar10_jpeg.tar.gz | tail -1)"

@@ -76,17 +76,9 @@ LOG="$OUTDIR/gpu_check.log"
 : > "$LOG"
 say() { echo "[gpu_check $(date +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
 
-if [ -z "$PY" ]; then
-  VENV="${KDEP_GPU_VENV:-/tmp/kdep_gpu_venv}"
-  if [ ! -x "$VENV/bin/python" ] || \
-     ! "$VENV/bin/python" -c 'import mmengine, mmpretrain, kdep_mm' 2>/dev/null; then
-    [ -f "$REPO/.whl/MANIFEST.txt" ] || { say "no .whl/: run bash tools/gpu/prepare_wheelhouse.sh here and carry .whl"; exit 2; }
-    say "installing the wheelhouse (tools/gpu/install.sh)"
-    bash "$REPO/tools/gpu/install.sh" 2>&1 | tee -a "$LOG"
-    [ "${PIPESTATUS[0]}" = 0 ] || { say "install failed"; exit 3; }
-  fi
-  PY="$VENV/bin/python"
-fi
+# shellcheck source=../tools/gpu/venv.sh
+. "$REPO/tools/gpu/venv.sh"
+[ -n "$PY" ] || gpu_python
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 say "python $PY, device $DEVICE, budget ${BUDGET}s, kept runs in $RDIR"
 

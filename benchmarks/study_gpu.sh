@@ -77,15 +77,9 @@ for f in probe_arrays.npz probe_arrays.json cifar10_jpeg.tar.gz \
          cifar10_resnets/resnet56-4bfd9763.th; do
   [ -f "$DATA/$f" ] || { say "missing $DATA/$f: run tools/gpu/prepare_study_data.sh (and carry data/gpu_study)"; exit 2; }
 done
-if [ -z "$PY" ]; then
-  if [ ! -x "${KDEP_GPU_VENV:-/tmp/kdep_gpu_venv}/bin/python" ] || \
-     ! "${KDEP_GPU_VENV:-/tmp/kdep_gpu_venv}/bin/python" -c 'import mmengine, kdep_mm' 2>/dev/null; then
-    say "installing the wheelhouse (tools/gpu/install.sh)"
-    bash "$REPO/tools/gpu/install.sh" 2>&1 | tee -a "$LOG"
-    [ "${PIPESTATUS[0]}" = 0 ] || { say "install failed"; exit 3; }
-  fi
-  PY="${KDEP_GPU_VENV:-/tmp/kdep_gpu_venv}/bin/python"
-fi
+# shellcheck source=../tools/gpu/venv.sh
+. "$REPO/tools/gpu/venv.sh"
+[ -n "$PY" ] || gpu_python
 say "python $PY, device $DEVICE, budget ${BUDGET}s, results $RDIR"
 
 export KDEP_SHARED_DATA="$DATA"
