@@ -21,10 +21,10 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmpretrain.structures import DataSample
 
 from kdep_mm.registry import MODELS
-from ..utils import global_pool, last_output, output_width
+from ..utils import (classification_samples, global_pool, last_output,
+                     output_width)
 from .base_distiller import BaseDistiller
 
 _DEFAULT_LOSS = dict(logits=dict(type='kdep_mm.KDLoss', temperature=4.),
@@ -137,13 +137,8 @@ class SupervisedKDDistiller(BaseDistiller):
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List] = None) -> List:
         with torch.no_grad():
-            scores = F.softmax(self.extract_feat(inputs), dim=1)
-        labels = scores.argmax(dim=1, keepdim=True)
-        if data_samples is None:
-            data_samples = [DataSample() for _ in range(len(scores))]
-        for sample, score, label in zip(data_samples, scores, labels):
-            sample.set_pred_score(score).set_pred_label(label)
-        return data_samples
+            return classification_samples(self.extract_feat(inputs),
+                                          data_samples)
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         """``mode='tensor'``: the student's logits z_s."""

@@ -21,15 +21,15 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmpretrain.structures import DataSample
 
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.store_keys import TEACHER_FEAT
 from ..losses import MaskedMSELoss
 from ..necks import TailoredCoordinates
 from ..teachers import stored_teacher_feat
-from ..utils import (BasisFit, PrincipalBasis, global_pool, last_output,
-                     output_width, resolve_feature_layer)
+from ..utils import (BasisFit, PrincipalBasis, classification_samples,
+                     global_pool, last_output, output_width,
+                     resolve_feature_layer)
 from .base_distiller import BaseDistiller
 
 
@@ -261,13 +261,7 @@ class TCSDistiller(TailoredCoordinates, BaseDistiller):
         with torch.no_grad():
             logits = self.logits_from_coordinates(
                 self.student_coordinates(inputs))
-        scores = F.softmax(logits, dim=1)
-        labels = scores.argmax(dim=1, keepdim=True).detach()
-        if data_samples is None:
-            data_samples = [DataSample() for _ in range(len(logits))]
-        for sample, score, label in zip(data_samples, scores, labels):
-            sample.set_pred_score(score).set_pred_label(label)
-        return data_samples
+        return classification_samples(logits, data_samples)
 
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         """``mode='tensor'``: the logits of the masked student
