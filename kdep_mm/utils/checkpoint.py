@@ -116,6 +116,16 @@ def safe_torch_load(path: str, map_location: Any = 'cpu') -> Any:
         raise RuntimeError(f'could not read checkpoint {path}: {e}') from e
 
 
+def fsync_path(path: str) -> None:
+    """fsync a file or a directory by its path (a directory's fsync makes
+    the renames and creations in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(data: bytes, path: str) -> None:
     """Write ``data`` to ``path`` atomically.
 
@@ -135,11 +145,7 @@ def atomic_write_bytes(data: bytes, path: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        dir_fd = os.open(dirname, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_path(dirname)
     except BaseException:
         if osp.exists(tmp):
             os.remove(tmp)

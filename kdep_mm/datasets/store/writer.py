@@ -15,20 +15,12 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
-from kdep_mm.utils.checkpoint import atomic_write_bytes
+from kdep_mm.utils.checkpoint import atomic_write_bytes, fsync_path
 from .format import (FORMAT, FORMAT_VERSION, MANIFEST, RESERVED_KEYS,
                      SHARD_DIR, VIEW_FORMAT, compare_manifest, json_bytes,
                      jsonable, manifest_checksum, normalize_fields, npy_bytes,
                      read_manifest, shard_file)
 from .shards import check_shard, remove_verified
-
-
-def _fsync_dir(dirname: str) -> None:
-    fd = os.open(dirname, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _create_exclusive(data: bytes, path: str) -> bool:
@@ -62,7 +54,7 @@ def _create_exclusive(data: bytes, path: str) -> bool:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        _fsync_dir(dirname)
+        fsync_path(dirname)
         return True
     finally:
         if osp.exists(staged):

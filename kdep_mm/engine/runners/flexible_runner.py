@@ -11,17 +11,10 @@ from mmengine.runner._flexible_runner import \
     FlexibleRunner as MMEngineFlexibleRunner
 
 from kdep_mm.registry import RUNNERS
+from kdep_mm.utils.checkpoint import fsync_path
 
 #: ``default_hooks.checkpoint.backend_args['backend']`` of atomic writes
 ATOMIC_BACKEND = 'atomic_local'
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def publish_atomically(tmp: str, final: str) -> None:
@@ -38,10 +31,10 @@ def publish_atomically(tmp: str, final: str) -> None:
     if osp.isdir(tmp):
         for root, _, files in os.walk(tmp):
             for name in files:
-                _fsync(osp.join(root, name))
-            _fsync(root)
+                fsync_path(osp.join(root, name))
+            fsync_path(root)
     elif osp.isfile(tmp):
-        _fsync(tmp)
+        fsync_path(tmp)
     else:
         raise FileNotFoundError(f'no checkpoint was written at {tmp}')
     old = None
@@ -51,7 +44,7 @@ def publish_atomically(tmp: str, final: str) -> None:
             shutil.rmtree(old)
         os.replace(final, old)
     os.replace(tmp, final)
-    _fsync(osp.dirname(osp.abspath(final)))
+    fsync_path(osp.dirname(osp.abspath(final)))
     if old is not None:
         shutil.rmtree(old) if osp.isdir(old) else os.remove(old)
 
