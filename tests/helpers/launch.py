@@ -75,10 +75,15 @@ def run_together(cmds, timeout=300):
     (2 cores; a tool spends most of its start-up in single-threaded
     imports) and return their outputs (stdout + stderr); an assertion names
     a command that failed, with the end of its output."""
+    import signal
     import subprocess
+
+    # each in its own session, so that a timed-out launcher is killed with
+    # the workers it started (torchrun's children would outlive it)
     procs = [subprocess.Popen(cmd, cwd=REPO, env=env, text=True,
                               stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT,
+                              start_new_session=True)
              for cmd, env in cmds]
     outs = []
     try:
@@ -90,7 +95,9 @@ def run_together(cmds, timeout=300):
             outs.append(out)
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the group's leftovers
+            except ProcessLookupError:
+                pass
+            proc.wait()
     return outs

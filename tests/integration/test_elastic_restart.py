@@ -23,13 +23,12 @@ re-created every epoch).
 """
 import glob
 import os.path as osp
-import subprocess
 import textwrap
 
 import torch
 
 from helpers.hooks import CUSTOM_IMPORTS
-from helpers.launch import free_port, run_log_text, tool_env
+from helpers.launch import free_port, run_log_text, run_together, tool_env
 from helpers.paths import REPO
 from tiny_image_folder import make_image_folder
 
@@ -62,28 +61,17 @@ def _write_config(path, kill):
 def test_killed_rank_restarts_resumes_and_matches_uninterrupted(tmp_path):
     data = tmp_path / 'data'
     make_image_folder(str(data), num_classes=2, per_class=8, size=32, seed=0)
-    runs = {}
+    cmds, work = [], {}
     for name, kill in (('full', False), ('elastic', True)):
         config = str(tmp_path / f'{name}_cfg.py')
         _write_config(config, kill)
-        work_dir = tmp_path / name
+        work[name] = tmp_path / name
         env = tool_env(data, PORT=str(free_port()), MAX_RESTARTS='1',
                        RDZV_ID=name)
-        runs[name] = (work_dir, subprocess.Popen(
-            ['bash', DIST_TRAIN, config, '2', '--work-dir', str(work_dir)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True))
-    outs = {}
-    try:
-        for name, (_, proc) in runs.items():
-            outs[name], _ = proc.communicate(timeout=300)
-            assert proc.returncode == 0, (name, outs[name][-6000:])
-    finally:
-        for _, proc in runs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    full, elastic = runs['full'][0], runs['elastic'][0]
+        cmds.append((['bash', DIST_TRAIN, config, '2', '--work-dir',
+                      str(work[name])], env))
+    outs = dict(zip(('full', 'elastic'), run_together(cmds)))
+    full, elastic = work['full'], work['elastic']
 
     # the reference ran once; the elastic run twice: rank 1 killed by
     # SIGKILL, then the whole group restarted and resumed from iter_4

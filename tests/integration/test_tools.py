@@ -15,7 +15,7 @@ import textwrap
 import pytest
 import torch
 
-from helpers.launch import free_port, tool_env
+from helpers.launch import free_port, run_together, tool_env
 from tiny_image_folder import make_image_folder
 
 import kdep_mm  # noqa: F401  (allows mmengine's checkpoint types in _load)
@@ -50,34 +50,6 @@ def _train_cmd(work_dir, *extra):
 
 def _train(data_root, work_dir, *extra):
     return _run(_train_cmd(work_dir, *extra), tool_env(data_root))
-
-
-def _run_parallel(cmds, env, timeout=300):
-    """Run independent commands at the same time (the machine has 2 cores
-    and a tool spends most of its start-up in single-threaded imports)."""
-    procs = [
-        subprocess.Popen(
-            cmd,
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True) for cmd in cmds
-    ]
-    outs = []
-    try:
-        for cmd, proc in zip(cmds, procs):
-            out, _ = proc.communicate(timeout=timeout)
-            assert proc.returncode == 0, (
-                f'{" ".join(map(str, cmd))} exited with {proc.returncode}:\n'
-                f'{out[-6000:]}')
-            outs.append(out)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return outs
 
 
 def _load(path):
@@ -225,11 +197,12 @@ def test_resume_matches_uninterrupted_run(trained_2, data_root, tmp_path):
 
     # the resumed 2+2 run and an uninterrupted 4-iteration run
     full_dir = tmp_path / 'full'
-    out, _ = _run_parallel([
-        _train_cmd(work_dir, '--resume', '--cfg-options',
-                   'train_cfg.max_iters=4'),
-        _train_cmd(full_dir, '--cfg-options', 'train_cfg.max_iters=4')
-    ], tool_env(data_root))
+    env = tool_env(data_root)
+    out, _ = run_together([
+        (_train_cmd(work_dir, '--resume', '--cfg-options',
+                    'train_cfg.max_iters=4'), env),
+        (_train_cmd(full_dir, '--cfg-options', 'train_cfg.max_iters=4'), env)
+    ])
     assert 'Auto resumed from the latest checkpoint' in out
     assert 'resumed epoch: 0, iter: 2' in out
     assert 'Iter(train) [3/4]' in out and 'Iter(train) [4/4]' in out
