@@ -56,10 +56,12 @@ srun --kill-on-bad-exit=1 ${SRUN_ARGS:-} \
 srun_pid=$!
 # `wait` returns early (status > 128) when a signal is trapped: wait again
 # until srun has ended (after a requeue, when Slurm ends the steps)
+# a trapped USR1 interrupts `wait` (status 128+10) while srun may still run
+# or may just have been ended by the requeue: wait until it is gone, then
+# take its own exit status (bash keeps it for a finished background job)
+while kill -0 "$srun_pid" 2>/dev/null; do
+  wait "$srun_pid" || true
+done
 status=0
 wait "$srun_pid" || status=$?
-while kill -0 "$srun_pid" 2>/dev/null; do
-  status=0
-  wait "$srun_pid" || status=$?
-done
 exit "$status"
