@@ -45,6 +45,20 @@ arms = dict(
            label='KDEP 10% from a store, V = 8', samples=40_000),
     n=dict(config='pretrain/n_kdep_store_v16_10.py',
            label='KDEP 10% from a store, V = 16', samples=40_000),
+    # The budget check (did the 10% arms of the claims plateau?): the same
+    # arm, config and swept setting at twice its budget. `doubles` names
+    # the arm; the report compares each pair seed by seed (`budget_check`).
+    o=dict(config='pretrain/f_kdep_10.py', label='KDEP 10%, 2x budget',
+           samples=80_000, doubles='f'),
+    p=dict(config='pretrain/d_logit_kd_10.py', label='logit KD 10%, 2x budget',
+           samples=80_000, doubles='d'),
+    q=dict(config='pretrain/e_fitnets_10.py', label='FitNets 10%, 2x budget',
+           samples=80_000, doubles='e'),
+    r=dict(config='pretrain/i_kdep_no_pts_10.py',
+           label='KDEP 10%, no PTS, 2x budget', samples=80_000, doubles='i'),
+    s=dict(config='pretrain/j_kdep_projector_10.py',
+           label='KDEP 10%, projector for SVD, 2x budget', samples=80_000,
+           doubles='j'),
 )
 batch_size = 32
 milestones = [0.125, 0.25, 0.5, 1.0]
@@ -55,7 +69,7 @@ milestones = [0.125, 0.25, 0.5, 1.0]
 # the 64-d student gets fewer arms and one seed to fit the CPU budget.
 students = dict(
     r20w8=dict(depth=20, base_channels=8, label='ResNet-20 w8 (32-d)',
-               arms='abcdefghijklmn', seeds=[0, 1, 2]),
+               arms='abcdefghijklmnopqrs', seeds=[0, 1, 2]),
     r20=dict(depth=20, base_channels=16, label='ResNet-20 (64-d)',
              arms='abdf', seeds=[0]),
 )
@@ -115,7 +129,9 @@ sweeps = dict(
     j=dict(lr=[0.02, 0.05, 0.1, 0.2]),
 )
 # arms without a sweep of their own take the setting of the arm named here
-sweep_from = dict(b='c', g='f', k='f', l='f', m='f', n='f')
+# (the budget-check arms o-s keep the setting swept at the arm's own budget)
+sweep_from = dict(b='c', g='f', k='f', l='f', m='f', n='f',
+                  o='f', p='d', q='e', r='i', s='j')
 
 # --------------------------------------------------------------- sizes
 # The pre-training pool ("100%"): class-balanced from CIFAR-10 train;
@@ -138,6 +154,16 @@ ev_points = 16
 # last 10% of steps is within `plateau_rel` of the mean of the 10% of steps
 # ending at 75% of the schedule.
 plateau_rel = 0.05
+# The budget check, stated before its runs: under a cosine schedule the
+# loss always falls in the last quarter (the learning rate goes to zero),
+# so the criterion above cannot tell an annealing run from an unfinished
+# one. An arm counts as plateaued on a task when doubling its budget
+# (same setting and seeds) raises the mean score by less than
+# `plateau_gain` points and the upper end of the paired 95% interval of
+# (2x - 1x) lies below `plateau_gain_ci` points; the tasks are the
+# sensitive frozen probes. The claims are then also read at 2x.
+budget_check = dict(tasks=['cifar', 'camvid_pixels'], plateau_gain=1.0,
+                    plateau_gain_ci=2.0)
 
 # ---------------------------------------------------------------- smoke
 # --smoke: a handful of images per set, 2 SGD steps per run.
