@@ -207,8 +207,15 @@ def sweep_rows(R):
     return rows
 
 
-def claims(R, student, sens):
-    """The four claims, each per sensitive task, from paired intervals."""
+def claims(R, student, sens, sub=None):
+    """The four claims, each per sensitive task, from paired intervals.
+    ``sub`` reads them with other arms in the roles of the named ones (the
+    budget check: f -> o, d -> p, ...)."""
+    sub = sub or {}
+
+    def A(x):
+        return sub.get(x, x)
+
     ood = [t for t in R.tasks() if t not in R.study.probes
            or not R.study.probes[t].in_domain]
     out = []
@@ -223,6 +230,7 @@ def claims(R, student, sens):
             if not sens.get(t):
                 continue
             for a, b in pairs:
+                a, b = A(a), A(b)
                 if a not in R.arms_for(student, t) or \
                         b not in R.arms_for(student, t):
                     continue
@@ -246,45 +254,83 @@ def claims(R, student, sens):
         return (f'**does not hold as stated**: holds in {h}, reversed in {r}, '
                 f'inconclusive in {n - h - r} of {n} comparisons')
 
+    f, d, e, b = A('f'), A('d'), A('e'), A('b')
     p, v = lines_for([('f', 'd'), ('f', 'e')], ood)
-    out.append(('(1) KDEP 10% (f) > logit KD 10% (d) and > FitNets 10% (e) '
-                'on the out-of-domain tasks', summarise(v), p))
+    out.append((f'(1) KDEP 10% ({f}) > logit KD 10% ({d}) and > FitNets 10% '
+                f'({e}) on the out-of-domain tasks', summarise(v), p))
     parts, verdicts = [], []
     for t in R.tasks():
         if not sens.get(t) or t not in R.study.probes:
             continue
-        cf, cb = R.curve('f', student, t), R.curve('b', student, t)
+        cf, cb = R.curve(f, student, t), R.curve(b, student, t)
         if not cf or not cb:
             continue
         target, c_b = cb[-1][1], cb[-1][0]
         reach = S.compute_to_reach([(c, s) for c, s, _ in cf], target)
-        ci = diff('f', 'b', t)
+        ci = diff(f, b, t)
         if reach is None:
             v = 'does not hold'
-            parts.append(f'{R.task_label(t)[0]}: (f) never reaches (b)\'s '
+            parts.append(f'{R.task_label(t)[0]}: ({f}) never reaches ({b})\'s '
                          f'{target:.1f} within its budget (its best '
-                         f'{max(s for _, s, _ in cf):.1f}; final (f) - (b) = '
-                         f'{_ci(ci)})')
+                         f'{max(s for _, s, _ in cf):.1f}; final ({f}) - '
+                         f'({b}) = {_ci(ci)})')
         else:
             ratio = reach / c_b
             v = 'holds' if ratio <= 0.2 else 'does not hold'
-            parts.append(f'{R.task_label(t)[0]}: (f) reaches (b)\'s '
+            parts.append(f'{R.task_label(t)[0]}: ({f}) reaches ({b})\'s '
                          f'{target:.1f} at {reach:.0f} CPU s = {ratio:.2f} x '
-                         f'(b)\'s {c_b:.0f} CPU s (final (f) - (b) = '
+                         f'({b})\'s {c_b:.0f} CPU s (final ({f}) - ({b}) = '
                          f'{_ci(ci)}) -> {v}')
         verdicts.append('holds' if v == 'holds' else 'reversed')
-    out.append(('(2) KDEP 10% (f) reaches supervised 100% (b)\'s score at '
-                'no more than 1/5 of its compute (mean curves, linear '
+    out.append((f'(2) KDEP 10% ({f}) reaches supervised 100% ({b})\'s score '
+                'at no more than 1/5 of its compute (mean curves, linear '
                 'interpolation between milestones)', summarise(verdicts),
                 parts))
     p, v = lines_for([('f', 'a'), ('g', 'a')], R.tasks())
-    out.append(('(3) KDEP (f, 10%; g, 100%) > random init (a) on every '
-                'sensitive task', summarise(v), p))
+    out.append((f'(3) KDEP ({f}, 10%; {A("g")}, 100%) > random init (a) on '
+                'every sensitive task', summarise(v), p))
     p, v = lines_for([('f', 'i'), ('f', 'j')], R.tasks())
-    out.append(('(4) PTS matters (f > i, KDEP without PTS) and the SVD '
-                'alignment matters (f > j, a learned projector instead)',
-                summarise(v), p))
+    out.append((f'(4) PTS matters ({f} > {A("i")}, KDEP without PTS) and the '
+                f'SVD alignment matters ({f} > {A("j")}, a learned projector '
+                'instead)', summarise(v), p))
     return out
+
+
+def doubled_arms(study, student):
+    """{arm it doubles: budget-check arm} of a student's arms."""
+    return {study.arms[a].doubles: a for a in study.students[student].arms
+            if study.arms[a].get('doubles')}
+
+
+def budget_rows(R, student):
+    """The budget check: per doubled arm and task, the 1x and 2x scores,
+    the paired (2x - 1x) interval and its plateau verdict, and the ratio of
+    the final losses (mean of the last 10% of steps, 2x / 1x)."""
+    bc = R.study.get('budget_check')
+    pairs = doubled_arms(R.study, student)
+    if not bc or not pairs:
+        return [], {}
+    n = len(R.seeds(student))
+    rows = ['| arm (1x -> 2x) | task | 1x | 2x | 2x - 1x | plateaued? | '
+            'final loss 2x / 1x |', '|---|---|---:|---:|---:|---|---:|']
+    verdicts = {}
+    for one, two in pairs.items():
+        losses = []
+        for p1, p2 in zip(R.pretrain(one, student), R.pretrain(two, student)):
+            if p1 and p2 and p1.get('plateau') and p2.get('plateau'):
+                losses.append(p2['plateau']['late'] / p1['plateau']['late'])
+        loss = S.summary(losses)
+        for t in bc.tasks:
+            s1, s2 = R.task_scores(one, student, t),                 R.task_scores(two, student, t)
+            ci = S.paired(s2, s1)
+            v = S.plateau_verdict(ci, bc.plateau_gain, bc.plateau_gain_ci)
+            verdicts[(one, t)] = v
+            rows.append(
+                f'| ({one}) -> ({two}) {R.study.arms[one].label} | '
+                f'{R.task_label(t)[0]} | {_fmt(S.summary(s1.values()), 1, n)}'
+                f' | {_fmt(S.summary(s2.values()), 1, n)} | {_ci(ci)} | {v} | '
+                + (_fmt(loss, 2, n) if loss else '-') + ' |')
+    return rows, verdicts
 
 
 def store_rows(R, student, sens):
@@ -432,6 +478,43 @@ def write_report(args, study, plan, rdir):
             L.append(f'- **{title}**: {verdict_txt}.')
             L += [f'  - {p}' for p in parts]
         L += ['']
+        brows, bverd = budget_rows(R, student)
+        if brows:
+            bc = study.budget_check
+            sub = doubled_arms(study, student)
+            L += ['### Budget check: did the 10% arms of the claims plateau?',
+                  '',
+                  'Under a cosine schedule the training loss always falls in '
+                  'the last quarter (the learning rate goes to zero), so the '
+                  'loss criterion below cannot tell an annealed run from an '
+                  'unfinished one. The budget check reruns each 10% arm of '
+                  'the claims at twice its budget (same config, swept '
+                  'setting and seeds: '
+                  + ', '.join(f'{a} -> {b}' for a, b in sub.items())
+                  + '). Criterion, fixed before these runs: an arm has '
+                  f'plateaued on a task when doubling raises its mean score '
+                  f'by less than {bc.plateau_gain:g} point and the upper end '
+                  'of the paired 95% interval of (2x - 1x) lies below '
+                  f'{bc.plateau_gain_ci:g} points; "still gaining" when the '
+                  'interval lies above 0 with a mean gain of at least '
+                  f'{bc.plateau_gain:g}; otherwise "not shown". Tasks: the '
+                  'sensitive frozen probes.', '']
+            L += brows + ['']
+            done = [v for v in bverd.values() if v != 'not enough seeds']
+            if done:
+                L += [f'Plateaued in {done.count("plateaued")}, still '
+                      f'gaining in {done.count("still gaining")}, not shown '
+                      f'in {done.count("not shown")} of {len(done)} '
+                      '(arm, task) pairs.', '',
+                      '#### The claims read at 2x budget', '',
+                      'The same claims with the 2x arms in the roles of the '
+                      '1x arms (the reference arms a, b and g unchanged):',
+                      '']
+                for title, verdict_txt, parts in claims(R, student, sens,
+                                                        sub=sub):
+                    L.append(f'- **{title}**: {verdict_txt}.')
+                    L += [f'  - {p}' for p in parts]
+                L += ['']
         srows, stasks = store_rows(R, student, sens)
         if srows:
             L += ['### KDEP from a teacher store: the cost of a finite view '

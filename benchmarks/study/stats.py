@@ -51,6 +51,21 @@ def verdict(ci, margin=0.):
     return 'inconclusive'
 
 
+def plateau_verdict(ci, gain, gain_ci):
+    """Did an arm plateau on a task, from the paired interval of (score at
+    2x budget - score at 1x)? 'plateaued' when the mean gain is under
+    ``gain`` and the interval's upper end under ``gain_ci``; 'still
+    gaining' when the interval lies above 0 and the mean gain is at least
+    ``gain``; else 'not shown' (too few seeds or too wide an interval)."""
+    if ci is None:
+        return 'not enough seeds'
+    if ci['mean'] < gain and ci['hi'] < gain_ci:
+        return 'plateaued'
+    if ci['lo'] > 0 and ci['mean'] >= gain:
+        return 'still gaining'
+    return 'not shown'
+
+
 def sensitivity(rand: dict, sup: dict, factor=3.):
     """A task can rank pre-training when supervised-100% and random init
     differ by more than ``factor`` x their pooled sd. Returns dict(gap,

@@ -44,7 +44,13 @@ def plan(study):
 
 def test_every_arm_has_a_config_and_a_budget(study):
     from mmengine.config import Config
-    assert list(study.arms) == list('abcdefghijklmn')
+    assert list(study.arms) == list('abcdefghijklmnopqrs')
+    # the budget check: the arm's own config and setting at twice its budget
+    for two, one in zip('opqrs', 'fdeij'):
+        assert study.arms[two].doubles == one
+        assert study.arms[two].config == study.arms[one].config
+        assert study.arms[two].samples == 2 * study.arms[one].samples
+        assert study.sweep_from[two] == one
     for letter, arm in study.arms.items():
         cfg = Config.fromfile(osp.join(STUDY_DIR, arm.config))
         assert cfg.study_arm.kind in ('random', 'supervised', 'logit_kd',
@@ -354,6 +360,40 @@ def test_report_from_hand_written_cells(tmp_path, study, plan):
     assert 'holds' in v3  # g has no cells: only f vs a is compared
     R2 = Results(study, plan, str(tmp_path / 'none'))
     assert 'not run' in '\n'.join(sensitivity_rows(R2, 'r20w8')[0])
+
+
+def test_plateau_verdict_by_hand():
+    ci = S.paired({0: 50.5, 1: 51., 2: 51.5}, {0: 50., 1: 51., 2: 51.})
+    # d = 0.5, 0, 0.5: mean 1/3, sd 0.289, half 4.303 * 0.289 / 1.732
+    assert ci['hi'] == pytest.approx(1 / 3 + 4.303 * (1 / 12) ** .5 / 3 ** .5)
+    assert S.plateau_verdict(ci, 1., 2.) == 'plateaued'
+    ci = S.paired({0: 53., 1: 54., 2: 55.}, {0: 50., 1: 51., 2: 51.})
+    assert S.plateau_verdict(ci, 1., 2.) == 'still gaining'  # d = 3, 3, 4
+    ci = S.paired({0: 50., 1: 54., 2: 51.}, {0: 50., 1: 51., 2: 51.})
+    assert S.plateau_verdict(ci, 1., 2.) == 'not shown'  # d = 0, 3, 0
+    assert S.plateau_verdict(None, 1., 2.) == 'not enough seeds'
+
+
+def test_budget_check_and_claims_at_2x(tmp_path, study, plan):
+    from study.report import Results, budget_rows, claims, sensitivity_rows
+    _fake_cells(str(tmp_path), study, dict(
+        a=[20., 21., 22.], b=[50., 51., 52.], f=[40., 42., 44.],
+        d=[30., 31., 35.], e=[41., 43., 45.],
+        o=[46., 48., 51.], p=[30., 31.5, 35.], q=[41., 43., 45.]))
+    R = Results(study, plan, str(tmp_path))
+    rows, verdicts = budget_rows(R, 'r20w8')
+    assert verdicts[('f', 'cifar')] == 'still gaining'  # +6, +6, +7
+    assert verdicts[('d', 'cifar')] == 'plateaued'      # 0, +0.5, 0
+    assert verdicts[('e', 'cifar')] == 'plateaued'      # 0, 0, 0
+    assert verdicts[('i', 'cifar')] == 'not enough seeds'
+    assert any('(f) -> (o)' in r and '+6.3' in r for r in rows)
+    _, sens = sensitivity_rows(R, 'r20w8')
+    sub = dict(f='o', d='p', e='q', i='r', j='s')
+    out = {t: (v, p) for t, v, p in claims(R, 'r20w8', sens, sub=sub)}
+    (t1,) = [t for t in out if t.startswith('(1)')]
+    assert '(o)' in t1 and '(p)' in t1 and '(q)' in t1
+    # BCCD crops at 2x (score / 2): o - q = 2.5, 2.5, 3 -> holds
+    assert any('(o) - (q) = +2.7' in p and 'holds' in p for p in out[t1][1])
 
 
 @pytest.mark.slow
