@@ -10,7 +10,7 @@ from mmengine.structures import BaseDataElement
 
 from kdep_mm.registry import MODELS
 from ..teachers import FrozenTeacher, TeacherSet, build_module
-from ..utils import BasisFit, output_width
+from ..utils import BasisFit, global_pool, last_output, output_width
 
 
 class BaseDistiller(BaseModel):
@@ -154,6 +154,22 @@ class BaseDistiller(BaseModel):
         mmpretrain ``ImageClassifier``, for distillers that export one."""
         raise NotImplementedError(f'{type(self).__name__} exports '
                                   f'{list(self.exports)}')
+
+    def student_pooled(self, inputs: torch.Tensor) -> torch.Tensor:
+        """f_s = GAP(last output of the student backbone), (N, C_s): the
+        feature a classifier student's linear head reads."""
+        return global_pool(last_output(self.student(inputs)))
+
+    def _linear_classifier_checkpoint(self, fc: nn.Linear, **meta) -> dict:
+        """An mmpretrain ``ImageClassifier`` checkpoint of the student with
+        ``fc`` as its head: ``backbone.*`` + ``head.fc.*``, loading strictly
+        into backbone + GlobalAveragePooling + LinearClsHead(in_channels=
+        fc.in_features); ``meta`` adds ``num_classes`` and ``in_channels``."""
+        state = self._student_state()
+        state['head.fc.weight'] = fc.weight.detach().cpu().clone()
+        state['head.fc.bias'] = fc.bias.detach().cpu().clone()
+        meta.update(num_classes=fc.out_features, in_channels=fc.in_features)
+        return dict(state_dict=state, meta=meta)
 
     def _student_state(self, prefix: str = 'backbone.') -> dict:
         """The student backbone's state dict under ``prefix``, on the CPU."""

@@ -9,8 +9,7 @@ import torch.nn as nn
 from kdep_mm.registry import MODELS
 from kdep_mm.utils.store_keys import TEACHER_FEAT
 from ..teachers import stored_teacher_feat
-from ..utils import (BasisFit, PooledFeature, global_pool, last_output,
-                     output_width)
+from ..utils import (BasisFit, PooledFeature, output_width)
 from .base_distiller import BaseDistiller
 
 
@@ -198,8 +197,7 @@ class LogitKDDistiller(BaseDistiller):
         return self.frozen_teacher.logits(inputs)
 
     def student_logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.student_head(global_pool(last_output(
-            self.student(inputs))))
+        return self.student_head(self.student_pooled(inputs))
 
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:

@@ -23,8 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kdep_mm.registry import MODELS
-from ..utils import (classification_samples, global_pool, last_output,
-                     output_width)
+from ..utils import classification_samples, output_width
 from .base_distiller import BaseDistiller
 
 _DEFAULT_LOSS = dict(logits=dict(type='kdep_mm.KDLoss', temperature=4.),
@@ -108,10 +107,6 @@ class SupervisedKDDistiller(BaseDistiller):
             self.regressor = nn.Linear(self.student_channels,
                                        int(teacher_channels))
 
-    def student_pooled(self, inputs: torch.Tensor) -> torch.Tensor:
-        """f_s = GAP of the student backbone's last output, (N, C_s)."""
-        return global_pool(last_output(self.student(inputs)))
-
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[List] = None) -> Dict[str, torch.Tensor]:
         if self.frozen_teacher is None:
@@ -148,11 +143,5 @@ class SupervisedKDDistiller(BaseDistiller):
         """mmpretrain ``ImageClassifier`` checkpoint (``backbone.*``,
         ``head.fc.*``): loads strictly into the student backbone +
         GlobalAveragePooling + LinearClsHead(in_channels=C_s)."""
-        state = self._student_state()
-        state['head.fc.weight'] = self.classifier.weight.detach().cpu() \
-            .clone()
-        state['head.fc.bias'] = self.classifier.bias.detach().cpu().clone()
-        meta = dict(algorithm=f'supervised KD ({self.distill})',
-                    num_classes=self.num_classes,
-                    in_channels=self.student_channels)
-        return dict(state_dict=state, meta=meta)
+        return self._linear_classifier_checkpoint(
+            self.classifier, algorithm=f'supervised KD ({self.distill})')

@@ -28,7 +28,7 @@ from ..losses import MaskedMSELoss
 from ..necks import TailoredCoordinates
 from ..teachers import stored_teacher_feat
 from ..utils import (BasisFit, PrincipalBasis, classification_samples,
-                     global_pool, last_output, output_width,
+                     output_width,
                      resolve_feature_layer)
 from .base_distiller import BaseDistiller
 
@@ -173,10 +173,6 @@ class TCSDistiller(TailoredCoordinates, BaseDistiller):
         self.coords.fit(features)
 
     # ----------------------------------------------------------- student
-    def student_pooled(self, inputs: torch.Tensor) -> torch.Tensor:
-        """f_s = GAP of the student backbone's last output, (N, C_s)."""
-        return global_pool(last_output(self.student(inputs)))
-
     def student_coordinates(self, inputs: torch.Tensor) -> torch.Tensor:
         """c_s = P f_s + b_P, (N, k)."""
         return self.projector(self.student_pooled(inputs))
@@ -204,15 +200,9 @@ class TCSDistiller(TailoredCoordinates, BaseDistiller):
         """mmpretrain ``ImageClassifier`` checkpoint: ``backbone.*`` from
         the student, ``head.fc.*`` = :meth:`fold_head`; loads strictly into
         backbone + GlobalAveragePooling + LinearClsHead(in_channels=C_s)."""
-        state = self._student_state()
-        fc = self.fold_head()
-        state['head.fc.weight'] = fc.weight.detach().cpu().clone()
-        state['head.fc.bias'] = fc.bias.detach().cpu().clone()
-        meta = dict(algorithm='TCS', num_coords=self.num_coords,
-                    active_coords=self.num_active,
-                    num_classes=self.num_classes,
-                    in_channels=self.student_channels)
-        return dict(state_dict=state, meta=meta)
+        return self._linear_classifier_checkpoint(
+            self.fold_head(), algorithm='TCS', num_coords=self.num_coords,
+            active_coords=self.num_active)
 
     # -------------------------------------------------------------- teacher
     def _teacher_feat(self, inputs, data_samples) -> torch.Tensor:
