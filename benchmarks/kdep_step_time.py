@@ -222,11 +222,6 @@ def cycle_ratios(times: dict, kind: str, arms) -> list:
     raise ValueError(f'kind must be slow or thru, got {kind!r}')
 
 
-def verdict(measured: float, target: float, comparison: str) -> str:
-    """'MET' or 'NOT MET' (``_step_bench.judge``)."""
-    return sb.judge('', measured, target, comparison)[4]
-
-
 def memory_ratio(mem: dict, arm: str) -> float:
     """Peak memory of ``arm`` / (student's + teacher forward's); NaN when
     that sum is not positive (no verdict then)."""

@@ -39,10 +39,6 @@ def test_median_ratios_per_cycle_and_verdicts():
         pytest.approx(2 / 3)
     with pytest.raises(ValueError, match='slow or thru'):
         kst.cycle_ratios(t2, 'fast', ('a', 'b'))
-    assert kst.verdict(1.05, 1.05, '<=') == 'MET'
-    assert kst.verdict(1.06, 1.05, '<=') == 'NOT MET'
-    assert kst.verdict(0.94, 0.95, '>=') == 'NOT MET'
-    assert kst.verdict(1.8, 1.8, '>=') == 'MET'
 
 
 def _arm(cpu, mem=None):

@@ -21,6 +21,8 @@ def test_judge_both_comparisons():
     # e.g. bf16 step >= 1.8 x fp32 (speed-up), throughput >= 0.95 x plain
     assert sb.judge('b', 1.9, 1.8, '>=')[3:] == ('>=', 'MET')
     assert sb.judge('b', 1.7, 1.8, '>=')[4] == 'NOT MET'
+    assert sb.judge('', 1.05, 1.05)[4] == 'MET'  # the bounds are targets
+    assert sb.judge('', 1.8, 1.8, '>=')[4] == 'MET'
     with pytest.raises(ValueError, match='comparison'):
         sb.judge('c', 1.0, 1.0, '<')
 
