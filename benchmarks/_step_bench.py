@@ -188,6 +188,21 @@ def emit(result: dict) -> None:
     print('RESULT ' + json.dumps(result), flush=True)
 
 
+def run_worker_mode(args, run_paired, run_one) -> bool:
+    """The worker modes of the interleaved benchmarks: after the device
+    check, ``--paired-run`` emits ``run_paired(args)`` and ``--arm`` emits
+    ``run_one(args)`` (one fresh process each). True when one of them ran;
+    False leaves the parent's work to the caller."""
+    check_device(args.device)
+    if args.paired_run:
+        emit(run_paired(args))
+        return True
+    if args.arm is not None:
+        emit(run_one(args))
+        return True
+    return False
+
+
 def memory_note(device: str) -> str:
     if str(device).startswith('cuda'):
         return ('torch.cuda.max_memory_allocated - memory_allocated after '

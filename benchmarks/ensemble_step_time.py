@@ -319,12 +319,7 @@ def print_paired(paired: dict, arms) -> None:
 
 def main():
     args = parse_args()
-    sb.check_device(args.device)
-    if args.paired_run:
-        sb.emit(run_paired(args))
-        return
-    if args.arm is not None:
-        sb.emit(run_one(args))
+    if sb.run_worker_mode(args, run_paired, run_one):
         return
     settings = [s for s in args.settings.split(',') if s]
     arms = [a for a in args.arms.split(',') if a]
