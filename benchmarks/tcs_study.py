@@ -391,7 +391,28 @@ def work(args, cells, failed):
                                if 'test_top1' in res else ''))
 
 
+def retire_missing_stores(args, cells):
+    """A finished store cell whose store is gone (cell JSONs are kept in
+    git, the store is not) is rerun, its JSON moved to ``*.stale.json``,
+    when a cell that trains from it has not run yet."""
+    from kdep_mm.datasets.store.format import MANIFEST
+    spec = load_spec(args.spec, args.smoke)
+    for c in cells:
+        if c.kind != 'store' or load_result(args.results_dir, c) is None:
+            continue
+        if osp.isfile(osp.join(store_root(args.work_dir, spec), MANIFEST)):
+            continue
+        waiting = [d for d in cells if c.id in d.deps
+                   and load_result(args.results_dir, d) is None]
+        if waiting:
+            os.replace(cell_path(args.results_dir, c),
+                       cell_path(args.results_dir, c, '.stale.json'))
+            say(f'cell {c.id}: its store is gone and {len(waiting)} cell(s) '
+                'train from it: rerunning it')
+
+
 def run_all(args, cells):
+    retire_missing_stores(args, cells)
     failed = set()
     threads = [threading.Thread(target=work, args=(args, cells, failed))
                for _ in range(max(1, args.jobs))]

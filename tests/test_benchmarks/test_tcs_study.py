@@ -10,6 +10,7 @@ them, the report is written.
 """
 import json
 import math
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -111,6 +112,34 @@ def test_sweep_choice_on_val(spec, tmp_path):
                              T.Cell(id=f'sweep/tcs_store/lr{lr:g}')),
                    dict(val_top1=50 + 10 * lr))
     assert T.chosen_lr(str(tmp_path), spec, 'tcs_online') == 0.2
+
+
+def test_a_store_cell_whose_store_is_gone_is_rerun(spec, tmp_path):
+    """Cell JSONs are committed, stores are not: on another clone the
+    finished store cell must run again before a cell trains from it."""
+    import types
+    rdir, work = str(tmp_path / 'res'), str(tmp_path / 'work')
+    cells = T.plan(spec)
+    store = cells[0]
+    write_json(cell_path(rdir, store), dict(views=8))
+    args = types.SimpleNamespace(spec=T.SPEC, smoke=False, results_dir=rdir,
+                                 work_dir=work)
+    T.retire_missing_stores(args, cells)
+    assert not osp.isfile(cell_path(rdir, store))
+    assert osp.isfile(cell_path(rdir, store, '.stale.json'))
+    # with its store in place (a manifest) the cell stays done
+    write_json(cell_path(rdir, store), dict(views=8))
+    root = T.store_root(work, spec)
+    os.makedirs(root)
+    open(osp.join(root, 'manifest.json'), 'w').close()
+    T.retire_missing_stores(args, cells)
+    assert osp.isfile(cell_path(rdir, store))
+    # and so it does, store gone, once every cell that needs it has run
+    os.remove(osp.join(root, 'manifest.json'))
+    for c in cells[1:]:
+        write_json(cell_path(rdir, c), dict(done=True))
+    T.retire_missing_stores(args, cells)
+    assert osp.isfile(cell_path(rdir, store))
 
 
 def _main_cell(rdir, arm, seed, top1, cpu, mib):
