@@ -32,12 +32,22 @@ def make_plots(R, images):
         fig.savefig(path, dpi=110)
         out['pca'] = path
         plt.close(fig)
+    def style(arms, arm):
+        """(colour, line style): a budget-check arm is drawn dashed in the
+        colour of the arm it doubles, so its curve reads as that arm's
+        schedule run twice as long."""
+        one = study.arms[arm].get('doubles')
+        own = [a for a in arms if not study.arms[a].get('doubles')]
+        i = own.index(one if one else arm)
+        cmap = colors if len(own) <= 10 else plt.get_cmap('tab20')
+        return cmap(i % cmap.N), '--' if one else '-'
+
     for student, st in study.students.items():
         tasks = list(study.probes)
         fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6))
         drew = False
         for ax, t in zip(axes, tasks):
-            for i, arm in enumerate(st.arms):
+            for arm in st.arms:
                 pts = R.curve(arm, student, t)
                 if not pts:
                     continue
@@ -47,7 +57,8 @@ def make_plots(R, images):
                     ax.axhline(pts[0][1], color='grey', ls=':', label=label)
                     continue
                 xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-                ax.plot(xs, ys, marker='o', ms=3, color=colors(i % 10),
+                color, ls = style(st.arms, arm)
+                ax.plot(xs, ys, marker='o', ms=3, color=color, ls=ls,
                         label=label)
             lab, metric = R.task_label(t)
             ax.set_title(lab, fontsize=9)
@@ -67,19 +78,20 @@ def make_plots(R, images):
 
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
         drew = False
-        for i, arm in enumerate(st.arms):
+        for arm in st.arms:
             pre = [p for p in R.pretrain(arm, student) if p]
             if not pre or not pre[0].get('loss_curve'):
                 continue
             drew = True
             p = pre[0]
+            color, ls = style(st.arms, arm)
             ax1.plot([c['step'] for c in p['loss_curve']],
-                     [c['loss'] for c in p['loss_curve']], color=colors(i % 10),
+                     [c['loss'] for c in p['loss_curve']], color=color, ls=ls,
                      label=f'({arm}) {study.arms[arm].label}')
             if p.get('ev'):
                 ax2.plot([e['step'] for e in p['ev']],
                          [e['ev'] for e in p['ev']], marker='o', ms=3,
-                         color=colors(i % 10), label=f'({arm})')
+                         color=color, ls=ls, label=f'({arm})')
         if drew:
             ax1.set_yscale('log')
             ax1.set_xlabel('SGD step')
