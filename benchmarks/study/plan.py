@@ -16,7 +16,7 @@ import fnmatch
 from .spec import arm_cfg, setting_id, sweep_settings
 
 # the order arms run in within a seed (the claims' arms first)
-ARM_PRIORITY = 'fbcdegijhaklmnoqpsr'
+ARM_PRIORITY = 'fbcdegijhaklmnoqpsrtvu'
 
 
 class Cell:

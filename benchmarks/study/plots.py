@@ -3,6 +3,8 @@ panel per frozen probe, one line per arm, mean over seeds; the paper's
 Fig. 1 at small scale), and the training-loss and EV curves."""
 import os.path as osp
 
+from .spec import budget_root
+
 
 def make_plots(R, images):
     """Write the PNGs; returns {student: path, student_curves: path}."""
@@ -33,14 +35,13 @@ def make_plots(R, images):
         out['pca'] = path
         plt.close(fig)
     def style(arms, arm):
-        """(colour, line style): a budget-check arm is drawn dashed in the
-        colour of the arm it doubles, so its curve reads as that arm's
-        schedule run twice as long."""
-        one = study.arms[arm].get('doubles')
+        """(colour, line style): a budget-check arm is drawn in the colour
+        of the arm its chain starts from, dashed at 2x, dotted at 4x, so
+        its curve reads as that arm's schedule run longer."""
+        root, level = budget_root(study, arm)
         own = [a for a in arms if not study.arms[a].get('doubles')]
-        i = own.index(one if one else arm)
         cmap = colors if len(own) <= 10 else plt.get_cmap('tab20')
-        return cmap(i % cmap.N), '--' if one else '-'
+        return cmap(own.index(root) % cmap.N), ('-', '--', ':')[min(level, 2)]
 
     for student, st in study.students.items():
         tasks = list(study.probes)

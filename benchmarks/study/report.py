@@ -9,7 +9,7 @@ import os.path as osp
 from . import stats as S
 from .cellstore import load_result
 from .plan import arm_kinds, arm_views
-from .spec import REPO, say, setting_id, sweep_settings
+from .spec import REPO, budget_root, say, setting_id, sweep_settings
 
 
 class Results:
@@ -207,14 +207,22 @@ def sweep_rows(R):
     return rows
 
 
-def claims(R, student, sens, sub=None):
+def claims(R, student, sens, sub=None, absent=()):
     """The four claims, each per sensitive task, from paired intervals.
     ``sub`` reads them with other arms in the roles of the named ones (the
-    budget check: f -> o, d -> p, ...)."""
+    budget check: f -> o, d -> p, ...); a claim that needs an arm of
+    ``absent`` (no arm at that budget) is listed as not read."""
     sub = sub or {}
 
     def A(x):
         return sub.get(x, x)
+
+    def read(arms, title, body):
+        gone = sorted(set(arms) & set(absent))
+        if gone:
+            return (title, 'not read at this budget (no arm for '
+                    + ', '.join(f'({g})' for g in gone) + ')', [])
+        return (title, *body())
 
     ood = [t for t in R.tasks() if t not in R.study.probes
            or not R.study.probes[t].in_domain]
@@ -255,44 +263,52 @@ def claims(R, student, sens, sub=None):
                 f'inconclusive in {n - h - r} of {n} comparisons')
 
     f, d, e, b = A('f'), A('d'), A('e'), A('b')
-    p, v = lines_for([('f', 'd'), ('f', 'e')], ood)
-    out.append((f'(1) KDEP 10% ({f}) > logit KD 10% ({d}) and > FitNets 10% '
-                f'({e}) on the out-of-domain tasks', summarise(v), p))
-    parts, verdicts = [], []
-    for t in R.tasks():
-        if not sens.get(t) or t not in R.study.probes:
-            continue
-        cf, cb = R.curve(f, student, t), R.curve(b, student, t)
-        if not cf or not cb:
-            continue
-        target, c_b = cb[-1][1], cb[-1][0]
-        reach = S.compute_to_reach([(c, s) for c, s, _ in cf], target)
-        ci = diff(f, b, t)
-        if reach is None:
-            v = 'does not hold'
-            parts.append(f'{R.task_label(t)[0]}: ({f}) never reaches ({b})\'s '
-                         f'{target:.1f} within its budget (its best '
-                         f'{max(s for _, s, _ in cf):.1f}; final ({f}) - '
-                         f'({b}) = {_ci(ci)})')
-        else:
-            ratio = reach / c_b
-            v = 'holds' if ratio <= 0.2 else 'does not hold'
-            parts.append(f'{R.task_label(t)[0]}: ({f}) reaches ({b})\'s '
-                         f'{target:.1f} at {reach:.0f} CPU s = {ratio:.2f} x '
-                         f'({b})\'s {c_b:.0f} CPU s (final ({f}) - ({b}) = '
-                         f'{_ci(ci)}) -> {v}')
-        verdicts.append('holds' if v == 'holds' else 'reversed')
-    out.append((f'(2) KDEP 10% ({f}) reaches supervised 100% ({b})\'s score '
-                'at no more than 1/5 of its compute (mean curves, linear '
-                'interpolation between milestones)', summarise(verdicts),
-                parts))
-    p, v = lines_for([('f', 'a'), ('g', 'a')], R.tasks())
-    out.append((f'(3) KDEP ({f}, 10%; {A("g")}, 100%) > random init (a) on '
-                'every sensitive task', summarise(v), p))
-    p, v = lines_for([('f', 'i'), ('f', 'j')], R.tasks())
-    out.append((f'(4) PTS matters ({f} > {A("i")}, KDEP without PTS) and the '
-                f'SVD alignment matters ({f} > {A("j")}, a learned projector '
-                'instead)', summarise(v), p))
+
+    def pairs_claim(pairs, tasks):
+        p, v = lines_for(pairs, tasks)
+        return summarise(v), p
+
+    def reach_claim():
+        parts, verdicts = [], []
+        for t in R.tasks():
+            if not sens.get(t) or t not in R.study.probes:
+                continue
+            cf, cb = R.curve(f, student, t), R.curve(b, student, t)
+            if not cf or not cb:
+                continue
+            target, c_b = cb[-1][1], cb[-1][0]
+            reach = S.compute_to_reach([(c, s) for c, s, _ in cf], target)
+            ci = diff(f, b, t)
+            if reach is None:
+                v = 'does not hold'
+                parts.append(f'{R.task_label(t)[0]}: ({f}) never reaches '
+                             f'({b})\'s {target:.1f} within its budget (its '
+                             f'best {max(s for _, s, _ in cf):.1f}; final '
+                             f'({f}) - ({b}) = {_ci(ci)})')
+            else:
+                ratio = reach / c_b
+                v = 'holds' if ratio <= 0.2 else 'does not hold'
+                parts.append(f'{R.task_label(t)[0]}: ({f}) reaches ({b})\'s '
+                             f'{target:.1f} at {reach:.0f} CPU s = '
+                             f'{ratio:.2f} x ({b})\'s {c_b:.0f} CPU s (final '
+                             f'({f}) - ({b}) = {_ci(ci)}) -> {v}')
+            verdicts.append('holds' if v == 'holds' else 'reversed')
+        return summarise(verdicts), parts
+
+    out.append(read('fde', f'(1) KDEP 10% ({f}) > logit KD 10% ({d}) and > '
+                    f'FitNets 10% ({e}) on the out-of-domain tasks',
+                    lambda: pairs_claim([('f', 'd'), ('f', 'e')], ood)))
+    out.append(read('fb', f'(2) KDEP 10% ({f}) reaches supervised 100% '
+                    f'({b})\'s score at no more than 1/5 of its compute '
+                    '(mean curves, linear interpolation between milestones)',
+                    reach_claim))
+    out.append(read('fga', f'(3) KDEP ({f}, 10%; {A("g")}, 100%) > random '
+                    'init (a) on every sensitive task',
+                    lambda: pairs_claim([('f', 'a'), ('g', 'a')], R.tasks())))
+    out.append(read('fij', f'(4) PTS matters ({f} > {A("i")}, KDEP without '
+                    f'PTS) and the SVD alignment matters ({f} > {A("j")}, a '
+                    'learned projector instead)',
+                    lambda: pairs_claim([('f', 'i'), ('f', 'j')], R.tasks())))
     return out
 
 
@@ -302,17 +318,31 @@ def doubled_arms(study, student):
             if study.arms[a].get('doubles')}
 
 
+def budget_levels(study, student):
+    """{doublings: {arm a chain starts from: its arm at that budget}}, e.g.
+    {1: {f: o, d: p, ...}, 2: {f: t, ...}}: the roles the claims are read
+    with at 2x, 4x, ..."""
+    out = {}
+    for a in study.students[student].arms:
+        root, level = budget_root(study, a)
+        if level:
+            out.setdefault(level, {})[root] = a
+    return dict(sorted(out.items()))
+
+
 def budget_rows(R, student):
-    """The budget check: per doubled arm and task, the 1x and 2x scores,
-    the paired (2x - 1x) interval and its plateau verdict, and the ratio of
-    the final losses (mean of the last 10% of steps, 2x / 1x)."""
+    """The budget check: per doubled arm and task, the scores before and
+    at twice the budget, the paired (doubled - before) interval and its
+    plateau verdict, and the ratio of the final losses (mean of the last
+    10% of steps, doubled / before)."""
     bc = R.study.get('budget_check')
     pairs = doubled_arms(R.study, student)
     if not bc or not pairs:
         return [], {}
     n = len(R.seeds(student))
-    rows = ['| arm (1x -> 2x) | task | 1x | 2x | 2x - 1x | plateaued? | '
-            'final loss 2x / 1x |', '|---|---|---:|---:|---:|---|---:|']
+    rows = ['| arm -> the same at twice its budget | task | before | '
+            'doubled | doubled - before | plateaued? | final loss, doubled / '
+            'before |', '|---|---|---:|---:|---:|---|---:|']
     verdicts = {}
     for one, two in pairs.items():
         losses = []
@@ -321,7 +351,8 @@ def budget_rows(R, student):
                 losses.append(p2['plateau']['late'] / p1['plateau']['late'])
         loss = S.summary(losses)
         for t in bc.tasks:
-            s1, s2 = R.task_scores(one, student, t),                 R.task_scores(two, student, t)
+            s1 = R.task_scores(one, student, t)
+            s2 = R.task_scores(two, student, t)
             ci = S.paired(s2, s1)
             v = S.plateau_verdict(ci, bc.plateau_gain, bc.plateau_gain_ci)
             verdicts[(one, t)] = v
@@ -488,8 +519,9 @@ def write_report(args, study, plan, rdir):
                   'the last quarter (the learning rate goes to zero), so the '
                   'loss criterion below cannot tell an annealed run from an '
                   'unfinished one. The budget check reruns each 10% arm of '
-                  'the claims at twice its budget (same config, swept '
-                  'setting and seeds: '
+                  'the claims at twice its budget, and where that still '
+                  'gained, twice again (same config, swept setting and '
+                  'seeds: '
                   + ', '.join(f'{a} -> {b}' for a, b in sub.items())
                   + '). Criterion, fixed before these runs: an arm has '
                   f'plateaued on a task when doubling raises its mean score '
@@ -505,13 +537,23 @@ def write_report(args, study, plan, rdir):
                 L += [f'Plateaued in {done.count("plateaued")}, still '
                       f'gaining in {done.count("still gaining")}, not shown '
                       f'in {done.count("not shown")} of {len(done)} '
-                      '(arm, task) pairs.', '',
-                      '#### The claims read at 2x budget', '',
-                      'The same claims with the 2x arms in the roles of the '
-                      '1x arms (the reference arms a, b and g unchanged):',
-                      '']
-                for title, verdict_txt, parts in claims(R, student, sens,
-                                                        sub=sub):
+                      '(arm, task) pairs.', '']
+            levels = budget_levels(study, student)
+            roots = {r for lsub in levels.values() for r in lsub}
+            for level, lsub in levels.items():
+                arms = [lsub[r] for r in sorted(lsub)]
+                if not any(R.task_scores(a, student, t) for a in arms
+                           for t in bc.tasks):
+                    continue
+                L += [f'#### The claims read at {2 ** level}x budget', '',
+                      f'The same claims with the {2 ** level}x arms in the '
+                      f'roles of the 1x arms ('
+                      + ', '.join(f'{r} -> {a}' for r, a in sorted(
+                          lsub.items())) + '; the reference arms a, b and g '
+                      'unchanged):', '']
+                for title, verdict_txt, parts in claims(
+                        R, student, sens, sub=lsub,
+                        absent=sorted(roots - set(lsub))):
                     L.append(f'- **{title}**: {verdict_txt}.')
                     L += [f'  - {p}' for p in parts]
                 L += ['']

@@ -60,3 +60,14 @@ def sweep_settings(study, arm):
     keys = sorted(grid)
     return [dict(zip(keys, vals))
             for vals in itertools.product(*(grid[k] for k in keys))]
+
+
+def budget_root(study, arm):
+    """(the arm a budget-check chain starts from, doublings): ``o``
+    (doubles ``f``) -> ('f', 1); ``t`` (doubles ``o``) -> ('f', 2); an arm
+    that doubles none -> (itself, 0)."""
+    level = 0
+    while study.arms[arm].get('doubles'):
+        arm = study.arms[arm].doubles
+        level += 1
+    return arm, level

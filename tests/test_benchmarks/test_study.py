@@ -44,13 +44,18 @@ def plan(study):
 
 def test_every_arm_has_a_config_and_a_budget(study):
     from mmengine.config import Config
-    assert list(study.arms) == list('abcdefghijklmnopqrs')
+    assert list(study.arms) == list('abcdefghijklmnopqrstuv')
     # the budget check: the arm's own config and setting at twice its budget
-    for two, one in zip('opqrs', 'fdeij'):
+    from study.spec import budget_root
+    for two, one in zip('opqrstuv', 'fdeijopq'):
         assert study.arms[two].doubles == one
         assert study.arms[two].config == study.arms[one].config
         assert study.arms[two].samples == 2 * study.arms[one].samples
-        assert study.sweep_from[two] == one
+        root, level = budget_root(study, two)
+        assert study.sweep_from[two] == study.sweep_from.get(root, root)
+        assert study.arms[two].samples == 2 ** level * study.arms[root].samples
+    assert budget_root(study, 't') == ('f', 2)
+    assert budget_root(study, 'f') == ('f', 0)
     for letter, arm in study.arms.items():
         cfg = Config.fromfile(osp.join(STUDY_DIR, arm.config))
         assert cfg.study_arm.kind in ('random', 'supervised', 'logit_kd',
@@ -394,6 +399,14 @@ def test_budget_check_and_claims_at_2x(tmp_path, study, plan):
     assert '(o)' in t1 and '(p)' in t1 and '(q)' in t1
     # BCCD crops at 2x (score / 2): o - q = 2.5, 2.5, 3 -> holds
     assert any('(o) - (q) = +2.7' in p and 'holds' in p for p in out[t1][1])
+    # at 4x the ablations have no arm: claim (4) is not read there
+    from study.report import budget_levels
+    levels = budget_levels(study, 'r20w8')
+    assert levels[1] == sub and levels[2] == dict(f='t', d='u', e='v')
+    out4 = claims(R, 'r20w8', sens, sub=levels[2], absent=['i', 'j'])
+    (t4, v4, p4), = [c for c in out4 if c[0].startswith('(4)')]
+    assert v4.startswith('not read at this budget') and '(i), (j)' in v4
+    assert not p4
 
 
 @pytest.mark.slow
