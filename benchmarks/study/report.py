@@ -330,6 +330,30 @@ def budget_levels(study, student):
     return dict(sorted(out.items()))
 
 
+def budget_plateau_lines(study, student, levels, verdicts):
+    """One line per budget that was doubled: 'plateaued' when every arm
+    doubled from it plateaued on every task, 'still gaining' when one of
+    them still gained, else 'not shown' (or not run), with the pairs."""
+    tasks = study.budget_check.tasks
+    at = {0: {r: r for lsub in levels.values() for r in lsub}, **levels}
+    out = []
+    for level in sorted(at):
+        if level + 1 not in at:
+            continue
+        arms = sorted(at[level][r] for r in at[level + 1])
+        got = {(a, t): verdicts.get((a, t), 'not run') for a in arms
+               for t in tasks}
+        vals = set(got.values())
+        state = ('plateaued' if vals == {'plateaued'} else 'still gaining'
+                 if 'still gaining' in vals else 'not shown')
+        gaining = [f'({a}) on {t}' for (a, t), v in got.items()
+                   if v == 'still gaining']
+        out.append(f'{2 ** level}x ({", ".join(arms)}): **{state}**'
+                   + (f' (still gaining: {", ".join(gaining)})'
+                      if gaining else ''))
+    return out
+
+
 def budget_rows(R, student):
     """The budget check: per doubled arm and task, the scores before and
     at twice the budget, the paired (doubled - before) interval and its
@@ -539,6 +563,10 @@ def write_report(args, study, plan, rdir):
                       f'in {done.count("not shown")} of {len(done)} '
                       '(arm, task) pairs.', '']
             levels = budget_levels(study, student)
+            L += ['Did the arms plateau at each budget (all the arms doubled '
+                  'from it, on every task)?', '']
+            L += [f'- {line}' for line in budget_plateau_lines(
+                study, student, levels, bverd)] + ['']
             roots = {r for lsub in levels.values() for r in lsub}
             for level, lsub in levels.items():
                 arms = [lsub[r] for r in sorted(lsub)]

@@ -400,8 +400,12 @@ def test_budget_check_and_claims_at_2x(tmp_path, study, plan):
     # BCCD crops at 2x (score / 2): o - q = 2.5, 2.5, 3 -> holds
     assert any('(o) - (q) = +2.7' in p and 'holds' in p for p in out[t1][1])
     # at 4x the ablations have no arm: claim (4) is not read there
-    from study.report import budget_levels
+    from study.report import budget_levels, budget_plateau_lines
     levels = budget_levels(study, 'r20w8')
+    one, two = budget_plateau_lines(study, 'r20w8', levels, verdicts)
+    assert one.startswith('1x (d, e, f, i, j): **still gaining**')
+    assert '(f) on cifar' in one and '(d) on' not in one
+    assert two == '2x (o, p, q): **not shown**'  # the 4x arms have not run
     assert levels[1] == sub and levels[2] == dict(f='t', d='u', e='v')
     out4 = claims(R, 'r20w8', sens, sub=levels[2], absent=['i', 'j'])
     (t4, v4, p4), = [c for c in out4 if c[0].startswith('(4)')]
