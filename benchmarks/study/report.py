@@ -312,6 +312,16 @@ def claims(R, student, sens, sub=None, absent=()):
     return out
 
 
+def claim_lines(claim_list):
+    """Markdown of :func:`claims`: a bullet per claim, its comparisons
+    under it."""
+    out = []
+    for title, verdict_txt, parts in claim_list:
+        out.append(f'- **{title}**: {verdict_txt}.')
+        out += [f'  - {p}' for p in parts]
+    return out
+
+
 def doubled_arms(study, student):
     """{arm it doubles: budget-check arm} of a student's arms."""
     return {study.arms[a].doubles: a for a in study.students[student].arms
@@ -330,7 +340,7 @@ def budget_levels(study, student):
     return dict(sorted(out.items()))
 
 
-def budget_plateau_lines(study, student, levels, verdicts):
+def budget_plateau_lines(study, levels, verdicts):
     """One line per budget that was doubled: 'plateaued' when every arm
     doubled from it plateaued on every task, 'still gaining' when one of
     them still gained, else 'not shown' (or not run), with the pairs."""
@@ -528,11 +538,7 @@ def write_report(args, study, plan, rdir):
         if student in pngs:
             L += [f'![score vs compute, {st.label}](images/'
                   f'{osp.basename(pngs[student])})', '']
-        L += ['### Claims', '']
-        for title, verdict_txt, parts in claims(R, student, sens):
-            L.append(f'- **{title}**: {verdict_txt}.')
-            L += [f'  - {p}' for p in parts]
-        L += ['']
+        L += ['### Claims', ''] + claim_lines(claims(R, student, sens)) + ['']
         brows, bverd = budget_rows(R, student)
         if brows:
             bc = study.budget_check
@@ -566,7 +572,7 @@ def write_report(args, study, plan, rdir):
             L += ['Did the arms plateau at each budget (all the arms doubled '
                   'from it, on every task)?', '']
             L += [f'- {line}' for line in budget_plateau_lines(
-                study, student, levels, bverd)] + ['']
+                study, levels, bverd)] + ['']
             roots = {r for lsub in levels.values() for r in lsub}
             for level, lsub in levels.items():
                 arms = [lsub[r] for r in sorted(lsub)]
@@ -579,11 +585,8 @@ def write_report(args, study, plan, rdir):
                       + ', '.join(f'{r} -> {a}' for r, a in sorted(
                           lsub.items())) + '; the reference arms a, b and g '
                       'unchanged):', '']
-                for title, verdict_txt, parts in claims(
-                        R, student, sens, sub=lsub,
-                        absent=sorted(roots - set(lsub))):
-                    L.append(f'- **{title}**: {verdict_txt}.')
-                    L += [f'  - {p}' for p in parts]
+                L += claim_lines(claims(R, student, sens, sub=lsub,
+                                        absent=sorted(roots - set(lsub))))
                 L += ['']
         srows, stasks = store_rows(R, student, sens)
         if srows:

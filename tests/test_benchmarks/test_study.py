@@ -402,7 +402,7 @@ def test_budget_check_and_claims_at_2x(tmp_path, study, plan):
     # at 4x the ablations have no arm: claim (4) is not read there
     from study.report import budget_levels, budget_plateau_lines
     levels = budget_levels(study, 'r20w8')
-    one, two = budget_plateau_lines(study, 'r20w8', levels, verdicts)
+    one, two = budget_plateau_lines(study, levels, verdicts)
     assert one.startswith('1x (d, e, f, i, j): **still gaining**')
     assert '(f) on cifar' in one and '(d) on' not in one
     assert two == '2x (o, p, q): **not shown**'  # the 4x arms have not run
