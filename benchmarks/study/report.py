@@ -5,6 +5,7 @@ not run say so; no number is filled in."""
 import datetime
 import os
 import os.path as osp
+from typing import NamedTuple, Optional
 
 from . import stats as S
 from .cellstore import load_result
@@ -207,11 +208,20 @@ def sweep_rows(R):
     return rows
 
 
+class Claim(NamedTuple):
+    """One claim as read: its title, the verdict sentence, one line per
+    comparison, and the tally {holds, reversed, n} (None when not read)."""
+    title: str
+    verdict: str
+    parts: list
+    tally: Optional[dict] = None
+
+
 def claims(R, student, sens, sub=None, absent=()):
-    """The four claims, each per sensitive task, from paired intervals.
-    ``sub`` reads them with other arms in the roles of the named ones (the
-    budget check: f -> o, d -> p, ...); a claim that needs an arm of
-    ``absent`` (no arm at that budget) is listed as not read."""
+    """The four claims (:class:`Claim`), each per sensitive task, from
+    paired intervals. ``sub`` reads them with other arms in the roles of the
+    named ones (the budget check: f -> o, d -> p, ...); a claim that needs
+    an arm of ``absent`` (no arm at that budget) is listed as not read."""
     sub = sub or {}
 
     def A(x):
@@ -220,9 +230,13 @@ def claims(R, student, sens, sub=None, absent=()):
     def read(arms, title, body):
         gone = sorted(set(arms) & set(absent))
         if gone:
-            return (title, 'not read at this budget (no arm for '
-                    + ', '.join(f'({g})' for g in gone) + ')', [])
-        return (title, *body())
+            return Claim(title, 'not read at this budget (no arm for '
+                         + ', '.join(f'({g})' for g in gone) + ')', [])
+        verdicts, parts = body()
+        return Claim(title, summarise(verdicts), parts, dict(
+            holds=verdicts.count('holds'),
+            reversed=verdicts.count('reversed'), n=len(verdicts))
+            if verdicts else None)
 
     ood = [t for t in R.tasks() if t not in R.study.probes
            or not R.study.probes[t].in_domain]
@@ -266,7 +280,7 @@ def claims(R, student, sens, sub=None, absent=()):
 
     def pairs_claim(pairs, tasks):
         p, v = lines_for(pairs, tasks)
-        return summarise(v), p
+        return v, p
 
     def reach_claim():
         parts, verdicts = [], []
@@ -293,7 +307,7 @@ def claims(R, student, sens, sub=None, absent=()):
                              f'{ratio:.2f} x ({b})\'s {c_b:.0f} CPU s (final '
                              f'({f}) - ({b}) = {_ci(ci)}) -> {v}')
             verdicts.append('holds' if v == 'holds' else 'reversed')
-        return summarise(verdicts), parts
+        return verdicts, parts
 
     out.append(read('fde', f'(1) KDEP 10% ({f}) > logit KD 10% ({d}) and > '
                     f'FitNets 10% ({e}) on the out-of-domain tasks',
@@ -316,10 +330,25 @@ def claim_lines(claim_list):
     """Markdown of :func:`claims`: a bullet per claim, its comparisons
     under it."""
     out = []
-    for title, verdict_txt, parts in claim_list:
-        out.append(f'- **{title}**: {verdict_txt}.')
-        out += [f'  - {p}' for p in parts]
+    for c in claim_list:
+        out.append(f'- **{c.title}**: {c.verdict}.')
+        out += [f'  - {p}' for p in c.parts]
     return out
+
+
+def tally_text(c):
+    """A claim's verdict in a table cell: 'holds (4/4)', 'reversed (2/2)',
+    '1 holds, 0 reversed, 1 inconclusive (of 2)', 'not read'."""
+    t = c.tally
+    if t is None:
+        return 'not read' if c.verdict.startswith('not read') else 'untested'
+    if t['holds'] == t['n']:
+        return f'**holds** ({t["n"]}/{t["n"]})'
+    if t['reversed'] == t['n']:
+        return f'**reversed** ({t["n"]}/{t["n"]})'
+    return (f'{t["holds"]} holds, {t["reversed"]} reversed, '
+            f'{t["n"] - t["holds"] - t["reversed"]} inconclusive '
+            f'(of {t["n"]})')
 
 
 def doubled_arms(study, student):
@@ -362,6 +391,58 @@ def budget_plateau_lines(study, levels, verdicts):
                    + (f' (still gaining: {", ".join(gaining)})'
                       if gaining else ''))
     return out
+
+
+def glance_lines(R, student, sens):
+    """The claims' verdicts at every budget the chains reach, one row a
+    claim (a column a budget, with the seeds its arms have), and, where
+    claim (2) fails at 1x on a task whose scores rise at every doubling,
+    why no longer run can make it hold: a run within 1/5 of (b)'s compute
+    is shorter than (f)'s 1x run, which already falls short."""
+    levels = {0: {}, **budget_levels(R.study, student)}
+    roots = {r for lsub in levels.values() for r in lsub}
+    tasks = R.study.budget_check.tasks
+    head, cols = [], []
+    for level, lsub in levels.items():
+        arms = sorted(lsub.values()) if lsub else sorted(roots)
+        n = min((k for a in arms for t in tasks
+                 if (k := len(R.task_scores(a, student, t)))), default=0)
+        if level and not n:
+            continue
+        head.append(f'{2 ** level}x ({n} of {len(R.seeds(student))} seeds)')
+        cols.append(claims(R, student, sens, sub=lsub,
+                           absent=sorted(roots - set(lsub)) if level else ()))
+    rows = ['| claim | ' + ' | '.join(head) + ' |',
+            '|---|' + '---|' * len(head)]
+    names = ('KDEP > logit KD and > FitNets, out of domain',
+             'KDEP reaches supervised 100% at <= 1/5 of its compute',
+             'KDEP > random init, every sensitive task',
+             'PTS and the SVD alignment matter')
+    for i, c in enumerate(cols[0]):
+        rows.append(f'| ({i + 1}) {names[i]} | '
+                    + ' | '.join(tally_text(col[i]) for col in cols) + ' |')
+    notes = []
+    chain = ['f'] + [levels[k]['f'] for k in sorted(levels)
+                     if 'f' in levels[k]]
+    for t in tasks:
+        cb = R.curve('b', student, t)
+        means = [S.summary(R.task_scores(a, student, t).values())
+                 for a in chain]
+        m = [x['mean'] for x in means[:(means + [None]).index(None)]]
+        if not sens.get(t) or not cb or len(m) < 2:
+            continue
+        target, c_b = cb[-1][1], cb[-1][0]
+        c_f = R.curve('f', student, t)[-1][0]
+        if m[0] < target and all(x < y for x, y in zip(m, m[1:])) \
+                and c_f > 0.2 * c_b:
+            notes.append(
+                f'{R.task_label(t)[0]}: (2) asks for (b)\'s {target:.1f} '
+                f'within {0.2 * c_b:.0f} CPU s (1/5 of {c_b:.0f}). (f) at 1x '
+                f'spent {c_f:.0f} CPU s and reached {m[0]:.1f}; each doubling '
+                'raised the score (' + ' -> '.join(f'{x:.1f}' for x in m)
+                + '), so a run short enough to fit would score lower still: '
+                'no budget makes (2) hold on this task.')
+    return rows, notes
 
 
 def budget_rows(R, student):
@@ -529,7 +610,18 @@ def write_report(args, study, plan, rdir):
               'otherwise it is left out of the verdicts.', '',
               '| task | (a) random init | (b) supervised 100% | gap (b - a) '
               '| pooled sd | sensitive |', '|---|---:|---:|---:|---:|---|']
-        L += rows + ['', '### Final scores', '']
+        L += rows + ['']
+        if budget_levels(study, student):
+            grows, gnotes = glance_lines(R, student, sens)
+            L += ['### Verdicts at a glance', '',
+                  'Each claim (below) read with the 1x arms and again with '
+                  'the same arms at 2x and 4x their budget (the budget '
+                  'check, below). Where the arms plateaued on a task, the '
+                  'verdicts there no longer depend on the budget; where they '
+                  'still gain, a longer run could move them.', '']
+            L += grows + [''] + [f'- {n}' for n in gnotes]
+            L += [''] if gnotes else []
+        L += ['### Final scores', '']
         L += main_table(R, student, kinds)
         L += ['', 'Pre-training CPU s: CPU seconds of the training process '
               'with 1 torch thread (about the wall clock of an idle core), '

@@ -355,7 +355,7 @@ def test_report_from_hand_written_cells(tmp_path, study, plan):
     assert sens['cifar'] and sens['bccd_crops']
     assert not sens['camvid_pixels']  # sd 0 in both arms, gap 0
     assert not sens['bccd']  # fine-tuning cells not run
-    out = {t: (v, p) for t, v, p in claims(R, 'r20w8', sens)}
+    out = {c.title: (c.verdict, c.parts) for c in claims(R, 'r20w8', sens)}
     (v1, p1), = [out[t] for t in out if t.startswith('(1)')]
     # BCCD crops (the only sensitive OOD task, score/2): f - d = 5, 5.5, 4.5
     # -> holds; f - e = -0.5 each seed -> reversed
@@ -394,7 +394,8 @@ def test_budget_check_and_claims_at_2x(tmp_path, study, plan):
     assert any('(f) -> (o)' in r and '+6.3' in r for r in rows)
     _, sens = sensitivity_rows(R, 'r20w8')
     sub = dict(f='o', d='p', e='q', i='r', j='s')
-    out = {t: (v, p) for t, v, p in claims(R, 'r20w8', sens, sub=sub)}
+    out = {c.title: (c.verdict, c.parts)
+           for c in claims(R, 'r20w8', sens, sub=sub)}
     (t1,) = [t for t in out if t.startswith('(1)')]
     assert '(o)' in t1 and '(p)' in t1 and '(q)' in t1
     # BCCD crops at 2x (score / 2): o - q = 2.5, 2.5, 3 -> holds
@@ -408,9 +409,22 @@ def test_budget_check_and_claims_at_2x(tmp_path, study, plan):
     assert two == '2x (o, p, q): **not shown**'  # the 4x arms have not run
     assert levels[1] == sub and levels[2] == dict(f='t', d='u', e='v')
     out4 = claims(R, 'r20w8', sens, sub=levels[2], absent=['i', 'j'])
-    (t4, v4, p4), = [c for c in out4 if c[0].startswith('(4)')]
+    (c4,) = [c for c in out4 if c.title.startswith('(4)')]
+    v4, p4 = c4.verdict, c4.parts
     assert v4.startswith('not read at this budget') and '(i), (j)' in v4
     assert not p4
+    from study.report import glance_lines
+    rows, notes = glance_lines(R, 'r20w8', sens)
+    # 1x and 2x have cells (seeds 0-2 of o, p, q); 4x has none: no column
+    assert rows[0] == '| claim | 1x (3 of 3 seeds) | 2x (3 of 3 seeds) |'
+    one = [r for r in rows if r.startswith('| (1) ')][0]
+    # BCCD crops: 1x f - d holds, f - e reversed; 2x o - p, o - q hold
+    assert one.endswith(' | 1 holds, 1 reversed, 0 inconclusive (of 2) | '
+                   '**holds** (2/2) |')
+    # (2) on the CIFAR probe: (f) 42 < (b) 51, 42 -> 48.3 at 2x, and (f)'s
+    # 100 CPU s exceed 1/5 of (b)'s 100: no budget can make it hold
+    assert len(notes) == 1 and notes[0].startswith('CIFAR-10 linear probe')
+    assert 'within 20 CPU s' in notes[0] and '42.0 -> 48.3' in notes[0]
 
 
 @pytest.mark.slow
