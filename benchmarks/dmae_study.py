@@ -343,8 +343,10 @@ def run_teacher(cell, ctx):
     arch = S['teacher_arch']
     probe = linear_probe(ctx, osp.join(ctx.work, 'teacher_backbone.pth'),
                          arch)
+    from kdep_mm.utils.checkpoint import file_sha256
     return dict(r, peak_mib=_peak_mem(ctx.device), probe=probe,
-                epochs=S['teacher_epochs'])
+                epochs=S['teacher_epochs'],
+                teacher_sha256=file_sha256(osp.join(ctx.work, 'teacher.pth')))
 
 
 def run_pretrain(cell, ctx):
@@ -368,6 +370,9 @@ def run_pretrain(cell, ctx):
               S['pretrain']['warmup_frac'])
     enc = model.student if arm.startswith('dmae') else model.backbone
     save_backbone(enc.state_dict(), export_path(ctx, arm, cell['seed']))
+    if arm.startswith('dmae'):
+        from kdep_mm.utils.checkpoint import file_sha256
+        r['teacher_sha256'] = file_sha256(cfg['teacher_ckpt'])
     return dict(r, peak_mib=_peak_mem(ctx.device), epochs=S['student_epochs'],
                 visible=int(enc.num_patches * (1 - arm_ratio(arm))))
 
@@ -589,6 +594,24 @@ class _Cell:
         self.id, self.fname = c['id'], c['id'].replace('/', '__')
 
 
+def retire_lost_artefacts(cells, ctx):
+    """Rerun a finished cell whose file in the work dir is gone (the
+    teacher's checkpoint, a student's export) when a cell that needs it has
+    not run (:func:`study.cellstore.retire_lost`): cell JSONs are in git,
+    work dirs are not."""
+    from study.cellstore import retire_lost
+
+    def made(c):
+        return (osp.join(ctx.work, 'teacher.pth') if c['kind'] == 'teacher'
+                else export_path(ctx, c['arm'], c['seed'])
+                if c['kind'] == 'pretrain' else None)
+    done_ = [c for c in cells if done(ctx.rdir, c['id'])]
+    lost = [c['id'] for c in done_ if made(c) and not osp.isfile(made(c))]
+    retire_lost(lost, [c['deps'] for c in cells
+                       if not done(ctx.rdir, c['id'])],
+                lambda cid: cell_file(ctx.rdir, cid), say)
+
+
 def cell_file(rdir, cid):
     return osp.join(rdir, 'cells', cid.replace('/', '__') + '.json')
 
@@ -677,7 +700,7 @@ def load_cells(rdir):
     out = {}
     cdir = osp.join(rdir, 'cells')
     for name in sorted(os.listdir(cdir)) if osp.isdir(cdir) else []:
-        if name.endswith('.json'):
+        if name.endswith('.json') and not name.endswith('.stale.json'):
             with open(osp.join(cdir, name)) as f:
                 r = json.load(f)
             out[r['id']] = r
@@ -719,6 +742,14 @@ def report(S, rdir, command):
                   f'top-1 {t["probe"]["score"]:.2f} (validation '
                   f'{t["probe"]["val"]:.2f}); {t["train_s"]:.0f} s{cpu} on '
                   f'{t["device"]}.', '']
+    other = sorted(r['id'] for r in R.values() if r['kind'] == 'pretrain'
+                   and r['arm'].startswith('dmae') and t and
+                   r.get('teacher_sha256') != t.get('teacher_sha256'))
+    if other:
+        lines += ['Distilled from another run of the teacher cell (or one '
+                  'that recorded no checksum; the teacher was retrained '
+                  'after its checkpoint was lost): ' + ', '.join(other)
+                  + '.', '']
     lines += ['| arm | visible patches | pre-train s, wall / CPU (mean) | '
               'linear probe top-1 | fine-tune top-1 |', '|---|---|---|---|---|']
     for arm in S['arms']:
@@ -858,6 +889,7 @@ def main(argv=None):
         write_json(osp.join(rdir, 'measure.json'),
                    measure(S, ctx, args.measure))
         return 0
+    retire_lost_artefacts(cells, ctx)
     if args.jobs > 1:
         import multiprocessing as mp
         with mp.get_context('fork').Pool(args.jobs) as pool:

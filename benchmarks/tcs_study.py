@@ -38,7 +38,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 from shared_data import unpack_shared  # noqa: E402
 from study.cellstore import (cell_path, claimed_by_other, load_result,  # noqa: E402,E501
-                             release, try_claim, write_json)
+                             release, retire_lost, try_claim, write_json)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SPEC = osp.join(REPO, 'configs', 'tcs', 'study', 'tcs_study.py')
@@ -392,23 +392,16 @@ def work(args, cells, failed):
 
 
 def retire_missing_stores(args, cells):
-    """A finished store cell whose store is gone (cell JSONs are kept in
-    git, the store is not) is rerun, its JSON moved to ``*.stale.json``,
-    when a cell that trains from it has not run yet."""
+    """A finished store cell whose store is gone is rerun when a cell that
+    trains from it has not run yet (:func:`study.cellstore.retire_lost`)."""
     from kdep_mm.datasets.store.format import MANIFEST
     spec = load_spec(args.spec, args.smoke)
-    for c in cells:
-        if c.kind != 'store' or load_result(args.results_dir, c) is None:
-            continue
-        if osp.isfile(osp.join(store_root(args.work_dir, spec), MANIFEST)):
-            continue
-        waiting = [d for d in cells if c.id in d.deps
-                   and load_result(args.results_dir, d) is None]
-        if waiting:
-            os.replace(cell_path(args.results_dir, c),
-                       cell_path(args.results_dir, c, '.stale.json'))
-            say(f'cell {c.id}: its store is gone and {len(waiting)} cell(s) '
-                'train from it: rerunning it')
+    have = osp.isfile(osp.join(store_root(args.work_dir, spec), MANIFEST))
+    done = {c.id: c for c in cells
+            if load_result(args.results_dir, c) is not None}
+    retire_lost([i for i, c in done.items() if c.kind == 'store' and not have],
+                [c.deps for c in cells if c.id not in done],
+                lambda i: cell_path(args.results_dir, done[i]), say)
 
 
 def run_all(args, cells):

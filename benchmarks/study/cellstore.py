@@ -25,6 +25,25 @@ def load_result_id(rdir, cell_id):
         return json.load(f)
 
 
+def retire_lost(lost, pending_deps, path_of, say=print):
+    """Rerun finished cells whose artefacts are gone: the cell JSONs are
+    kept in git, the stores, checkpoints and exports they left in a work
+    dir are not. ``lost`` are the ids of such cells, ``pending_deps`` the
+    dependency lists of the cells that have not run yet; a lost cell that
+    one of them needs has its JSON moved to ``*.stale.json`` (kept, and
+    git-ignored) so that it runs again. Returns the retired ids."""
+    out = []
+    for cid in lost:
+        waiting = sum(cid in deps for deps in pending_deps)
+        if waiting:
+            path = path_of(cid)
+            os.replace(path, path[:-len('.json')] + '.stale.json')
+            say(f'cell {cid}: what it made is gone and {waiting} cell(s) '
+                'need it: rerunning it')
+            out.append(cid)
+    return out
+
+
 def write_json(path, obj):
     from kdep_mm.utils.checkpoint import atomic_write_bytes
     atomic_write_bytes((json.dumps(obj, indent=1) + '\n').encode(), path)

@@ -163,6 +163,47 @@ def test_report_statistics_by_hand(tmp_path, smoke_spec):
     assert 'Command: `CMD`' in text
 
 
+def test_lost_teacher_and_exports_are_rerun(tmp_path, smoke_spec):
+    """Cell JSONs are committed, the work dir is not: a finished teacher
+    (or pre-training) cell whose checkpoint is gone is rerun when a cell
+    that needs it has not run; the report names DMAE cells distilled from
+    another run of the teacher."""
+    from study.cellstore import write_json
+    cells = D.plan(smoke_spec)
+    ctx = type('Ctx', (), dict(rdir=str(tmp_path / 'res'),
+                               work=str(tmp_path / 'work')))()
+    for kind, arm in (('teacher', 'teacher'), ('pretrain', 'dmae75'),
+                      ('probe', 'dmae75')):
+        c = _cell(kind, arm, 0, 50.)
+        c['id'] = 'teacher' if kind == 'teacher' else c['id']
+        write_json(D.cell_file(ctx.rdir, c['id']), c)
+    os.makedirs(ctx.work)
+    torch.save({}, D.export_path(ctx, 'dmae75', 0))
+    D.retire_lost_artefacts(cells, ctx)
+    # teacher.pth is gone and pretrain/dmae75/s1 waits for it
+    assert not D.done(ctx.rdir, 'teacher')
+    assert osp.isfile(D.cell_file(ctx.rdir, 'teacher')[:-5] + '.stale.json')
+    # the s0 export is there: its cell stays done
+    assert D.done(ctx.rdir, 'pretrain/dmae75/s0')
+    os.remove(D.export_path(ctx, 'dmae75', 0))
+    D.retire_lost_artefacts(cells, ctx)
+    # export gone, but probe/dmae75/s0 has run and finetune/dmae75/s0 not
+    assert not D.done(ctx.rdir, 'pretrain/dmae75/s0')
+    write_json(D.cell_file(ctx.rdir, 'teacher'), dict(
+        _cell('teacher', 'teacher', 0, None), id='teacher',
+        teacher_sha256='new', losses=dict(loss=.5), epochs=1, steps=1,
+        train_s=1., device='cpu', probe=dict(score=1., val=1.)))
+    write_json(D.cell_file(ctx.rdir, 'pretrain/dmae95/s0'), dict(
+        _cell('pretrain', 'dmae95', 0, None), id='pretrain/dmae95/s0',
+        visible=3, train_s=1., teacher_sha256='new'))
+    write_json(D.cell_file(ctx.rdir, 'pretrain/dmae98/s0'), dict(
+        _cell('pretrain', 'dmae98', 0, None), id='pretrain/dmae98/s0',
+        visible=1, train_s=1.))
+    text = D.report(smoke_spec, ctx.rdir, 'CMD')
+    assert 'another run of the teacher cell' in text
+    assert 'pretrain/dmae98/s0.' in text and 'dmae95/s0' not in text
+
+
 def test_doc_section_is_replaced_in_place(tmp_path):
     doc = tmp_path / 'doc.md'
     doc.write_text('a\n<!-- dmae-study:begin:cpu -->\nold\n'
