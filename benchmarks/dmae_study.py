@@ -589,9 +589,10 @@ class Ctx:
 
 
 class _Cell:
+    """A plan dict as the claim files and the picker see a cell."""
 
     def __init__(self, c):
-        self.id, self.fname = c['id'], c['id'].replace('/', '__')
+        self.c, self.id, self.fname = c, c['id'], c['id'].replace('/', '__')
 
 
 def retire_lost_artefacts(cells, ctx):
@@ -636,60 +637,59 @@ def work(cells, ctx, deadline=None, threads=None):
     """Run the cells this process can claim, in order, deps first; a cell
     whose predicted time would pass ``deadline`` is skipped (skipped.json).
     Returns the number of failed cells."""
-    from study.cellstore import release, try_claim, write_json
+    from study.cellstore import pick_ready, release, write_json
     if threads:
         torch.set_num_threads(threads)
     failed, skipped = 0, {}
+
+    def past_deadline(c):
+        pred = _predict_s(c, ctx.rdir, cells)
+        if deadline and pred and time.time() + pred > deadline:
+            skipped[c['id']] = f'predicted {pred:.0f} s past the deadline'
+            say(f'skip {c["id"]}: {skipped[c["id"]]}')
+            return True
+        return False
     while True:
-        todo = [c for c in cells if not done(ctx.rdir, c['id'])
+        todo = [_Cell(c) for c in cells if not done(ctx.rdir, c['id'])
                 and c['id'] not in skipped]
-        ready = [c for c in todo if all(done(ctx.rdir, d) for d in c['deps'])]
-        started = False
-        for c in ready:
-            pred = _predict_s(c, ctx.rdir, cells)
-            if deadline and pred and time.time() + pred > deadline:
-                skipped[c['id']] = f'predicted {pred:.0f} s past the deadline'
-                say(f'skip {c["id"]}: {skipped[c["id"]]}')
-                continue
-            if not try_claim(ctx.rdir, _Cell(c)):
-                continue
-            started = True
-            say(f'start {c["id"]}')
-            t0 = time.perf_counter()
-            try:
-                res = RUN[c['kind']](c, ctx)
-            except Exception as e:  # noqa: BLE001 - recorded, others go on
-                failed += 1
-                skipped[c['id']] = f'failed: {type(e).__name__}: {e}'
-                say(f'FAILED {c["id"]}: {e}')
-                os.makedirs(osp.join(ctx.rdir, 'cells'), exist_ok=True)
-                with open(cell_file(ctx.rdir, c['id'])[:-5] + '.error.txt',
-                          'w') as f:
-                    import traceback
-                    traceback.print_exc(file=f)
-                release(ctx.rdir, _Cell(c))
+        dead = set(skipped)
+        cell, waiting = pick_ready(todo, lambda k: k.c['deps'],
+                                   lambda cid: done(ctx.rdir, cid), ctx.rdir,
+                                   dead, skip=lambda k: past_deadline(k.c))
+        for cid in dead - set(skipped):
+            skipped[cid] = 'a dependency did not finish'
+        if cell is None:
+            if not waiting:
+                for k in todo:  # their dependencies are not in this plan
+                    if k.id not in skipped and not done(ctx.rdir, k.id):
+                        skipped[k.id] = 'a dependency did not finish'
                 break
-            res.update(id=c['id'], kind=c['kind'], arm=c['arm'],
-                       seed=c['seed'], preset=ctx.S['preset'],
-                       device=ctx.device, wall_s=time.perf_counter() - t0,
-                       torch=torch.__version__)
-            write_json(cell_file(ctx.rdir, c['id']), res)
-            release(ctx.rdir, _Cell(c))
-            say(f'done {c["id"]} in {res["wall_s"]:.1f} s'
-                + (f': top-1 {res["score"]:.2f}' if 'score' in res else ''))
-            break
-        if started:
-            continue
-        waiting = [c for c in todo if c['id'] not in skipped]
-        if not waiting:
-            break
-        can_finish = {c['id'] for c in waiting}
-        stuck = [c for c in waiting if any(
-            not done(ctx.rdir, d) and d not in can_finish for d in c['deps'])]
-        for c in stuck:
-            skipped[c['id']] = 'a dependency did not finish'
-        if not stuck:
             time.sleep(2)  # the ready ones run in another worker
+            continue
+        c = cell.c
+        say(f'start {c["id"]}')
+        t0 = time.perf_counter()
+        try:
+            res = RUN[c['kind']](c, ctx)
+        except Exception as e:  # noqa: BLE001 - recorded, others go on
+            failed += 1
+            skipped[c['id']] = f'failed: {type(e).__name__}: {e}'
+            say(f'FAILED {c["id"]}: {e}')
+            os.makedirs(osp.join(ctx.rdir, 'cells'), exist_ok=True)
+            with open(cell_file(ctx.rdir, c['id'])[:-5] + '.error.txt',
+                      'w') as f:
+                import traceback
+                traceback.print_exc(file=f)
+            release(ctx.rdir, cell)
+            continue
+        res.update(id=c['id'], kind=c['kind'], arm=c['arm'],
+                   seed=c['seed'], preset=ctx.S['preset'],
+                   device=ctx.device, wall_s=time.perf_counter() - t0,
+                   torch=torch.__version__)
+        write_json(cell_file(ctx.rdir, c['id']), res)
+        release(ctx.rdir, cell)
+        say(f'done {c["id"]} in {res["wall_s"]:.1f} s'
+            + (f': top-1 {res["score"]:.2f}' if 'score' in res else ''))
     if skipped:
         write_json(osp.join(ctx.rdir, f'skipped_{os.getpid()}.json'), skipped)
     return failed

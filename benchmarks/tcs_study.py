@@ -37,8 +37,8 @@ from types import SimpleNamespace
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 from shared_data import unpack_shared  # noqa: E402
-from study.cellstore import (cell_path, claimed_by_other, load_result,  # noqa: E402,E501
-                             release, retire_lost, try_claim, write_json)
+from study.cellstore import (cell_path, load_result, pick_ready,  # noqa: E402
+                             release, retire_lost, write_json)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SPEC = osp.join(REPO, 'configs', 'tcs', 'study', 'tcs_study.py')
@@ -355,21 +355,10 @@ def work(args, cells, failed):
     while True:
         pending = [c for c in cells if load_result(res_dir, c) is None
                    and c.id not in failed]
-        picked, waiting = None, False
-        for c in pending:
-            if any(d in failed for d in c.deps):
-                failed.add(c.id)
-                continue
-            if any(load_result(res_dir, Cell(id=d)) is None for d in c.deps):
-                waiting = True
-                continue
-            if claimed_by_other(claims, c.id):
-                waiting = True
-                continue
-            if try_claim(claims, c):
-                picked = c
-                break
-            waiting = True
+        picked, waiting = pick_ready(
+            pending, lambda c: c.deps,
+            lambda cid: load_result(res_dir, Cell(id=cid)) is not None,
+            claims, failed)
         if picked is None:
             if waiting and any(c.id not in failed for c in pending):
                 time.sleep(2)

@@ -1,5 +1,7 @@
-"""Cell results (one JSON per cell, written atomically) and claim files
-(one O_EXCL file per running cell, taken over when its process is dead)."""
+"""Cell results (one JSON per cell, written atomically), claim files (one
+O_EXCL file per running cell, taken over when its process is dead), the
+picker of the next runnable cell and the rerun of cells whose artefacts
+are gone: what every study's worker loop shares."""
 import json
 import os
 import os.path as osp
@@ -90,6 +92,41 @@ def try_claim(rdir, cell) -> bool:
     return False
 
 
+def pick_ready(pending, deps, done, claims_dir, failed, skip=None):
+    """The next cell of ``pending`` (plan order, dependencies first) this
+    process may run, claimed in ``claims_dir``: ``(cell, waiting)``.
+
+    A cell whose dependency failed (``failed``, ids) joins ``failed``; one
+    whose dependency has not finished is passed over, and the caller should
+    wait (``waiting``) only when that dependency runs (a live claim: another
+    process, or another thread of this one), else it can never finish
+    here. ``skip(cell)`` true passes a cell over for good. ``deps(cell)``
+    lists dependency ids; ``done(id)`` says whether a cell has its result
+    (asked again once claimed: another process may have finished it
+    meanwhile). ``(None, waiting)`` when no cell can start now."""
+    waiting = False
+    for c in pending:
+        ds = deps(c)
+        if any(d in failed for d in ds):
+            failed.add(c.id)
+            continue
+        if not all(done(d) for d in ds):  # running: in any live process
+            waiting |= any(_holder(claims_dir, d) for d in ds)
+            continue
+        if skip and skip(c):
+            continue
+        if claimed_by_other(claims_dir, c.id):
+            waiting = True
+            continue
+        if try_claim(claims_dir, c):
+            if not done(c.id):
+                return c, True
+            release(claims_dir, c)
+        else:
+            waiting = True
+    return None, waiting
+
+
 def release(rdir, cell):
     try:
         os.remove(_claim_file(rdir, cell.id))
@@ -97,10 +134,16 @@ def release(rdir, cell):
         pass
 
 
-def claimed_by_other(rdir, cell_id) -> bool:
+def _holder(rdir, cell_id) -> int:
+    """The pid of the live process holding a cell's claim, else 0."""
     try:
         with open(_claim_file(rdir, cell_id)) as f:
             pid = int(f.read().strip() or 0)
     except (OSError, ValueError):
-        return False
-    return pid != os.getpid() and _pid_alive(pid)
+        return 0
+    return pid if pid and _pid_alive(pid) else 0
+
+
+def claimed_by_other(rdir, cell_id) -> bool:
+    pid = _holder(rdir, cell_id)
+    return bool(pid) and pid != os.getpid()

@@ -7,8 +7,8 @@ import os.path as osp
 import time
 import traceback
 
-from .cellstore import (cell_path, claimed_by_other, load_result,
-                        load_result_id, release, try_claim, write_json)
+from .cellstore import (cell_path, load_result, load_result_id, pick_ready,
+                        release, retire_lost, write_json)
 from .spec import say
 
 
@@ -71,14 +71,10 @@ def retire_stale(rdir, cells, chosen=None):
                 continue
         exports = [m['export'] for m in res.get('milestones', [])
                    if m.get('export')]
-        if all(osp.isfile(p) for p in exports):
-            continue
-        waiting = [d for d in cells if c.id in d.dep_ids
-                   and load_result(rdir, d) is None]
-        if waiting:
-            os.replace(cell_path(rdir, c), cell_path(rdir, c, '.stale.json'))
-            say(f'cell {c.id}: its exports are gone and {len(waiting)} '
-                'cell(s) need them: rerunning it')
+        if not all(osp.isfile(p) for p in exports):
+            retire_lost([c.id], [d.dep_ids for d in cells
+                                 if load_result(rdir, d) is None],
+                        lambda _: cell_path(rdir, c), say)
 
 
 def work(cells, ctx):
@@ -91,24 +87,10 @@ def work(cells, ctx):
                    if load_result(rdir, c) is None and c.id not in failed_here]
         if not pending:
             break
-        picked, waiting = None, False
-        for c in pending:
-            if any(d in failed_here for d in c.dep_ids):
-                failed_here.add(c.id)
-                continue
-            if any(load_result_id(rdir, d) is None for d in c.dep_ids):
-                if any(claimed_by_other(rdir, d) for d in c.dep_ids):
-                    waiting = True
-                continue
-            if claimed_by_other(rdir, c.id):
-                waiting = True
-                continue
-            if try_claim(rdir, c):
-                if load_result(rdir, c) is not None:  # finished meanwhile
-                    release(rdir, c)
-                    continue
-                picked = c
-                break
+        picked, waiting = pick_ready(
+            pending, lambda c: c.dep_ids,
+            lambda cid: load_result_id(rdir, cid) is not None, rdir,
+            failed_here)
         if picked is None:
             if waiting:
                 time.sleep(3)

@@ -178,6 +178,48 @@ def test_claim_files(tmp_path):
     assert claimed_by_other(str(tmp_path), 'pca')
 
 
+def test_pick_ready_waits_only_for_what_runs(tmp_path):
+    """The picker every study loop shares: dependencies first, a failed
+    dependency fails its dependents, and the caller waits only while a
+    dependency (or the cell itself) is claimed by a live process or by a
+    sibling thread of this one."""
+    from study.cellstore import pick_ready, release
+
+    class C:
+        def __init__(self, cid, deps=()):
+            self.id, self.fname, self.deps = cid, cid, list(deps)
+    rdir, finished = str(tmp_path), set()
+    os.makedirs(tmp_path / 'claims')
+
+    def pick(cells, failed=None, skip=None):
+        return pick_ready(cells, lambda c: c.deps, finished.__contains__,
+                          rdir, set() if failed is None else failed, skip)
+    a, b, c = C('a'), C('b', ['a']), C('c', ['b'])
+    got, waiting = pick([b, c])  # 'a' not done and nobody runs it
+    assert got is None and not waiting
+    live = str(os.getppid())
+    (tmp_path / 'claims' / 'a').write_text(live)  # another process runs it
+    assert pick([b, c]) == (None, True)
+    (tmp_path / 'claims' / 'a').write_text(str(os.getpid()))  # a thread
+    assert pick([b, c]) == (None, True)
+    os.remove(tmp_path / 'claims' / 'a')
+    finished.add('a')
+    got, _ = pick([b, c])
+    assert got is b and (tmp_path / 'claims' / 'b').read_text() == \
+        str(os.getpid())
+    release(rdir, b)
+    failed = {'a'}
+    assert pick([b, c], failed) == (None, False) and failed == {'a', 'b',
+                                                                 'c'}
+    (tmp_path / 'claims' / 'b').write_text(live)  # b runs elsewhere
+    assert pick([b, c]) == (None, True)
+    os.remove(tmp_path / 'claims' / 'b')
+    assert pick([b], skip=lambda k: k is b) == (None, False)
+    finished.add('b')  # finished by another process before our claim
+    assert pick([b]) == (None, False)
+    assert not (tmp_path / 'claims' / 'b').exists()
+
+
 def test_paired_interval_by_hand():
     a, b = {0: 10., 1: 12., 2: 14.}, {0: 9., 1: 10., 2: 11.}
     ci = S.paired(a, b)  # d = 1, 2, 3: mean 2, sd 1
