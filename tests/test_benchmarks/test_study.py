@@ -194,7 +194,7 @@ def test_pick_ready_waits_only_for_what_runs(tmp_path):
     def pick(cells, failed=None, skip=None):
         return pick_ready(cells, lambda c: c.deps, finished.__contains__,
                           rdir, set() if failed is None else failed, skip)
-    a, b, c = C('a'), C('b', ['a']), C('c', ['b'])
+    b, c = C('b', ['a']), C('c', ['b'])
     got, waiting = pick([b, c])  # 'a' not done and nobody runs it
     assert got is None and not waiting
     live = str(os.getppid())
