@@ -421,7 +421,8 @@ def glance_lines(R, student, sens):
     for i, c in enumerate(cols[0]):
         rows.append(f'| ({i + 1}) {names[i]} | '
                     + ' | '.join(tally_text(col[i]) for col in cols) + ' |')
-    notes = []
+    _, verdicts = budget_rows(R, student)
+    notes = plateau_notes(R, levels, verdicts)
     chain = ['f'] + [levels[k]['f'] for k in sorted(levels)
                      if 'f' in levels[k]]
     for t in tasks:
@@ -443,6 +444,28 @@ def glance_lines(R, student, sens):
                 + '), so a run short enough to fit would score lower still: '
                 'no budget makes (2) hold on this task.')
     return rows, notes
+
+
+def plateau_notes(R, levels, verdicts):
+    """Per budget-check task, the budget at which each chain's run sits on
+    its plateau (its doubling gained less than the criterion allows), e.g.
+    '(f) at 2x', or '(d) not within 4x' when no doubling of it plateaued
+    (still gaining or not shown)."""
+    out = []
+    for t in R.study.budget_check.tasks:
+        parts = []
+        for root in sorted(levels[1]) if 1 in levels else []:
+            chain = [root] + [levels[k][root] for k in sorted(levels)
+                              if k and root in levels[k]]
+            at = next((2 ** k for k, a in enumerate(chain[:-1])
+                       if verdicts.get((a, t)) == 'plateaued'), None)
+            parts.append(f'({root}) at {at}x' if at else
+                         f'({root}) not within {2 ** (len(chain) - 1)}x')
+        if parts:
+            out.append(f'{R.task_label(t)[0]}, the budget at which each '
+                       'chain reached its plateau: '
+                       + ', '.join(parts) + '.')
+    return out
 
 
 def budget_rows(R, student):

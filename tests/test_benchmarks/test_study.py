@@ -465,8 +465,15 @@ def test_budget_check_and_claims_at_2x(tmp_path, study, plan):
                    '**holds** (2/2) |')
     # (2) on the CIFAR probe: (f) 42 < (b) 51, 42 -> 48.3 at 2x, and (f)'s
     # 100 CPU s exceed 1/5 of (b)'s 100: no budget can make it hold
-    assert len(notes) == 1 and notes[0].startswith('CIFAR-10 linear probe')
-    assert 'within 20 CPU s' in notes[0] and '42.0 -> 48.3' in notes[0]
+    # per task, where each chain sits on its plateau: d and e plateaued at
+    # 1x -> 2x on the CIFAR probe, f still gained, i and j have no 2x cells
+    assert notes[0] == ('CIFAR-10 linear probe, the budget at which each '
+                        'chain reached its plateau: (d) at 1x, '
+                        '(e) at 1x, (f) not within 4x, (i) not within 2x, '
+                        '(j) not within 2x.')
+    assert notes[1].startswith('CamVid per-pixel (frozen), the budget')
+    assert len(notes) == 3 and notes[2].startswith('CIFAR-10 linear probe')
+    assert 'within 20 CPU s' in notes[2] and '42.0 -> 48.3' in notes[2]
 
 
 @pytest.mark.slow
