@@ -598,8 +598,9 @@ class _Cell:
 def retire_lost_artefacts(cells, ctx):
     """Rerun a finished cell whose file in the work dir is gone (the
     teacher's checkpoint, a student's export) when a cell that needs it has
-    not run (:func:`study.cellstore.retire_lost`): cell JSONs are in git,
-    work dirs are not."""
+    not run, and the finished cells made from it (a rerun does not repeat
+    a run bit for bit: :func:`study.cellstore.retire_lost`): cell JSONs are
+    in git, work dirs are not."""
     from study.cellstore import retire_lost
 
     def made(c):
@@ -610,7 +611,8 @@ def retire_lost_artefacts(cells, ctx):
     lost = [c['id'] for c in done_ if made(c) and not osp.isfile(made(c))]
     retire_lost(lost, [c['deps'] for c in cells
                        if not done(ctx.rdir, c['id'])],
-                lambda cid: cell_file(ctx.rdir, cid), say)
+                lambda cid: cell_file(ctx.rdir, cid), say,
+                done_deps={c['id']: c['deps'] for c in done_})
 
 
 def cell_file(rdir, cid):

@@ -382,7 +382,10 @@ def work(args, cells, failed):
 
 def retire_missing_stores(args, cells):
     """A finished store cell whose store is gone is rerun when a cell that
-    trains from it has not run yet (:func:`study.cellstore.retire_lost`)."""
+    trains from it has not run yet (:func:`study.cellstore.retire_lost`).
+    The finished training cells are kept (no cascade): the rerun caches
+    the same views (seeded crop boxes and flips) of the same images through
+    the same teacher, so only the features' last bits can differ."""
     from kdep_mm.datasets.store.format import MANIFEST
     spec = load_spec(args.spec, args.smoke)
     have = osp.isfile(osp.join(store_root(args.work_dir, spec), MANIFEST))

@@ -27,22 +27,31 @@ def load_result_id(rdir, cell_id):
         return json.load(f)
 
 
-def retire_lost(lost, pending_deps, path_of, say=print):
+def retire_lost(lost, pending_deps, path_of, say=print, done_deps=None):
     """Rerun finished cells whose artefacts are gone: the cell JSONs are
     kept in git, the stores, checkpoints and exports they left in a work
     dir are not. ``lost`` are the ids of such cells, ``pending_deps`` the
     dependency lists of the cells that have not run yet; a lost cell that
     one of them needs has its JSON moved to ``*.stale.json`` (kept, and
-    git-ignored) so that it runs again. Returns the retired ids."""
+    git-ignored) so that it runs again. With ``done_deps`` ({id: deps} of
+    the finished cells) the finished cells made from a retired one go too,
+    transitively, so that no result mixes the old run with the new.
+    Returns the retired ids."""
     out = []
     for cid in lost:
         waiting = sum(cid in deps for deps in pending_deps)
         if waiting:
-            path = path_of(cid)
-            os.replace(path, path[:-len('.json')] + '.stale.json')
+            out.append(cid)
             say(f'cell {cid}: what it made is gone and {waiting} cell(s) '
                 'need it: rerunning it')
-            out.append(cid)
+    for cid in out:  # grows while it is read: the cascade
+        for d, deps in (done_deps or {}).items():
+            if cid in deps and d not in out:
+                out.append(d)
+                say(f'cell {d}: made from {cid}, which reruns: rerunning it')
+    for cid in out:
+        path = path_of(cid)
+        os.replace(path, path[:-len('.json')] + '.stale.json')
     return out
 
 

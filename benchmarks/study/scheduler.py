@@ -72,9 +72,12 @@ def retire_stale(rdir, cells, chosen=None):
         exports = [m['export'] for m in res.get('milestones', [])
                    if m.get('export')]
         if not all(osp.isfile(p) for p in exports):
+            done = {d.id: d for d in cells if d is not c
+                    and load_result(rdir, d) is not None}
             retire_lost([c.id], [d.dep_ids for d in cells
                                  if load_result(rdir, d) is None],
-                        lambda _: cell_path(rdir, c), say)
+                        lambda cid: cell_path(rdir, done.get(cid, c)), say,
+                        done_deps={i: d.dep_ids for i, d in done.items()})
 
 
 def work(cells, ctx):

@@ -166,8 +166,8 @@ def test_report_statistics_by_hand(tmp_path, smoke_spec):
 def test_lost_teacher_and_exports_are_rerun(tmp_path, smoke_spec):
     """Cell JSONs are committed, the work dir is not: a finished teacher
     (or pre-training) cell whose checkpoint is gone is rerun when a cell
-    that needs it has not run; the report names DMAE cells distilled from
-    another run of the teacher."""
+    that needs it has not run, with the finished cells made from it; the
+    report names DMAE cells distilled from another run of the teacher."""
     from study.cellstore import write_json
     cells = D.plan(smoke_spec)
     ctx = type('Ctx', (), dict(rdir=str(tmp_path / 'res'),
@@ -178,17 +178,25 @@ def test_lost_teacher_and_exports_are_rerun(tmp_path, smoke_spec):
         c['id'] = 'teacher' if kind == 'teacher' else c['id']
         write_json(D.cell_file(ctx.rdir, c['id']), c)
     os.makedirs(ctx.work)
-    torch.save({}, D.export_path(ctx, 'dmae75', 0))
+    torch.save({}, osp.join(ctx.work, 'teacher.pth'))
     D.retire_lost_artefacts(cells, ctx)
-    # teacher.pth is gone and pretrain/dmae75/s1 waits for it
-    assert not D.done(ctx.rdir, 'teacher')
-    assert osp.isfile(D.cell_file(ctx.rdir, 'teacher')[:-5] + '.stale.json')
-    # the s0 export is there: its cell stays done
-    assert D.done(ctx.rdir, 'pretrain/dmae75/s0')
-    os.remove(D.export_path(ctx, 'dmae75', 0))
-    D.retire_lost_artefacts(cells, ctx)
-    # export gone, but probe/dmae75/s0 has run and finetune/dmae75/s0 not
+    # the s0 export is gone and finetune/dmae75/s0 waits for it: the
+    # pre-training reruns, and so does the probe made from the old export
+    assert D.done(ctx.rdir, 'teacher')
     assert not D.done(ctx.rdir, 'pretrain/dmae75/s0')
+    assert not D.done(ctx.rdir, 'probe/dmae75/s0')
+    assert osp.isfile(D.cell_file(ctx.rdir, 'probe/dmae75/s0')[:-5]
+                      + '.stale.json')
+    for kind in ('pretrain', 'probe'):
+        write_json(D.cell_file(ctx.rdir, f'{kind}/dmae75/s0'),
+                   _cell(kind, 'dmae75', 0, 50.))
+    torch.save({}, D.export_path(ctx, 'dmae75', 0))
+    os.remove(osp.join(ctx.work, 'teacher.pth'))
+    D.retire_lost_artefacts(cells, ctx)
+    # teacher.pth is gone and pretrain/dmae75/s1 waits for it: the teacher
+    # reruns, and the students distilled from it (and their probes) too
+    for cid in ('teacher', 'pretrain/dmae75/s0', 'probe/dmae75/s0'):
+        assert not D.done(ctx.rdir, cid)
     write_json(D.cell_file(ctx.rdir, 'teacher'), dict(
         _cell('teacher', 'teacher', 0, None), id='teacher',
         teacher_sha256='new', losses=dict(loss=.5), epochs=1, steps=1,

@@ -629,3 +629,24 @@ def test_pretrain_cell_rerun_when_the_sweep_chooses_anew(tmp_path, plan):
                                 '.stale.json'))
     assert load_result(str(tmp_path), by['pretrain/d/r20w8/s0']) is not None
     assert load_result(str(tmp_path), by['pretrain/e/r20w8/s0']) is not None
+
+
+def test_pretrain_cell_rerun_when_its_exports_are_gone(tmp_path, plan):
+    """A finished pre-training cell whose exports are gone reruns when a
+    cell made from them has not run, and takes the finished probes made
+    from the old exports with it; with the exports in place nothing moves."""
+    from study.cellstore import cell_path, load_result, write_json
+    from study.scheduler import retire_stale
+    by = {c.id: c for c in plan}
+    export = tmp_path / 'f_s0_m0.pth'
+    export.write_bytes(b'x')
+    write_json(cell_path(str(tmp_path), by['pretrain/f/r20w8/s0']),
+               dict(milestones=[dict(export=str(export))]))
+    write_json(cell_path(str(tmp_path), by['probe/f/r20w8/s0/m1']), {})
+    retire_stale(str(tmp_path), plan)
+    assert load_result(str(tmp_path), by['pretrain/f/r20w8/s0']) is not None
+    export.unlink()
+    retire_stale(str(tmp_path), plan)
+    for cid in ('pretrain/f/r20w8/s0', 'probe/f/r20w8/s0/m1'):
+        assert load_result(str(tmp_path), by[cid]) is None
+        assert osp.isfile(cell_path(str(tmp_path), by[cid], '.stale.json'))
