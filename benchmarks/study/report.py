@@ -393,13 +393,14 @@ def budget_plateau_lines(study, levels, verdicts):
     return out
 
 
-def glance_lines(R, student, sens):
+def glance_lines(R, student, sens, levels, verdicts):
     """The claims' verdicts at every budget the chains reach, one row a
     claim (a column a budget, with the seeds its arms have), and, where
     claim (2) fails at 1x on a task whose scores rise at every doubling,
     why no longer run can make it hold: a run within 1/5 of (b)'s compute
-    is shorter than (f)'s 1x run, which already falls short."""
-    levels = {0: {}, **budget_levels(R.study, student)}
+    is shorter than (f)'s 1x run, which already falls short. ``levels``:
+    :func:`budget_levels`; ``verdicts``: :func:`budget_rows`'."""
+    levels = {0: {}, **levels}
     roots = {r for lsub in levels.values() for r in lsub}
     tasks = R.study.budget_check.tasks
     head, cols = [], []
@@ -421,7 +422,6 @@ def glance_lines(R, student, sens):
     for i, c in enumerate(cols[0]):
         rows.append(f'| ({i + 1}) {names[i]} | '
                     + ' | '.join(tally_text(col[i]) for col in cols) + ' |')
-    _, verdicts = budget_rows(R, student)
     notes = plateau_notes(R, levels, verdicts)
     chain = ['f'] + [levels[k]['f'] for k in sorted(levels)
                      if 'f' in levels[k]]
@@ -634,8 +634,10 @@ def write_report(args, study, plan, rdir):
               '| task | (a) random init | (b) supervised 100% | gap (b - a) '
               '| pooled sd | sensitive |', '|---|---:|---:|---:|---:|---|']
         L += rows + ['']
-        if budget_levels(study, student):
-            grows, gnotes = glance_lines(R, student, sens)
+        levels = budget_levels(study, student)
+        brows, bverd = budget_rows(R, student)
+        if levels:
+            grows, gnotes = glance_lines(R, student, sens, levels, bverd)
             L += ['### Verdicts at a glance', '',
                   'Each claim (below) read with the 1x arms and again with '
                   'the same arms at 2x and 4x their budget (the budget '
@@ -654,7 +656,6 @@ def write_report(args, study, plan, rdir):
             L += [f'![score vs compute, {st.label}](images/'
                   f'{osp.basename(pngs[student])})', '']
         L += ['### Claims', ''] + claim_lines(claims(R, student, sens)) + ['']
-        brows, bverd = budget_rows(R, student)
         if brows:
             bc = study.budget_check
             sub = doubled_arms(study, student)
@@ -683,7 +684,6 @@ def write_report(args, study, plan, rdir):
                       f'gaining in {done.count("still gaining")}, not shown '
                       f'in {done.count("not shown")} of {len(done)} '
                       '(arm, task) pairs.', '']
-            levels = budget_levels(study, student)
             L += ['Did the arms plateau at each budget (all the arms doubled '
                   'from it, on every task)?', '']
             L += [f'- {line}' for line in budget_plateau_lines(

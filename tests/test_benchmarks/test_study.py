@@ -456,7 +456,7 @@ def test_budget_check_and_claims_at_2x(tmp_path, study, plan):
     assert v4.startswith('not read at this budget') and '(i), (j)' in v4
     assert not p4
     from study.report import glance_lines
-    rows, notes = glance_lines(R, 'r20w8', sens)
+    rows, notes = glance_lines(R, 'r20w8', sens, levels, verdicts)
     # 1x and 2x have cells (seeds 0-2 of o, p, q); 4x has none: no column
     assert rows[0] == '| claim | 1x (3 of 3 seeds) | 2x (3 of 3 seeds) |'
     one = [r for r in rows if r.startswith('| (1) ')][0]
