@@ -45,6 +45,35 @@ def step_parser(doc: str,
     return p
 
 
+def add_paired(p: argparse.ArgumentParser, per: str, choices,
+               help: str) -> None:
+    """The paired-timing options of a benchmark that also times its arms
+    interleaved in one process per ``per`` (``'setting'``, ``'ratio'``):
+    ``--paired N`` (cycles; 0: off; ``help`` says what it decides), the
+    internal ``--paired-run`` and ``--<per>`` (one of ``choices``; ``int``
+    values when ``choices`` is ``int``). Check them with
+    :func:`parse_paired`."""
+    p.add_argument('--paired', type=int, default=0, metavar='N',
+                   help=help + ' [0: off]')
+    p.add_argument('--paired-run', action='store_true',
+                   help=f'(internal) run the paired timing of --{per}')
+    if choices is int:
+        p.add_argument(f'--{per}', type=int, help='(internal)')
+    else:
+        p.add_argument(f'--{per}', choices=tuple(choices),
+                       help='(internal)')
+
+
+def parse_paired(p: argparse.ArgumentParser, argv=None):
+    """``p.parse_args(argv)``, refusing a negative ``--paired`` and a
+    paired run of no cycles."""
+    args = p.parse_args(argv)
+    if args.paired < 0 or (args.paired_run and args.paired < 1):
+        p.error(f'--paired: expected a number of cycles >= 1 (0: no paired '
+                f'run), got {args.paired}')
+    return args
+
+
 AMP_MODES = ('fp32', 'bf16')
 
 

@@ -92,17 +92,11 @@ def parse_args():
                    help='repeat the sweep this many times in fresh '
                    'processes; the timed steps of all rounds are pooled')
     p.add_argument('--ratios', default=','.join(map(str, RATIOS)))
-    p.add_argument('--paired', type=int, default=0, metavar='N',
-                   help='also time the arms in one process per ratio, '
-                   'steps interleaved for N cycles; the target is then '
-                   'judged on the median per-cycle truncated/full ratio')
-    p.add_argument('--paired-run', action='store_true',
-                   help='(internal) run the paired timing of --ratio')
-    p.add_argument('--ratio', type=int, help='(internal) masking ratio, %%')
-    args = p.parse_args()
-    if args.paired < 0 or (args.paired_run and args.paired < 1):
-        p.error(f'--paired: expected a number of cycles >= 1 (0: no paired '
-                f'run), got {args.paired}')
+    sb.add_paired(p, 'ratio', int,
+                  'also time the arms in one process per ratio, steps '
+                  'interleaved for N cycles; the target is then judged on '
+                  'the median per-cycle truncated/full ratio')
+    args = sb.parse_paired(p)
     return args
 
 

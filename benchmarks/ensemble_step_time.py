@@ -105,19 +105,13 @@ def parse_args():
                    help='arms run round-robin this many times (a fresh '
                    'process each), so that load drift hits all arms alike; '
                    'the timed steps of all rounds are pooled')
-    p.add_argument('--paired', type=int, default=0, metavar='N',
-                   help='also time the arms of each setting in one process, '
-                   'one step of each arm per cycle (carry-over-balanced orders) for N '
-                   'cycles after --warmup ones; step times and the target '
-                   'ratio (median per-cycle store / student) then come '
-                   'from it, the per-arm processes give memory [0: off]')
-    p.add_argument('--paired-run', action='store_true',
-                   help='(internal) run the paired timing of --setting')
-    p.add_argument('--setting', choices=tuple(CONFIGS), help='(internal)')
-    args = p.parse_args()
-    if args.paired < 0 or (args.paired_run and args.paired < 1):
-        p.error(f'--paired: expected a number of cycles >= 1 (0: no paired '
-                f'run), got {args.paired}')
+    sb.add_paired(p, 'setting', CONFIGS,
+                  'also time the arms of each setting in one process, one '
+                  'step of each arm per cycle (carry-over-balanced orders) '
+                  'for N cycles after --warmup ones; step times and the '
+                  'target ratio (median per-cycle store / student) then '
+                  'come from it, the per-arm processes give memory')
+    args = sb.parse_paired(p)
     return args
 
 

@@ -139,18 +139,12 @@ def parse_args():
     p.add_argument('--in1k-batch', type=int, default=8)
     p.add_argument('--repeats', type=int, default=2,
                    help='fresh processes per (setting, arm), interleaved')
-    p.add_argument('--paired', type=int, default=0, metavar='N',
-                   help='also time the arms in one process per setting, '
-                   'steps interleaved for N cycles (after --warmup '
-                   'cycles); step times and the target are then taken '
-                   'from it, the per-arm processes give the memory')
-    p.add_argument('--paired-run', action='store_true',
-                   help='(internal) run the paired timing of --setting')
-    p.add_argument('--setting', choices=SETTINGS, help='(internal)')
-    args = p.parse_args()
-    if args.paired < 0 or (args.paired_run and args.paired < 1):
-        p.error(f'--paired: expected a number of cycles >= 1 (0: no paired '
-                f'run), got {args.paired}')
+    sb.add_paired(p, 'setting', SETTINGS,
+                  'also time the arms in one process per setting, steps '
+                  'interleaved for N cycles (after --warmup cycles); step '
+                  'times and the target are then taken from it, the '
+                  'per-arm processes give the memory')
+    args = sb.parse_paired(p)
     return args
 
 

@@ -393,26 +393,43 @@ def budget_plateau_lines(study, levels, verdicts):
     return out
 
 
-def glance_lines(R, student, sens, levels, verdicts):
-    """The claims' verdicts at every budget the chains reach, one row a
-    claim (a column a budget, with the seeds its arms have), and, where
-    claim (2) fails at 1x on a task whose scores rise at every doubling,
-    why no longer run can make it hold: a run within 1/5 of (b)'s compute
-    is shorter than (f)'s 1x run, which already falls short. ``levels``:
-    :func:`budget_levels`; ``verdicts``: :func:`budget_rows`'."""
+def claims_by_budget(R, student, sens, levels):
+    """The claims (:func:`claims`) at 1x and at every budget of ``levels``
+    (:func:`budget_levels`) whose arms have scores on a budget-check task:
+    ``{level: (seeds, claims)}``, level 0 = 1x, ``seeds`` the fewest seeds
+    an arm of that budget has on a task. At 2^level x the doubled arms take
+    the roles of their roots; a claim needing a root with no arm there is
+    not read."""
     levels = {0: {}, **levels}
     roots = {r for lsub in levels.values() for r in lsub}
     tasks = R.study.budget_check.tasks
-    head, cols = [], []
+    out = {}
     for level, lsub in levels.items():
         arms = sorted(lsub.values()) if lsub else sorted(roots)
         n = min((k for a in arms for t in tasks
                  if (k := len(R.task_scores(a, student, t)))), default=0)
         if level and not n:
             continue
-        head.append(f'{2 ** level}x ({n} of {len(R.seeds(student))} seeds)')
-        cols.append(claims(R, student, sens, sub=lsub,
-                           absent=sorted(roots - set(lsub)) if level else ()))
+        out[level] = (n, claims(R, student, sens, sub=lsub,
+                                absent=sorted(roots - set(lsub))
+                                if level else ()))
+    return out
+
+
+def glance_lines(R, student, sens, levels, verdicts, read):
+    """The claims' verdicts at every budget the chains reach, one row a
+    claim (a column a budget, with the seeds its arms have), and, where
+    claim (2) fails at 1x on a task whose scores rise at every doubling,
+    why no longer run can make it hold: a run within 1/5 of (b)'s compute
+    is shorter than (f)'s 1x run, which already falls short. ``levels``:
+    :func:`budget_levels`; ``verdicts``: :func:`budget_rows`'; ``read``:
+    :func:`claims_by_budget`'s."""
+    levels = {0: {}, **levels}
+    tasks = R.study.budget_check.tasks
+    nseeds = len(R.seeds(student))
+    head = [f'{2 ** level}x ({n} of {nseeds} seeds)'
+            for level, (n, _) in read.items()]
+    cols = [c for _, c in read.values()]
     rows = ['| claim | ' + ' | '.join(head) + ' |',
             '|---|' + '---|' * len(head)]
     names = ('KDEP > logit KD and > FitNets, out of domain',
@@ -636,8 +653,10 @@ def write_report(args, study, plan, rdir):
         L += rows + ['']
         levels = budget_levels(study, student)
         brows, bverd = budget_rows(R, student)
+        read = claims_by_budget(R, student, sens, levels)
         if levels:
-            grows, gnotes = glance_lines(R, student, sens, levels, bverd)
+            grows, gnotes = glance_lines(R, student, sens, levels, bverd,
+                                         read)
             L += ['### Verdicts at a glance', '',
                   'Each claim (below) read with the 1x arms and again with '
                   'the same arms at 2x and 4x their budget (the budget '
@@ -655,7 +674,7 @@ def write_report(args, study, plan, rdir):
         if student in pngs:
             L += [f'![score vs compute, {st.label}](images/'
                   f'{osp.basename(pngs[student])})', '']
-        L += ['### Claims', ''] + claim_lines(claims(R, student, sens)) + ['']
+        L += ['### Claims', ''] + claim_lines(read[0][1]) + ['']
         if brows:
             bc = study.budget_check
             sub = doubled_arms(study, student)
@@ -688,11 +707,8 @@ def write_report(args, study, plan, rdir):
                   'from it, on every task)?', '']
             L += [f'- {line}' for line in budget_plateau_lines(
                 study, levels, bverd)] + ['']
-            roots = {r for lsub in levels.values() for r in lsub}
             for level, lsub in levels.items():
-                arms = [lsub[r] for r in sorted(lsub)]
-                if not any(R.task_scores(a, student, t) for a in arms
-                           for t in bc.tasks):
+                if level not in read:
                     continue
                 L += [f'#### The claims read at {2 ** level}x budget', '',
                       f'The same claims with the {2 ** level}x arms in the '
@@ -700,8 +716,7 @@ def write_report(args, study, plan, rdir):
                       + ', '.join(f'{r} -> {a}' for r, a in sorted(
                           lsub.items())) + '; the reference arms a, b and g '
                       'unchanged):', '']
-                L += claim_lines(claims(R, student, sens, sub=lsub,
-                                        absent=sorted(roots - set(lsub))))
+                L += claim_lines(read[level][1])
                 L += ['']
         srows, stasks = store_rows(R, student, sens)
         if srows:

@@ -304,3 +304,23 @@ def test_median_ci_order_statistics_by_hand():
     assert sb.median_ci([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few: range
     with pytest.raises(ValueError, match='no values'):
         sb.median_ci([])
+
+
+def test_paired_options_refuse_no_cycles(capsys):
+    """The paired-timing options the TCS, ensemble and DMAE benchmarks
+    share: a paired run needs >= 1 cycle; the internal --<per> option
+    takes the benchmark's choices (or an int)."""
+    import _step_bench as sb
+    p = sb.step_parser('x', ('a', ), steps=1)
+    sb.add_paired(p, 'setting', ('cifar', 'in1k'), 'paired timing')
+    args = sb.parse_paired(p, ['--paired', '3', '--setting', 'in1k'])
+    assert (args.paired, args.paired_run, args.setting) == (3, False, 'in1k')
+    for argv in (['--paired', '-1'], ['--paired-run']):
+        with pytest.raises(SystemExit):
+            sb.parse_paired(p, argv)
+        assert 'expected a number of cycles >= 1' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sb.parse_paired(p, ['--setting', 'mars'])
+    q = sb.step_parser('x', ('a', ), steps=1)
+    sb.add_paired(q, 'ratio', int, 'paired timing')
+    assert sb.parse_paired(q, ['--ratio', '95']).ratio == 95

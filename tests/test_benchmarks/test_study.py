@@ -455,8 +455,13 @@ def test_budget_check_and_claims_at_2x(tmp_path, study, plan):
     v4, p4 = c4.verdict, c4.parts
     assert v4.startswith('not read at this budget') and '(i), (j)' in v4
     assert not p4
-    from study.report import glance_lines
-    rows, notes = glance_lines(R, 'r20w8', sens, levels, verdicts)
+    from study.report import claims_by_budget, glance_lines
+    read = claims_by_budget(R, 'r20w8', sens, levels)
+    # 1x and 2x have cells; 4x none: not read there
+    assert sorted(read) == [0, 1] and read[1][0] == 3
+    assert [c.verdict for c in read[0][1]] == [
+        c.verdict for c in claims(R, 'r20w8', sens)]
+    rows, notes = glance_lines(R, 'r20w8', sens, levels, verdicts, read)
     # 1x and 2x have cells (seeds 0-2 of o, p, q); 4x has none: no column
     assert rows[0] == '| claim | 1x (3 of 3 seeds) | 2x (3 of 3 seeds) |'
     one = [r for r in rows if r.startswith('| (1) ')][0]
