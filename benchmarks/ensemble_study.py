@@ -27,7 +27,10 @@ skips what is done (resumable; run one invocation at a time). Train cells
 run in fresh processes, ``--jobs`` at a time, with ``--threads`` torch
 threads each. Cells whose teacher checkpoint does not exist are reported
 as blocked and not run. Stores, runs and split lists go to ``--work-dir``
-(git-ignored); the cells are committed.
+(git-ignored); the cells are committed, with the sha256 of the teacher
+checkpoints they were made with: a cell made with another checkpoint than
+the one there now (a retrained RedNet) reruns, and a store that is gone is
+re-cached when a cell still reads it (:func:`retire_stale`).
 """
 import argparse
 import concurrent.futures as cf
@@ -157,6 +160,7 @@ class Ctx:
     def __init__(self, args, spec):
         from shared_data import unpack_shared
         self.args, self.spec, self.smoke = args, spec, bool(args.smoke)
+        self._sha = {}  # teacher -> sha256 of its checkpoint now
         self.device = 'cpu'
         self.epochs = args.epochs or spec.epochs
         self.rdir = osp.abspath(args.results_dir)
@@ -212,6 +216,28 @@ class Ctx:
             atomic_save(dict(state_dict=model.state_dict()), path)
         return path
 
+    def teacher_sha256(self, teacher):
+        """sha256 of ``teacher``'s checkpoint file now (None when it does
+        not exist), computed once."""
+        if teacher not in self._sha:
+            from kdep_mm.utils.checkpoint import file_sha256
+            path = self.ckpts[teacher]
+            self._sha[teacher] = (file_sha256(path) if osp.isfile(path)
+                                  else None)
+        return self._sha[teacher]
+
+    def other_teachers(self, res):
+        """The teachers whose checkpoint differs from the one the cell
+        result ``res`` records (``teacher_sha256``: a str for a store cell,
+        {teacher: sha256} for a train cell): a RedNet retrained since.
+        A teacher whose checkpoint is missing now, or that the cell does not
+        record, is not counted."""
+        rec = res.get('teacher_sha256')
+        if isinstance(rec, str):
+            rec = {res['teacher']: rec}
+        return sorted(t for t, sha in (rec or {}).items()
+                      if self.teacher_sha256(t) not in (None, sha))
+
     def spec_arm_config(self, arm):
         return osp.normpath(osp.join(osp.dirname(self.args.spec),
                                      self.spec.arms[arm].config))
@@ -261,6 +287,7 @@ def run_store(cell, ctx):
             if ln.startswith('teacher store')]
     return dict(store=ctx.store(t), views=sp.views, teacher=t,
                 teacher_checkpoint=ctx.ckpts[t],
+                teacher_sha256=ctx.teacher_sha256(t),
                 cache_wall_s=round(wall, 2),
                 cache_cpu_s=round(c1.ru_utime + c1.ru_stime - c0.ru_utime -
                                   c0.ru_stime, 2),
@@ -338,6 +365,8 @@ def run_train(cell, ctx):
         params=sum(p.numel() for p in model.parameters()),
         student_arch=ctx.spec.student_arch.to_dict(),
         batch_size=ctx.spec.batch_size, views=ctx.spec.views,
+        teacher_sha256={t: ctx.teacher_sha256(t)
+                        for t in ctx.spec.arms[cell.arm].teachers},
         build_s=round(build_s, 2), train_wall_s=round(train_s, 2),
         train_cpu_s=round(train_cpu, 2), eval_wall_s=round(eval_s, 2),
         eval_cpu_s=round(eval_cpu, 2), partial=ctx.epochs != ctx.spec.epochs)
@@ -369,6 +398,43 @@ def run_cell(cell, args, spec, ctx=None):
 
 
 # ------------------------------------------------------------------- run
+def retire_stale(cells, ctx):
+    """Rerun the finished cells whose inputs are gone or changed (cell
+    JSONs are in git; the stores and the RedNet teacher are not):
+
+    * a cell made with another checkpoint of a teacher than the one at its
+      path now (:meth:`Ctx.other_teachers`: a retrained RedNet) reruns, and
+      so the store is re-cached and every arm that read the old one
+      retrains: no result mixes two teachers;
+    * a store cell whose store (its manifest) is gone reruns when a train
+      cell that reads it has not run (:func:`study.cellstore.retire_lost`).
+      The finished train cells are kept, as in the TCS study: the rerun
+      caches the same seeded views through the same teacher.
+
+    Returns the retired ids."""
+    from kdep_mm.datasets.store.format import MANIFEST
+    from study.cellstore import cell_path, load_result, mark_stale, \
+        retire_lost
+    done = {c.id: (c, r) for c in cells
+            if (r := load_result(ctx.rdir, c)) is not None}
+    out = []
+    for cid, (c, r) in done.items():
+        other = ctx.other_teachers(r)
+        if other:
+            say(f'cell {cid}: made with another checkpoint of the '
+                f'{", ".join(other)} teacher than the one there now: '
+                'rerunning it')
+            mark_stale(cell_path(ctx.rdir, c))
+            out.append(cid)
+    gone = [cid for cid, (c, _) in done.items() if cid not in out and
+            c.kind == 'store' and
+            not osp.isfile(osp.join(ctx.store(c.teacher), MANIFEST))]
+    out += retire_lost(gone, [c.dep_ids for c in cells if c.id not in done
+                              or c.id in out],
+                       lambda cid: cell_path(ctx.rdir, done[cid][0]), say)
+    return out
+
+
 class _InProcess:
     """``--jobs 1``: the pool's ``submit`` runs the cell here and now."""
 
@@ -397,6 +463,7 @@ def run_all(cells, ctx):
     are not counted)."""
     from study.cellstore import cell_path, load_result
     args, spec = ctx.args, ctx.spec
+    retire_stale(cells, ctx)
     todo = [c for c in cells if load_result(ctx.rdir, c) is None]
     blocked = {c.id for c in todo if ctx.blocked(c)}
     for c in todo:
@@ -500,6 +567,12 @@ def report(ctx):
               'paid once for all seeds. Mean ± sd over seeds; paired '
               'differences are over the seeds both arms have, with 95% '
               't-intervals.', '']
+    mixed = sorted(cid for cid, r in cells.items() if ctx.other_teachers(r))
+    if mixed:
+        lines += [f'**{len(mixed)} cell(s) were made with another checkpoint '
+                  'of a teacher than the one there now** ('
+                  + ', '.join(f'`{c}`' for c in mixed) + '): the next run '
+                  'of the study redoes them.', '']
     test = {a: arm_scores(cells, a) for a in arms}
     val = {a: summary(list(arm_scores(cells, a, 'val_top1').values()))
            for a in ('cnn', 'involution') if a in arms}

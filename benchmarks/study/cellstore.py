@@ -50,9 +50,14 @@ def retire_lost(lost, pending_deps, path_of, say=print, done_deps=None):
                 out.append(d)
                 say(f'cell {d}: made from {cid}, which reruns: rerunning it')
     for cid in out:
-        path = path_of(cid)
-        os.replace(path, path[:-len('.json')] + '.stale.json')
+        mark_stale(path_of(cid))
     return out
+
+
+def mark_stale(path):
+    """Move the cell JSON ``path`` to ``*.stale.json`` (kept for the
+    record, git-ignored, read by no report): the cell runs again."""
+    os.replace(path, path[:-len('.json')] + '.stale.json')
 
 
 def write_json(path, obj):

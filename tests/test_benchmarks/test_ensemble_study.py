@@ -141,3 +141,70 @@ def test_missing_involution_teacher_blocks_its_cells(tmp_path):
     assert os.listdir(tmp_path / 'r' / 'cells') == []
     section = es.report(ctx)
     assert 'not run: no involution teacher' in section
+
+
+def test_stale_cells_rerun_when_teacher_or_store_changes(tmp_path):
+    """Cell JSONs are committed, stores and the RedNet are not: a cell
+    made with another RedNet checkpoint than the one there now reruns
+    (the store and every arm that read it, not the conv-only arm); a
+    store that is gone reruns only when a cell still needs it, and its
+    finished train cells are kept; a cell with no record is kept."""
+    from shared_data import unpack_shared
+    try:
+        unpack_shared('cifar10_jpeg.tar.gz')
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    from study.cellstore import write_json
+    red = tmp_path / 'rednet.pth'
+    red.write_bytes(b'first RedNet')
+
+    def ctx_now():
+        args = es.parse_args(['--results-dir', str(tmp_path / 'r'),
+                              '--work-dir', str(tmp_path / 'w'),
+                              '--doc', str(tmp_path / 'doc.md'),
+                              '--involution-teacher', str(red)])
+        return es.Ctx(args, es.load_spec(es.SPEC, smoke=False))
+    ctx = ctx_now()
+    cells = es.plan(ctx.spec, seeds=[0, 1])
+    by = {c.id: c for c in cells}
+    for t in ('cnn', 'involution'):
+        os.makedirs(ctx.store(t))
+        (tmp_path / 'w' / 'stores' / f'{t}_v{ctx.spec.views}' /
+         'manifest.json').write_text('{}')
+    done = ['store/cnn', 'store/involution', 'train/cnn/s0',
+            'train/involution/s0', 'train/ensemble/s0', 'train/plain/s0']
+    for cid in done:
+        c = by[cid]
+        r = dict(cell=cid, kind=c.kind, arm=c.arm, seed=c.seed,
+                 teacher=c.teacher, cache_cpu_s=1., test_top1=50.,
+                 val_top1=50., train_wall_s=1., train_cpu_s=1.)
+        if c.kind == 'store':
+            r['teacher_sha256'] = ctx.teacher_sha256(c.teacher)
+        else:
+            r['teacher_sha256'] = {t: ctx.teacher_sha256(t)
+                                   for t in ctx.spec.arms[c.arm].teachers}
+        write_json(osp.join(ctx.rdir, 'cells', c.fname + '.json'), r)
+    assert es.retire_stale(cells, ctx) == []  # all as recorded
+
+    red.write_bytes(b'a retrained RedNet')
+    ctx = ctx_now()
+    assert ctx.other_teachers(es.load_cells(ctx.rdir)['train/ensemble/s0']) == [
+        'involution']
+    assert 'made with another checkpoint' in es.report(ctx)
+    assert sorted(es.retire_stale(cells, ctx)) == [
+        'store/involution', 'train/ensemble/s0', 'train/involution/s0']
+    left = es.load_cells(ctx.rdir)  # (the stale JSONs are kept beside them)
+    assert sorted(left) == ['store/cnn', 'train/cnn/s0', 'train/plain/s0']
+    assert osp.isfile(osp.join(ctx.rdir, 'cells',
+                               'train__ensemble__s0.stale.json'))
+
+    # the cnn store is gone: rerun, since train/cnn/s1 etc. need it; its
+    # finished train cell stays
+    os.remove(osp.join(ctx.store('cnn'), 'manifest.json'))
+    assert es.retire_stale(cells, ctx) == ['store/cnn']
+    assert 'train/cnn/s0' in es.load_cells(ctx.rdir)
+    # ... but not when no cell left to run reads it
+    c = by['store/cnn']
+    write_json(osp.join(ctx.rdir, 'cells', c.fname + '.json'),
+               dict(cell=c.id, kind='store', teacher='cnn'))  # no record
+    assert es.retire_stale([c, by['train/cnn/s0']], ctx) == []
