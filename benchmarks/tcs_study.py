@@ -47,6 +47,7 @@ RESULTS = osp.join(REPO, 'benchmarks', 'tcs_results')
 WORK = osp.join(REPO, 'work_dirs', 'tcs_study')
 DOC = osp.join(REPO, 'docs', 'tcs.md')
 TEACHER_FILE = 'resnet56-4bfd9763.th'
+SSL_TEACHER = osp.join(REPO, 'work_dirs', 'tcs_ssl_teacher', 'teacher.pth')
 
 
 def say(msg):
@@ -95,10 +96,23 @@ def steps_of(spec, smoke=False):
     return int(round(spec.epochs * images / spec.batch_size))
 
 
+def needs_ssl(spec, cell):
+    """Whether ``cell`` needs the self-supervised teacher: the SSL store
+    (arm ``'ssl'``) and the cells of an arm with ``teacher='ssl'``."""
+    return cell.arm == 'ssl' or (cell.arm in spec.arms and
+                                 spec.arms[cell.arm].get('teacher') == 'ssl')
+
+
 def plan(spec):
     store = Cell(id=f'store/v{spec.views}', kind='store', arm=None,
                  seed=None, lr=None, deps=[])
     cells, sweep_ids = [store], {}
+    stores = {None: [store.id]}
+    if any(a.get('teacher') == 'ssl' for a in spec.arms.values()):
+        ssl = Cell(id=f'store/ssl_v{spec.views}', kind='store', arm='ssl',
+                   seed=None, lr=None, deps=[store.id])  # on its views
+        cells.append(ssl)
+        stores['ssl'] = [store.id, ssl.id]
     for arm, grid in spec.sweeps.items():
         ids = sweep_ids.setdefault(arm, [])
         for lr in grid['lr']:
@@ -112,7 +126,8 @@ def plan(spec):
             src = spec.get('sweep_from', {}).get(arm, arm)
             cells.append(Cell(id=f'main/{arm}/s{seed}', kind='main', arm=arm,
                               seed=seed, lr=None,
-                              deps=[store.id] + sweep_ids[src]))
+                              deps=stores[spec.arms[arm].get('teacher')]
+                              + sweep_ids[src]))
     return cells
 
 
@@ -181,54 +196,70 @@ def _teacher_ckpt():
     return osp.join(unpack_shared('cifar10_resnets'), TEACHER_FILE)
 
 
-def run_store(spec, cell, work, files):
+def run_store(spec, cell, work, files, ssl_teacher=None):
     """Cache the ResNet-56's pooled pre-ReLU feature of ``views`` random
-    views of every training image (the views every arm trains on)."""
+    views of every training image (the views every arm trains on); for the
+    SSL store (``cell.arm == 'ssl'``) the feature of the MoCo v2 backbone
+    at ``ssl_teacher`` on the same views. On the GPU when there is one."""
+    import torch
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
     from kdep_mm.apis import TeacherCacher
     from kdep_mm.models.teachers import FrozenTeacher
     from kdep_mm.registry import DATASETS, MODELS
-    online = Config.fromfile(osp.join(CFG_DIR,
-                                      spec.arms.tcs_online.config)).model
+    ssl = cell.arm == 'ssl'
+    arm = next(a for a, v in spec.arms.items()
+               if v.get('teacher') == 'ssl') if ssl else 'tcs_online'
+    online = Config.fromfile(osp.join(CFG_DIR, spec.arms[arm].config)).model
+    ckpt = ssl_teacher if ssl else _teacher_ckpt()
+    views = (dict(num_views=spec.views, out_size=32,
+                  views_from=store_root(work, spec)) if ssl else
+             dict(num_views=spec.views, view_mode='random', out_size=32))
     base = memory_base()
     c0, t0 = time.process_time(), time.perf_counter()
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        teacher = FrozenTeacher(online.teacher.to_dict(), _teacher_ckpt(),
+        teacher = FrozenTeacher(online.teacher.to_dict(), ckpt,
                                 online.teacher_revise_keys)
+        preprocessor = MODELS.build(online.data_preprocessor)
+        if torch.cuda.is_available():
+            teacher.module.cuda()
+            preprocessor.cuda()
         dataset = DATASETS.build(dict(
             type='CustomDataset', data_root=files['cifar'],
             data_prefix='train', ann_file=files['train'], with_label=True,
             pipeline=[dict(type='LoadImageFromFile')]))
         TeacherCacher(
-            teacher, dataset, store_root(work, spec),
-            views=dict(num_views=spec.views, view_mode='random',
-                       out_size=32),
+            teacher, dataset, store_root(work, spec, cell.arm), views=views,
             outputs=dict(fields=('feat', )),
             run=dict(batch_size=100, progress=False),
             record=dict(teacher_config=online.teacher.to_dict(),
-                        teacher_checkpoint=_teacher_ckpt()),
-            data_preprocessor=MODELS.build(
-                online.data_preprocessor)).run()
+                        teacher_checkpoint=ckpt),
+            data_preprocessor=preprocessor).run()
     return dict(images=len(dataset), views=spec.views,
                 cache_cpu_s=round(time.process_time() - c0, 2),
                 cache_wall_s=round(time.perf_counter() - t0, 2),
                 peak_mib=round((_status_kib('VmHWM') - base) / 1024, 1))
 
 
-def store_root(work, spec):
-    return osp.join(work, f'store_v{spec.views}')
+def store_root(work, spec, teacher=None):
+    """The store of the supervised ResNet-56 (``teacher`` None) or of the
+    SSL teacher (``'ssl'``)."""
+    return osp.join(work, f'store_{teacher + "_" if teacher else ""}'
+                          f'v{spec.views}')
 
 
 def arm_config(spec, arm, work, files, n_train, steps, lr, seed, run_dir,
-               smoke):
+               smoke, ssl_teacher=None):
     """The arm's Runner config pointed at the study's lists, store,
-    schedule, lr and seed (1 process, no workers)."""
+    schedule, lr and seed (1 process, no workers); an arm of the SSL
+    teacher at ``ssl_teacher`` and its store."""
     from mmengine.config import Config
     from study.runners import finish_runner_cfg, iter_schedule
     cfg = Config.fromfile(osp.join(CFG_DIR, spec.arms[arm].config))
-    store, ckpt = store_root(work, spec), _teacher_ckpt()
+    teacher = spec.arms[arm].get('teacher')
+    store = store_root(work, spec, teacher)
+    ckpt = ssl_teacher if teacher == 'ssl' else _teacher_ckpt()
     ds = cfg.train_dataloader.dataset
     ds.update(data_root=files['cifar'], ann_file=files['train'])
     for t in ds.pipeline:
@@ -266,7 +297,7 @@ def arm_config(spec, arm, work, files, n_train, steps, lr, seed, run_dir,
 
 
 def run_train(spec, cell, work, files, n_train, results, smoke,
-              steps=None, lr=None):
+              steps=None, lr=None, ssl_teacher=None):
     """Train one arm and score it; ``steps`` / ``lr`` override the plan
     (cost measurements only, never in the study's results folder)."""
     import torch
@@ -277,7 +308,8 @@ def run_train(spec, cell, work, files, n_train, results, smoke,
                                                             cell.arm)
     steps = steps or steps_of(spec, smoke)
     cfg = arm_config(spec, cell.arm, work, files, n_train, steps, lr,
-                     cell.seed, osp.join(work, 'runs', cell.fname), smoke)
+                     cell.seed, osp.join(work, 'runs', cell.fname), smoke,
+                     ssl_teacher)
     base = memory_base()
     c0 = time.process_time()
     runner = build_runner(cfg, SimpleNamespace(
@@ -316,11 +348,18 @@ def run_cell_here(args, cell_id):
     files = dict(files, cifar=cifar)
     load0, t0 = os.getloadavg()[0], time.perf_counter()
     if cell.kind == 'store':
-        res = run_store(spec, cell, args.work_dir, files)
+        res = run_store(spec, cell, args.work_dir, files, args.ssl_teacher)
     else:
         res = run_train(spec, cell, args.work_dir, files, n_train,
-                        args.results_dir, args.smoke, args.steps, args.lr)
+                        args.results_dir, args.smoke, args.steps, args.lr,
+                        args.ssl_teacher)
     import torch
+    if needs_ssl(spec, cell):
+        from kdep_mm.utils.checkpoint import file_sha256
+        res.update(ssl_teacher=args.ssl_teacher,
+                   ssl_teacher_sha256=file_sha256(args.ssl_teacher),
+                   ssl_teacher_record=_ssl_record(args.ssl_teacher))
+    res.update(device='cuda' if torch.cuda.is_available() else 'cpu')
     res.update(cell=cell.id, kind=cell.kind, arm=cell.arm, seed=cell.seed,
                total_s=round(time.perf_counter() - t0, 2),
                load_start=round(load0, 2),
@@ -331,11 +370,24 @@ def run_cell_here(args, cell_id):
     write_json(cell_path(args.results_dir, cell), res)
 
 
+def _ssl_record(ckpt):
+    """What the SSL teacher's pre-training left beside its checkpoint
+    (``<ckpt>.json``: epochs, times; benchmarks/tcs_ssl_gpu.sh writes
+    it), or None."""
+    import json
+    path = ckpt + '.json'
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 # ------------------------------------------------------------ the loop
 def _child(args, cell):
     cmd = [sys.executable, osp.abspath(__file__), '--cell', cell.id,
            '--spec', args.spec, '--results-dir', args.results_dir,
-           '--work-dir', args.work_dir] + (['--smoke'] if args.smoke else [])
+           '--work-dir', args.work_dir, '--ssl-teacher', args.ssl_teacher
+           ] + (['--smoke'] if args.smoke else [])
     for opt in ('steps', 'lr'):
         if getattr(args, opt) is not None:
             cmd += [f'--{opt}', str(getattr(args, opt))]
@@ -388,15 +440,54 @@ def retire_missing_stores(args, cells):
     the same teacher, so only the features' last bits can differ."""
     from kdep_mm.datasets.store.format import MANIFEST
     spec = load_spec(args.spec, args.smoke)
-    have = osp.isfile(osp.join(store_root(args.work_dir, spec), MANIFEST))
     done = {c.id: c for c in cells
             if load_result(args.results_dir, c) is not None}
-    retire_lost([i for i, c in done.items() if c.kind == 'store' and not have],
+    retire_lost([i for i, c in done.items() if c.kind == 'store' and
+                 not osp.isfile(osp.join(store_root(args.work_dir, spec,
+                                                    c.arm), MANIFEST))],
                 [c.deps for c in cells if c.id not in done],
                 lambda i: cell_path(args.results_dir, done[i]), say)
 
 
+def retire_other_ssl(args, cells):
+    """A finished cell made from another SSL teacher checkpoint than the
+    one at ``--ssl-teacher`` now (its recorded sha256 differs) reruns, so
+    no result mixes two pre-trainings. Returns the retired ids."""
+    from study.cellstore import mark_stale
+
+    from kdep_mm.utils.checkpoint import file_sha256
+    if not osp.isfile(args.ssl_teacher):
+        return []
+    now, out = file_sha256(args.ssl_teacher), []
+    for c in cells:
+        res = load_result(args.results_dir, c)
+        if res and res.get('ssl_teacher_sha256') not in (None, now):
+            say(f'cell {c.id}: made from another SSL teacher checkpoint '
+                f'than {args.ssl_teacher}: rerunning it')
+            mark_stale(cell_path(args.results_dir, c))
+            out.append(c.id)
+    return out
+
+
+def ssl_blocked(args, spec, cells):
+    """The ids of the cells that cannot run: they need the SSL teacher
+    and ``--ssl-teacher`` names no file."""
+    if osp.isfile(args.ssl_teacher):
+        return set()
+    return {c.id for c in cells if needs_ssl(spec, c)}
+
+
 def run_all(args, cells):
+    spec = load_spec(args.spec, args.smoke)
+    blocked = ssl_blocked(args, spec, cells)
+    todo = [c for c in cells if c.id in blocked
+            and load_result(args.results_dir, c) is None]
+    if todo:
+        say(f'{len(todo)} cell(s) blocked: no SSL teacher at '
+            f'{args.ssl_teacher} (benchmarks/tcs_ssl_gpu.sh pre-trains one;'
+            ' --ssl-teacher CKPT)')
+    cells = [c for c in cells if c.id not in blocked]
+    retire_other_ssl(args, cells)
     retire_missing_stores(args, cells)
     failed = set()
     threads = [threading.Thread(target=work, args=(args, cells, failed))
@@ -462,9 +553,12 @@ def main(argv=None):
                    '--results-dir)')
     p.add_argument('--lr', type=float, default=None,
                    help='cost measurement: this lr instead of the sweep\'s')
+    p.add_argument('--ssl-teacher', default=SSL_TEACHER,
+                   help='the MoCo v2 checkpoint of the SSL arm (blocked '
+                   'without it) [work_dirs/tcs_ssl_teacher/teacher.pth]')
     p.add_argument('--cell', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for k in ('spec', 'results_dir', 'work_dir', 'doc'):
+    for k in ('spec', 'results_dir', 'work_dir', 'doc', 'ssl_teacher'):
         setattr(args, k, osp.abspath(getattr(args, k)))
     if (args.steps is not None or args.lr is not None) and \
             args.results_dir == RESULTS:

@@ -69,7 +69,8 @@ def _rci(ci):
 def collect(spec, cells, results):
     """Per-arm values by seed, the sweep and the store cell."""
     from tcs_study import chosen_lr
-    store = next(load_result(results, c) for c in cells if c.kind == 'store')
+    store = next(load_result(results, c) for c in cells
+                 if c.kind == 'store' and c.arm is None)
     arms = {}
     for arm in spec.arms:
         try:
@@ -84,7 +85,10 @@ def collect(spec, cells, results):
             extra = store['cache_cpu_s'] if store else None
             vals['cpu_with_cache'] = {} if extra is None else {
                 s: v + extra for s, v in vals['train_cpu_s'].items()}
-        arms[arm] = dict(lr=lr, **vals)
+        runs = [r for c in cells if c.kind == 'main' and c.arm == arm
+                for r in [load_result(results, c)] if r]
+        arms[arm] = dict(lr=lr, devices=sorted({r.get('device', 'cpu')
+                                               for r in runs}), **vals)
     sweep = [(c.arm, c.lr, (load_result(results, c) or {}).get('val_top1'))
              for c in cells if c.kind == 'sweep']
     return arms, sweep, store
@@ -123,8 +127,8 @@ def plot(spec, arms, path):
     for arm, a in arms.items():
         acc, cpu = (stats.summary(list(a[k].values()))
                     for k in ('test_top1', 'cpu_with_cache'))
-        if acc is None or cpu is None:
-            continue
+        if acc is None or cpu is None or a['devices'] != ['cpu']:
+            continue  # (a GPU run's CPU seconds are not on this axis)
         ax.errorbar(cpu['mean'] / 60, acc['mean'], xerr=cpu['sd'] / 60,
                     yerr=acc['sd'], fmt='o', capsize=3,
                     label=spec.arms[arm].label)
@@ -141,7 +145,38 @@ def plot(spec, arms, path):
     os.replace(tmp, path)
 
 
-def section(spec, arms, sweep, store, checks, has_plot, steps, n_test):
+def ssl_lines(spec, arms, ssl):
+    """The self-supervised teacher's paragraph: the arms of
+    ``teacher='ssl'`` against TCS online from the supervised teacher and
+    against CE (paired by seed), and the pre-training ``ssl`` (the SSL store
+    cell's result) records; a line saying why when it has not run."""
+    out = []
+    for arm, a in arms.items():
+        if spec.arms[arm].get('teacher') != 'ssl':
+            continue
+        label = spec.arms[arm].label
+        if not a['test_top1']:
+            out += ['', f'{label}: not run (its teacher is pre-trained on a '
+                    'GPU: `bash benchmarks/tcs_ssl_gpu.sh`, docs/tcs.md '
+                    '"SSL teacher").']
+            continue
+        rec = (ssl or {}).get('ssl_teacher_record') or {}
+        out += ['', f'{label}, on {", ".join(a["devices"])}'
+                + (f': MoCo v2 pre-training {rec["epochs"]} epochs in '
+                   f'{rec["train_wall_s"]:.0f} s wall'
+                   if 'epochs' in rec and 'train_wall_s' in rec else '')
+                + ' (its CPU seconds are those of a GPU process, not '
+                'comparable with the CPU arms). Paired by seed:', '']
+        for other in ('tcs_online', 'ce'):
+            if other in arms:
+                ci = stats.paired(a['test_top1'], arms[other]['test_top1'])
+                out.append(f'* {label} - {spec.arms[other].label}: '
+                           f'{_ci(ci)}: {stats.verdict(ci)}')
+    return out
+
+
+def section(spec, arms, sweep, store, checks, has_plot, steps, n_test,
+            ssl=None):
     n_img = 10 * spec.train_per_class
     lines = [
         BEGIN, '',
@@ -169,8 +204,10 @@ def section(spec, arms, sweep, store, checks, has_plot, steps, n_test):
     for arm, a in arms.items():
         diff = stats.paired(a['test_top1'], ref['test_top1']) \
             if arm != spec.claims.reference else None
+        on = [d for d in a['devices'] if d != 'cpu']
         lines.append(
-            f'| {spec.arms[arm].label} | '
+            f'| {spec.arms[arm].label}'
+            f'{" (on " + ", ".join(on) + ")" if on else ""} | '
             f'{"-" if a["lr"] is None else format(a["lr"], "g")} | '
             f'{_fmt(stats.summary(list(a["test_top1"].values())))} | '
             f'{_fmt(stats.summary(list(a["val_top1"].values())))} | '
@@ -191,6 +228,7 @@ def section(spec, arms, sweep, store, checks, has_plot, steps, n_test):
             f'{c["time_verdict"]} | {_rci(c["time_with_cache"])} | '
             f'{c["time_with_cache_verdict"]} | {_rci(c["memory"])} | '
             f'{c["memory_verdict"]} |')
+    lines += ssl_lines(spec, arms, ssl)
     lines += ['', 'Sweep (seed %d, val top-1, %%):' % spec.get('sweep_seed',
                                                               100), '',
               '| arm | lr | val top-1 (%) |', '|---|---:|---:|']
@@ -229,9 +267,11 @@ def write_report(spec, cells, args):
         plot(spec, arms, plot_path)
     n_test = {r.get('test_images') for c in cells if c.kind == 'main'
               for r in [load_result(args.results_dir, c)] if r}
+    ssl = next((load_result(args.results_dir, c) for c in cells
+                if c.kind == 'store' and c.arm == 'ssl'), None)
     text = section(spec, arms, sweep, store, checks, has_plot,
                    steps_of(spec, args.smoke),
-                   f'{n_test.pop():,}' if len(n_test) == 1 else None)
+                   f'{n_test.pop():,}' if len(n_test) == 1 else None, ssl)
     replace_section(args.doc, text)
     write_json(osp.join(args.results_dir, 'summary.json'),
                dict(arms=arms, claims=checks, store=store,

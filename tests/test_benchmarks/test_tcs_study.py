@@ -33,7 +33,9 @@ def spec():
 
 def test_the_spec_states_the_budget(spec):
     assert list(spec.arms) == ['ce', 'logit_kd', 'fitnets', 'tcs_store',
-                               'tcs_online']
+                               'tcs_online', 'tcs_ssl']
+    # the SSL arm is not one of the claims' methods
+    assert 'tcs_ssl' not in spec.claims.methods
     assert 10 * spec.train_per_class == 5000
     assert T.steps_of(spec) == round(spec.epochs * 5000 / 128)
     assert spec.claims.reference == 'logit_kd'
@@ -51,12 +53,15 @@ def test_every_arm_builds_on_the_same_data_and_schedule(spec, tmp_path):
     shared = None
     for arm in spec.arms:
         cfg = T.arm_config(spec, arm, str(tmp_path), files, 5000, 469,
-                           0.1, 0, str(tmp_path / arm), False)
+                           0.1, 0, str(tmp_path / arm), False,
+                           ssl_teacher='/ssl/moco.pth')
         ds = cfg.train_dataloader.dataset
         views = [t for t in ds.pipeline
                  if t['type'].endswith('ApplyStoredView')]
         assert len(views) == 1
-        assert views[0].store.root == T.store_root(str(tmp_path), spec)
+        ssl = spec.arms[arm].get('teacher') == 'ssl'
+        assert views[0].store.root == T.store_root(
+            str(tmp_path), spec, 'ssl' if ssl else None)
         same = (ds.ann_file, ds.data_root, cfg.train_dataloader.batch_size,
                 cfg.train_dataloader.num_workers, cfg.train_cfg,
                 cfg.param_scheduler, cfg.optim_wrapper.optimizer,
@@ -69,7 +74,13 @@ def test_every_arm_builds_on_the_same_data_and_schedule(spec, tmp_path):
         # online would use them instead of its teacher)
         assert ('teacher_feat' in packed) == (arm == 'tcs_store')
         m = cfg.model.copy()
-        if m.get('teacher') is not None:
+        if ssl:  # the SSL checkpoint, its store checked against it
+            assert m.teacher_ckpt == '/ssl/moco.pth'
+            check = next(h for h in cfg.custom_hooks
+                         if h.type.endswith('CheckTeacherStoresHook'))
+            assert check.teacher_checkpoints == '/ssl/moco.pth'
+            m.teacher_ckpt = None
+        elif m.get('teacher') is not None:
             assert m.teacher_ckpt.endswith(T.TEACHER_FILE)
             m.teacher_ckpt = None  # random weights: no file needed here
         else:
@@ -78,7 +89,7 @@ def test_every_arm_builds_on_the_same_data_and_schedule(spec, tmp_path):
             assert m.prune_interval == 469 // 12
             hook = next(h for h in cfg.custom_hooks
                         if h.type.endswith('FitBasisHook'))
-            if arm == 'tcs_online':
+            if arm in ('tcs_online', 'tcs_ssl'):
                 assert hook.num_samples == 5000
             else:
                 assert hook.store == views[0].store.root
@@ -89,11 +100,16 @@ def test_every_arm_builds_on_the_same_data_and_schedule(spec, tmp_path):
 def test_plan_and_dependencies(spec):
     cells = T.plan(spec)
     ids = [c.id for c in cells]
-    assert ids[0] == 'store/v8'
-    assert len(ids) == len(set(ids)) == 1 + 4 * 3 + 5 * 3
+    assert ids[:2] == ['store/v8', 'store/ssl_v8']
+    assert len(ids) == len(set(ids)) == 2 + 4 * 3 + 6 * 3
     by = {c.id: c for c in cells}
-    assert by['main/tcs_online/s1'].deps == ['store/v8'] + [
-        f'sweep/tcs_store/lr{lr:g}' for lr in (0.05, 0.1, 0.2)]
+    sweep = [f'sweep/tcs_store/lr{lr:g}' for lr in (0.05, 0.1, 0.2)]
+    assert by['main/tcs_online/s1'].deps == ['store/v8'] + sweep
+    # the SSL store holds that teacher's features on store/v8's views
+    assert by['store/ssl_v8'].deps == ['store/v8']
+    assert by['main/tcs_ssl/s2'].deps == ['store/v8', 'store/ssl_v8'] + sweep
+    assert [c.id for c in cells if T.needs_ssl(spec, c)] == [
+        'store/ssl_v8'] + [f'main/tcs_ssl/s{s}' for s in (0, 1, 2)]
     assert by['main/ce/s0'].deps[1:] == [
         f'sweep/ce/lr{lr:g}' for lr in (0.05, 0.1, 0.2)]
     assert all(by[d].kind in ('store', 'sweep') for c in cells
@@ -140,6 +156,70 @@ def test_a_store_cell_whose_store_is_gone_is_rerun(spec, tmp_path):
         write_json(cell_path(rdir, c), dict(done=True))
     T.retire_missing_stores(args, cells)
     assert osp.isfile(cell_path(rdir, store))
+
+
+def test_ssl_cells_blocked_without_the_teacher_rerun_for_another(
+        spec, tmp_path):
+    """The SSL arm and its store need --ssl-teacher: without the file they
+    are blocked (not failed); a cell made from another checkpoint than the
+    one there now reruns, one that records none (not an SSL cell) stays."""
+    import types
+    rdir = str(tmp_path / 'res')
+    ckpt = tmp_path / 'moco.pth'
+    args = types.SimpleNamespace(results_dir=rdir, ssl_teacher=str(ckpt))
+    cells = T.plan(spec)
+    assert T.ssl_blocked(args, spec, cells) == {
+        'store/ssl_v8', 'main/tcs_ssl/s0', 'main/tcs_ssl/s1',
+        'main/tcs_ssl/s2'}
+    assert T.retire_other_ssl(args, cells) == []  # no checkpoint: kept
+    ckpt.write_bytes(b'MoCo v2, 30 epochs')
+    assert T.ssl_blocked(args, spec, cells) == set()
+    from kdep_mm.utils.checkpoint import file_sha256
+    by = {c.id: c for c in cells}
+    write_json(cell_path(rdir, by['main/tcs_ssl/s0']),
+               dict(ssl_teacher_sha256=file_sha256(str(ckpt))))
+    write_json(cell_path(rdir, by['main/ce/s0']), dict(test_top1=40.))
+    assert T.retire_other_ssl(args, cells) == []
+    ckpt.write_bytes(b'MoCo v2, 60 epochs')
+    assert T.retire_other_ssl(args, cells) == ['main/tcs_ssl/s0']
+    assert osp.isfile(cell_path(rdir, by['main/tcs_ssl/s0'], '.stale.json'))
+    assert osp.isfile(cell_path(rdir, by['main/ce/s0']))
+
+
+def test_report_of_the_ssl_arm(spec, tmp_path):
+    """Not run: a line says where its teacher comes from. Run (on a GPU):
+    its table row says so, it is left off the CPU-time plot, and it is
+    compared with TCS online and CE, paired by seed."""
+    rdir = str(tmp_path)
+    write_json(cell_path(rdir, T.Cell(id='store/v8')),
+               dict(images=5000, views=8, cache_cpu_s=100., cache_wall_s=120.,
+                    peak_mib=50.))
+    for s, (ce, onl) in enumerate(((40., 38.), (41., 37.), (39., 38.5))):
+        _main_cell(rdir, 'ce', s, ce, 90., 400.)
+        _main_cell(rdir, 'tcs_online', s, onl, 235., 420.)
+    cells = T.plan(spec)
+    arms, _, _ = R.collect(spec, cells, rdir)
+    assert arms['tcs_ssl']['devices'] == []
+    assert 'not run (its teacher is pre-trained on a GPU' in '\n'.join(
+        R.ssl_lines(spec, arms, None))
+    ssl = (41., 42.5, 40.)
+    for s, top1 in enumerate(ssl):
+        write_json(cell_path(rdir, T.Cell(id=f'main/tcs_ssl/s{s}')),
+                   dict(test_top1=top1, val_top1=top1, train_cpu_s=20.,
+                        peak_mib=900., samples=39936, device='cuda'))
+    arms, _, _ = R.collect(spec, cells, rdir)
+    assert arms['tcs_ssl']['devices'] == ['cuda']
+    lines = R.ssl_lines(spec, arms, dict(ssl_teacher_record=dict(
+        epochs=30, train_wall_s=300.)))
+    text = '\n'.join(lines)
+    assert 'MoCo v2 pre-training 30 epochs in 300 s wall' in text
+    d = [41. - 38., 42.5 - 37., 40. - 38.5]  # SSL - TCS online per seed
+    m = sum(d) / 3
+    half = 4.303 * math.sqrt(sum((v - m) ** 2 for v in d) / 2) / math.sqrt(3)
+    assert (f'TCS, teacher online: {m:+.2f} [{m - half:+.2f}, '
+            f'{m + half:+.2f}]') in text
+    row = R.section(spec, arms, [], None, [], False, 312, None)
+    assert '| TCS online, MoCo v2 teacher (self-supervised) (on cuda) |' in row
 
 
 def _main_cell(rdir, arm, seed, top1, cpu, mib):
@@ -231,9 +311,18 @@ def test_smoke_runs_cells_in_fresh_processes_and_reports(tmp_path):
     again = subprocess.run(base + ['--only', 'main/tcs_store/s0'],
                            capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 0 and 'start' not in again.stdout
+    # the SSL arm without its teacher: blocked, not failed, nothing runs
+    ssl = subprocess.run(base + ['--only', 'main/tcs_ssl/s0', '--ssl-teacher',
+                                 str(tmp_path / 'none.pth')],
+                         capture_output=True, text=True, cwd=REPO)
+    assert ssl.returncode == 0, ssl.stdout + ssl.stderr
+    assert '2 cell(s) blocked: no SSL teacher' in ssl.stdout
+    assert 'start' not in ssl.stdout and len(cells) == len(
+        list((res / 'cells').iterdir()))
     rep = subprocess.run(base + ['--report', '--doc', str(doc)],
                          capture_output=True, text=True, cwd=REPO)
     assert rep.returncode == 0, rep.stdout + rep.stderr
     text = doc.read_text()
     assert R.BEGIN in text and 'TCS, teacher store' in text
+    assert 'not run (its teacher is pre-trained on a GPU' in text
     assert (tmp_path / R.PLOT).is_file()

@@ -20,6 +20,16 @@ arms = dict(
                    label='TCS, teacher store', store=True),
     tcs_online=dict(config='cifar10_r56_to_r20_w8_tcs_online_5k.py',
                     label='TCS, teacher online'),
+    # the paper's premise: a self-supervised teacher, the backbone of a
+    # MoCo v2 ResNet-56 pre-trained on CIFAR-10 without labels (on a GPU:
+    # benchmarks/tcs_ssl_gpu.sh), run online on the same views. Its cells
+    # need `tcs_study.py --ssl-teacher CKPT` (blocked without) and its own
+    # store, that teacher's features on store/v<V>'s views (the store a run
+    # reads must come from the teacher that runs). Not in `claims`: it is
+    # compared with TCS online from the supervised teacher and with CE.
+    tcs_ssl=dict(config='cifar10_mocov2_r56_to_r20_w8_tcs_online_5k.py',
+                 label='TCS online, MoCo v2 teacher (self-supervised)',
+                 teacher='ssl'),
 )
 train_per_class = 500   # 5,000 images
 val_per_class = 100     # 1,000 images, for the sweep only
@@ -37,7 +47,8 @@ prune_steps_per_schedule = 12
 seeds = [0, 1, 2]
 # the sweep: one seed (`sweep_seed`, not a main seed), the full budget,
 # judged on val top-1; arms in `sweep_from` take another arm's choice (TCS
-# online is TCS store's math on the same data, only its teacher runs live).
+# online is TCS store's math on the same data, only its teacher runs live;
+# so is TCS from the SSL teacher, with another teacher).
 sweep_seed = 100
 sweeps = dict(
     ce=dict(lr=[0.05, 0.1, 0.2]),
@@ -45,7 +56,7 @@ sweeps = dict(
     fitnets=dict(lr=[0.05, 0.1, 0.2]),
     tcs_store=dict(lr=[0.05, 0.1, 0.2]),
 )
-sweep_from = dict(tcs_online='tcs_store')
+sweep_from = dict(tcs_online='tcs_store', tcs_ssl='tcs_store')
 # the claims the report checks (TCS paper: "more accurate than KD at about
 # half its training time and memory")
 claims = dict(reference='logit_kd', methods=['tcs_store', 'tcs_online'],
