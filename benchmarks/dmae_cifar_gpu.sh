@@ -85,9 +85,7 @@ rc=${PIPESTATUS[0]}
 say "study exit code $rc"
 "$PY" "${STUDY[@]}" --print-report > "$OUTDIR/report.md" 2>>"$LOG" \
   || say "no report"
-{ nvidia-smi 2>/dev/null || echo "no nvidia-smi"
-  "$PY" -c 'import sys, torch; print("python", sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
-} > "$OUTDIR/env.txt" 2>&1
+gpu_env_txt "$OUTDIR/env.txt"
 (cd "$RDIR" && tar czf "$OUTDIR/cells.tar.gz" cells/*.json $(ls skipped_*.json 2>/dev/null)) \
   || say "no cells to pack"
 say "done in $(( $(date +%s) - T0 ))s; in $OUTDIR: $(ls "$OUTDIR" | tr '\n' ' ')"

@@ -127,25 +127,8 @@ say "probe: $PROBE_ITERS iterations"
 train "$RDIR/probe" "$PROBE_ITERS" $((BUDGET - $(date +%s) + T0 - 15))
 rc=$?
 [ $rc = 0 ] || { say "the probe failed (rc $rc)"; exit 4; }
-PLAN="$("$PY" - "$RDIR/probe" "$ITERS_PER_EPOCH" "$EPOCHS_MAX" \
-  $((BUDGET - $(date +%s) + T0 - RESERVE)) "$OUTDIR/gpu_run.json" <<'EOF'
-import glob, json, sys
-probe, ipe, emax, left, out = sys.argv[1], *map(int, sys.argv[2:5]), sys.argv[5]
-rows = []
-for path in glob.glob(f'{probe}/*/vis_data/scalars.json'):
-    rows += [json.loads(line) for line in open(path) if '"time"' in line]
-rows.sort(key=lambda r: r['step'])
-iter_s = rows[-1]['time']  # mean over the last logged window
-epoch_s = iter_s * ipe
-epochs = max(0, min(emax, int(left // epoch_s)))
-json.dump(dict(probe_iters=rows[-1]['step'], iter_s=iter_s,
-               data_time_s=rows[-1].get('data_time'), epoch_s=epoch_s,
-               train_budget_s=left, epochs=epochs, epochs_max=emax,
-               iters_per_epoch=ipe, max_iters=epochs * ipe),
-          open(out, 'w'), indent=1)
-print(epochs, f'{iter_s:.4f}', f'{epoch_s:.1f}')
-EOF
-)"
+PLAN="$("$PY" tools/gpu/plan_epochs.py "$RDIR/probe" "$ITERS_PER_EPOCH" "$EPOCHS_MAX" \
+  $((BUDGET - $(date +%s) + T0 - RESERVE)) "$OUTDIR/gpu_run.json")"
 read -r EPOCHS ITER_S EPOCH_S <<< "$PLAN"
 say "probe: ${ITER_S}s per iteration, ${EPOCH_S}s per epoch -> $EPOCHS epochs"
 [ "${EPOCHS:-0}" -ge 1 ] || { say "not one epoch fits the budget"; exit 5; }
@@ -153,9 +136,7 @@ train "$RDIR/teacher" $((EPOCHS * ITERS_PER_EPOCH)) $((BUDGET - $(date +%s) + T0
 rc=$?
 say "teacher run exit code $rc"
 
-{ nvidia-smi 2>/dev/null || echo "no nvidia-smi"
-  "$PY" -c 'import sys, torch; print("python", sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
-} > "$OUTDIR/env.txt" 2>&1
+gpu_env_txt "$OUTDIR/env.txt"
 for f in teacher.pth teacher_metrics.json; do
   cp "$RDIR/teacher/$f" "$OUTDIR/$f" 2>/dev/null || say "no $f written"
 done

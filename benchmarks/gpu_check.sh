@@ -121,11 +121,7 @@ if [ -f "$PAGE" ]; then
   fi
 fi
 
-{ nvidia-smi 2>/dev/null || echo "no nvidia-smi"
-  "$PY" -c 'import sys, torch; print("python", sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
-  "$PY" -c 'import kdep_mm, mmcv, mmengine, mmpretrain; [print(m.__name__, m.__version__, m.__file__) for m in (kdep_mm, mmcv, mmengine, mmpretrain)]'
-  "$PY" -m pip list 2>/dev/null | grep -i -E "^(mm|kdep|torch|numpy|opencv)" || true
-} > "$OUTDIR/env.txt" 2>&1
+gpu_env_txt "$OUTDIR/env.txt"
 if [ -f "$PAGE" ]; then
   say "done in $(( $(date +%s) - T0 ))s; in $OUTDIR: $(ls "$OUTDIR" | tr '\n' ' ')"
   sed -n '1,/^Each benchmark/p' "$PAGE"

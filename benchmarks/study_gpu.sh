@@ -102,10 +102,7 @@ if [ "$rc" = 124 ] || [ "$rc" = 137 ] || [ ! -f "$RDIR/table.md" ]; then
   "$PY" "${STUDY[@]}" --report --gpu-table "$RDIR/table.md" 2>&1 | tee -a "$LOG"
 fi
 
-{ nvidia-smi 2>/dev/null || echo "no nvidia-smi"
-  "$PY" -c 'import sys, torch; print("python", sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
-  "$PY" -m pip list 2>/dev/null | grep -i -E "^(mm|kdep|torch|numpy|opencv)" || true
-} > "$OUTDIR/env.txt" 2>&1
+gpu_env_txt "$OUTDIR/env.txt"
 cp "$RDIR/table.md" "$OUTDIR/table.md" 2>/dev/null || say "no table written"
 (cd "$RDIR" && tar czf "$OUTDIR/cells.tar.gz" cells/*.json $( [ -f skipped.json ] && echo skipped.json ) 2>/dev/null) \
   || say "no cells to pack"

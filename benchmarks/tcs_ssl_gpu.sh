@@ -125,24 +125,8 @@ say "probe: $PROBE_ITERS iterations of batch $BATCH"
 moco "$RDIR/probe" 1 $((PROBE_ITERS * BATCH)) "$(left 15)"
 rc=$?
 [ $rc = 0 ] || { say "the probe failed (rc $rc)"; exit 4; }
-PLAN="$("$PY" - "$RDIR/probe" "$ITERS_PER_EPOCH" "$EPOCHS_MAX" \
-  "$(left "$RESERVE")" "$RDIR/plan.json" <<'EOF'
-import glob, json, sys
-probe, ipe, emax, left, out = sys.argv[1], *map(int, sys.argv[2:5]), sys.argv[5]
-rows = []
-for path in glob.glob(f'{probe}/*/vis_data/scalars.json'):
-    rows += [json.loads(line) for line in open(path) if '"time"' in line]
-rows.sort(key=lambda r: r['step'])
-iter_s = rows[-1]['time']  # mean over the last logged window
-epoch_s = iter_s * ipe
-epochs = max(0, min(emax, int(left // epoch_s)))
-json.dump(dict(probe_iters=rows[-1]['step'], iter_s=iter_s,
-               data_time_s=rows[-1].get('data_time'), epoch_s=epoch_s,
-               train_budget_s=left, epochs=epochs, epochs_max=emax,
-               iters_per_epoch=ipe), open(out, 'w'), indent=1)
-print(epochs, f'{iter_s:.4f}', f'{epoch_s:.1f}')
-EOF
-)"
+PLAN="$("$PY" tools/gpu/plan_epochs.py "$RDIR/probe" "$ITERS_PER_EPOCH" "$EPOCHS_MAX" \
+  "$(left "$RESERVE")" "$RDIR/plan.json")"
 read -r EPOCHS ITER_S EPOCH_S <<< "$PLAN"
 say "probe: ${ITER_S}s per iteration, ${EPOCH_S}s per epoch -> $EPOCHS epochs"
 [ "${EPOCHS:-0}" -ge 1 ] || { say "not one epoch fits the budget"; exit 5; }
@@ -178,9 +162,7 @@ timeout --kill-after=5 "$(left 10)" "$PY" benchmarks/tcs_study.py "${STUDY[@]}" 
 rc=${PIPESTATUS[0]}
 say "TCS study exit code $rc"
 
-{ nvidia-smi 2>/dev/null || echo "no nvidia-smi"
-  "$PY" -c 'import sys, torch; print("python", sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
-} > "$OUTDIR/env.txt" 2>&1
+gpu_env_txt "$OUTDIR/env.txt"
 cp "$RDIR/teacher.pth" "$RDIR/teacher.pth.json" "$OUTDIR/"
 for f in "$RES"/cells/store__ssl_v*.json "$RES"/cells/main__tcs_ssl__s*.json; do
   [ -f "$f" ] && cp "$f" "$OUTDIR/cells/"

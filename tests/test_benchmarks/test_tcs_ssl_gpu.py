@@ -61,3 +61,27 @@ def test_smoke_pretrains_moco_and_runs_the_ssl_arm(tmp_path):
     man = read_manifest(str(work / 'store_ssl_v2'))
     assert man['teacher_checkpoint_sha256'] == sha
     assert man['views_from']['root'] == str(work / 'store_v2')
+
+
+def test_plan_epochs_by_hand(tmp_path, capsys):
+    """The epochs that fit: floor(budget / (last logged iteration time x
+    iterations per epoch)), capped, from the probe's scalars.json."""
+    import sys
+    sys.path.insert(0, osp.join(REPO, 'tools', 'gpu'))
+    import plan_epochs as P
+    with pytest.raises(SystemExit, match='no logged iteration time'):
+        P.plan(str(tmp_path), 195, 200, 300)
+    vis = tmp_path / '20261202_000000' / 'vis_data'
+    vis.mkdir(parents=True)
+    (vis / 'scalars.json').write_text(
+        '{"lr": 0.06, "time": 0.50, "data_time": 0.1, "step": 10}\n'
+        '{"lr": 0.06, "time": 0.04, "data_time": 0.01, "step": 40}\n')
+    p = P.plan(str(tmp_path), 195, 200, 300)
+    # 0.04 s x 195 = 7.8 s an epoch; 300 // 7.8 = 38
+    assert p['epoch_s'] == pytest.approx(7.8) and p['epochs'] == 38
+    assert p['max_iters'] == 38 * 195 and p['probe_iters'] == 40
+    assert P.plan(str(tmp_path), 195, 20, 300)['epochs'] == 20  # capped
+    assert P.plan(str(tmp_path), 195, 20, -5)['epochs'] == 0
+    P.main([str(tmp_path), '195', '200', '300', str(tmp_path / 'p.json')])
+    assert capsys.readouterr().out.split() == ['38', '0.0400', '7.8']
+    assert json.loads((tmp_path / 'p.json').read_text()) == p

@@ -1,6 +1,10 @@
 # Sourced by the GPU scripts (benchmarks/gpu_check.sh, study_gpu.sh,
-# dmae_cifar_gpu.sh, ensemble_teacher_gpu.sh); not run on its own.
+# dmae_cifar_gpu.sh, ensemble_teacher_gpu.sh, tcs_ssl_gpu.sh); not run on
+# its own.
 #
+#   gpu_env_txt FILE -> writes what ran: nvidia-smi, the python, torch and
+#                   CUDA of $PY, its kdep_mm / mmcv / mmengine / mmpretrain
+#                   (versions, paths) and their pip versions
 #   gpu_python   -> sets PY to the python of the GPU venv
 #                   ($KDEP_GPU_VENV, default /tmp/kdep_gpu_venv), installing
 #                   the carried wheelhouse (tools/gpu/install.sh) first unless
@@ -20,4 +24,12 @@ gpu_python() {
     [ "${PIPESTATUS[0]}" = 0 ] || { say "install failed"; exit 3; }
   fi
   PY="$venv/bin/python"
+}
+
+gpu_env_txt() {
+  { nvidia-smi 2>/dev/null || echo "no nvidia-smi"
+    "$PY" -c 'import sys, torch; print("python", sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
+    "$PY" -c 'import kdep_mm, mmcv, mmengine, mmpretrain; [print(m.__name__, m.__version__, m.__file__) for m in (kdep_mm, mmcv, mmengine, mmpretrain)]'
+    "$PY" -m pip list 2>/dev/null | grep -i -E "^(mm|kdep|torch|numpy|opencv)" || true
+  } > "$1" 2>&1
 }
