@@ -21,6 +21,14 @@ it stopped (claim files of dead processes are taken over). ``--report``
 regenerates the results section of ``docs/tcs.md`` and its plot from the
 committed cells.
 
+A sixth arm, ``tcs_ssl``, distils a self-supervised teacher (the backbone
+of a MoCo v2 ResNet-56) online; its cells need ``--ssl-teacher CKPT`` and
+are blocked without it. Its store, ``store/ssl_v<V>``, holds that
+teacher's features on ``store/v<V>``'s views, since the store a run reads
+is checked against the teacher that runs. ``benchmarks/tcs_ssl_gpu.sh``
+pre-trains the teacher and runs the arm on one GPU; the cells record the
+checkpoint's sha256, and those made from another one rerun.
+
     python benchmarks/tcs_study.py --plan
     nice -n 5 python benchmarks/tcs_study.py --jobs 2
     python benchmarks/tcs_study.py --report

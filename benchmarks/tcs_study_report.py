@@ -165,8 +165,10 @@ def ssl_lines(spec, arms, ssl):
                 + (f': MoCo v2 pre-training {rec["epochs"]} epochs in '
                    f'{rec["train_wall_s"]:.0f} s wall'
                    if 'epochs' in rec and 'train_wall_s' in rec else '')
-                + ' (its CPU seconds are those of a GPU process, not '
-                'comparable with the CPU arms). Paired by seed:', '']
+                + (' (its CPU seconds are those of a GPU process, not '
+                   'comparable with the CPU arms)'
+                   if a['devices'] != ['cpu'] else '')
+                + '. Paired by seed:', '']
         for other in ('tcs_online', 'ce'):
             if other in arms:
                 ci = stats.paired(a['test_top1'], arms[other]['test_top1'])
