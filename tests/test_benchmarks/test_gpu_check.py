@@ -145,16 +145,14 @@ def check_smoke_page(out, results, log, kdep=False):
     assert 'dmae__bf16.json' not in kept
     env = open(osp.join(out, 'env.txt')).read()
     assert f'kdep_mm 0.1.0 {REPO}/kdep_mm/__init__.py' in env  # the tree's
-    return page, env
     assert 'gpu_check' in open(osp.join(out, 'gpu_check.log')).read()
+    return page, env
 
 
-@pytest.mark.slow
-def test_gpu_check_smoke(tmp_path):
-    out, results = tmp_path / 'out', tmp_path / 'kept'
-    rc, log = run_smoke(out, results)
-    assert rc == 1, log[-3000:]  # a benchmark stopped: not all finished
-    check_smoke_page(str(out), str(results), log, kdep=True)
+# The smoke run of the whole script (run_smoke + check_smoke_page) is
+# tests/test_benchmarks/test_gpu_prepare.py::
+# test_gpu_check_smoke_on_the_installed_wheels: on the python the GPU
+# install makes, or on the project's venv where no wheelhouse can be built.
 
 
 def test_losses_and_tcs_targets_stay_float32_under_bf16_autocast():
