@@ -228,15 +228,10 @@ class Ctx:
 
     def other_teachers(self, res):
         """The teachers whose checkpoint differs from the one the cell
-        result ``res`` records (``teacher_sha256``: a str for a store cell,
-        {teacher: sha256} for a train cell): a RedNet retrained since.
-        A teacher whose checkpoint is missing now, or that the cell does not
-        record, is not counted."""
-        rec = res.get('teacher_sha256')
-        if isinstance(rec, str):
-            rec = {res['teacher']: rec}
-        return sorted(t for t, sha in (rec or {}).items()
-                      if self.teacher_sha256(t) not in (None, sha))
+        result ``res`` records (:func:`study.cellstore.made_with_other`): a
+        RedNet retrained since."""
+        from study.cellstore import made_with_other
+        return made_with_other(res, self.teacher_sha256)
 
     def spec_arm_config(self, arm):
         return osp.normpath(osp.join(osp.dirname(self.args.spec),
@@ -287,7 +282,7 @@ def run_store(cell, ctx):
             if ln.startswith('teacher store')]
     return dict(store=ctx.store(t), views=sp.views, teacher=t,
                 teacher_checkpoint=ctx.ckpts[t],
-                teacher_sha256=ctx.teacher_sha256(t),
+                teacher_sha256={t: ctx.teacher_sha256(t)},
                 cache_wall_s=round(wall, 2),
                 cache_cpu_s=round(c1.ru_utime + c1.ru_stime - c0.ru_utime -
                                   c0.ru_stime, 2),
@@ -413,19 +408,13 @@ def retire_stale(cells, ctx):
 
     Returns the retired ids."""
     from kdep_mm.datasets.store.format import MANIFEST
-    from study.cellstore import cell_path, load_result, mark_stale, \
-        retire_lost
+    from study.cellstore import (cell_path, load_result, retire_lost,
+                                 retire_made_with_other)
     done = {c.id: (c, r) for c in cells
             if (r := load_result(ctx.rdir, c)) is not None}
-    out = []
-    for cid, (c, r) in done.items():
-        other = ctx.other_teachers(r)
-        if other:
-            say(f'cell {cid}: made with another checkpoint of the '
-                f'{", ".join(other)} teacher than the one there now: '
-                'rerunning it')
-            mark_stale(cell_path(ctx.rdir, c))
-            out.append(cid)
+    out = retire_made_with_other(
+        {cid: r for cid, (_, r) in done.items()}, ctx.teacher_sha256,
+        lambda cid: cell_path(ctx.rdir, done[cid][0]), say)
     gone = [cid for cid, (c, _) in done.items() if cid not in out and
             c.kind == 'store' and
             not osp.isfile(osp.join(ctx.store(c.teacher), MANIFEST))]

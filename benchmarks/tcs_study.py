@@ -365,7 +365,7 @@ def run_cell_here(args, cell_id):
     if needs_ssl(spec, cell):
         from kdep_mm.utils.checkpoint import file_sha256
         res.update(ssl_teacher=args.ssl_teacher,
-                   ssl_teacher_sha256=file_sha256(args.ssl_teacher),
+                   teacher_sha256=dict(ssl=file_sha256(args.ssl_teacher)),
                    ssl_teacher_record=_ssl_record(args.ssl_teacher))
     res.update(device='cuda' if torch.cuda.is_available() else 'cpu')
     res.update(cell=cell.id, kind=cell.kind, arm=cell.arm, seed=cell.seed,
@@ -459,22 +459,21 @@ def retire_missing_stores(args, cells):
 
 def retire_other_ssl(args, cells):
     """A finished cell made from another SSL teacher checkpoint than the
-    one at ``--ssl-teacher`` now (its recorded sha256 differs) reruns, so
-    no result mixes two pre-trainings. Returns the retired ids."""
-    from study.cellstore import mark_stale
+    one at ``--ssl-teacher`` now (its recorded ``teacher_sha256['ssl']``
+    differs) reruns, so no result mixes two pre-trainings
+    (:func:`study.cellstore.retire_made_with_other`). Returns the retired
+    ids."""
+    from study.cellstore import retire_made_with_other
 
     from kdep_mm.utils.checkpoint import file_sha256
     if not osp.isfile(args.ssl_teacher):
         return []
-    now, out = file_sha256(args.ssl_teacher), []
-    for c in cells:
-        res = load_result(args.results_dir, c)
-        if res and res.get('ssl_teacher_sha256') not in (None, now):
-            say(f'cell {c.id}: made from another SSL teacher checkpoint '
-                f'than {args.ssl_teacher}: rerunning it')
-            mark_stale(cell_path(args.results_dir, c))
-            out.append(c.id)
-    return out
+    by_id = {c.id: c for c in cells}
+    done = {c.id: r for c in cells
+            if (r := load_result(args.results_dir, c)) is not None}
+    return retire_made_with_other(
+        done, {'ssl': file_sha256(args.ssl_teacher)}.get,
+        lambda i: cell_path(args.results_dir, by_id[i]), say)
 
 
 def ssl_blocked(args, spec, cells):

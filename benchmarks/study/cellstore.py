@@ -54,6 +54,32 @@ def retire_lost(lost, pending_deps, path_of, say=print, done_deps=None):
     return out
 
 
+def made_with_other(res, now):
+    """The teachers whose checkpoint the cell result ``res`` was made with
+    (``res['teacher_sha256']``: {teacher: sha256}) is not the one there
+    now (``now(teacher)``: its sha256; None, a missing file, is not
+    counted). [] for a cell that records none."""
+    return sorted(t for t, sha in (res.get('teacher_sha256') or {}).items()
+                  if now(t) not in (None, sha))
+
+
+def retire_made_with_other(done, now, path_of, say=print):
+    """Rerun the finished cells (``done``: {id: result}) made with another
+    teacher checkpoint than the one there now (:func:`made_with_other`: a
+    retrained teacher), so that no result mixes two teachers: their JSONs
+    go to ``*.stale.json``. Returns their ids."""
+    out = []
+    for cid, res in done.items():
+        other = made_with_other(res, now)
+        if other:
+            say(f'cell {cid}: made with another checkpoint of the '
+                f'{", ".join(other)} teacher than the one there now: '
+                'rerunning it')
+            mark_stale(path_of(cid))
+            out.append(cid)
+    return out
+
+
 def mark_stale(path):
     """Move the cell JSON ``path`` to ``*.stale.json`` (kept for the
     record, git-ignored, read by no report): the cell runs again."""

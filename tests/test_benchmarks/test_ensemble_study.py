@@ -179,7 +179,7 @@ def test_stale_cells_rerun_when_teacher_or_store_changes(tmp_path):
                  teacher=c.teacher, cache_cpu_s=1., test_top1=50.,
                  val_top1=50., train_wall_s=1., train_cpu_s=1.)
         if c.kind == 'store':
-            r['teacher_sha256'] = ctx.teacher_sha256(c.teacher)
+            r['teacher_sha256'] = {c.teacher: ctx.teacher_sha256(c.teacher)}
         else:
             r['teacher_sha256'] = {t: ctx.teacher_sha256(t)
                                    for t in ctx.spec.arms[c.arm].teachers}

@@ -51,7 +51,7 @@ def test_smoke_pretrains_moco_and_runs_the_ssl_arm(tmp_path):
     main = json.loads((out / 'cells' / 'main__tcs_ssl__s0.json').read_text())
     store = json.loads((out / 'cells' / 'store__ssl_v2.json').read_text())
     for cell in (main, store):
-        assert cell['ssl_teacher_sha256'] == sha
+        assert cell['teacher_sha256'] == dict(ssl=sha)
         assert cell['ssl_teacher_record'] == rec
     assert main['arm'] == 'tcs_ssl' and 0 <= main['test_top1'] <= 100
     assert main['device'] == 'cpu'

@@ -177,7 +177,7 @@ def test_ssl_cells_blocked_without_the_teacher_rerun_for_another(
     from kdep_mm.utils.checkpoint import file_sha256
     by = {c.id: c for c in cells}
     write_json(cell_path(rdir, by['main/tcs_ssl/s0']),
-               dict(ssl_teacher_sha256=file_sha256(str(ckpt))))
+               dict(teacher_sha256=dict(ssl=file_sha256(str(ckpt)))))
     write_json(cell_path(rdir, by['main/ce/s0']), dict(test_top1=40.))
     assert T.retire_other_ssl(args, cells) == []
     ckpt.write_bytes(b'MoCo v2, 60 epochs')
